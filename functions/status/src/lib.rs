@@ -1,0 +1,172 @@
+//! The read side of a job and its cancellation:
+//! - `GET /v1/download/status/{jobId}`: progress, and once completed a freshly presigned URL;
+//! - `GET /v1/download/{jobId}`: 302 to a freshly presigned URL;
+//! - `DELETE /v1/download/{jobId}`: cancels a queued or running job.
+
+use haul::clock::{now_ms, rfc3339};
+use haul::job::JobFailure;
+use haul::request::{Route, download_route, parse_job_id};
+use haul::response::{POLL_INTERVAL_SECS, json, request_path, serve};
+use haul::store::StoreError;
+use haul::{ApiError, Job, JobId, JobStatus, Services};
+use lambda_http::http::{Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub job_id: JobId,
+    pub file_id: u64,
+    pub status: JobStatus,
+    pub progress: Progress,
+    pub attempts: u32,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+    pub result: Option<ResultView>,
+    pub error: Option<JobFailure>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub percent: u8,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultView {
+    pub url: String,
+    pub expires_at: String,
+    pub size: u64,
+    pub content_type: String,
+    pub file_name: String,
+}
+
+pub async fn handle(services: &Services, request: Request) -> Response<Body> {
+    serve(request, |request| route(services, request)).await
+}
+
+async fn route(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
+    let path = request_path(&request);
+    let method = request.method();
+    match download_route(&path) {
+        Some(Route::Status(raw)) if method == Method::GET || method == Method::HEAD => {
+            status(services, parse_job_id(raw)?).await
+        }
+        Some(Route::Status(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+        Some(Route::Download(raw)) if method == Method::GET || method == Method::HEAD => {
+            download(services, parse_job_id(raw)?).await
+        }
+        Some(Route::Download(raw)) if method == Method::DELETE => {
+            cancel(services, parse_job_id(raw)?).await
+        }
+        Some(Route::Download(_)) => Err(ApiError::MethodNotAllowed {
+            allow: "GET, HEAD, DELETE",
+        }),
+        Some(Route::Initiate) | None => Err(ApiError::RouteNotFound),
+    }
+}
+
+async fn load(services: &Services, id: JobId) -> Result<Job, ApiError> {
+    services
+        .jobs
+        .get(id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or(ApiError::JobNotFound)
+}
+
+async fn status(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
+    let job = load(services, id).await?;
+    let view = view(services, &job).await?;
+    let mut response = json(StatusCode::OK, &view)?;
+    if !job.status.is_terminal() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, POLL_INTERVAL_SECS.into());
+    }
+    Ok(response)
+}
+
+async fn download(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
+    let job = load(services, id).await?;
+    let Some(result) = presigned_result(services, &job).await? else {
+        return Err(ApiError::JobNotReady { status: job.status });
+    };
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, result.url)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::Empty)
+        .map_err(|e| ApiError::Internal(Box::new(e)))
+}
+
+async fn cancel(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
+    let now = now_ms();
+    let job = services
+        .jobs
+        .transition(
+            id,
+            JobStatus::Cancelled,
+            Default::default(),
+            None,
+            now,
+        )
+        .await
+        .map_err(|err| match err {
+            StoreError::NotFound => ApiError::JobNotFound,
+            StoreError::Conflict(job) => ApiError::JobAlreadyFinished { status: job.status },
+            other => ApiError::unavailable(other),
+        })?;
+    tracing::info!(job_id = %id, "job cancelled");
+    json(StatusCode::OK, &view(services, &job).await?)
+}
+
+/// A presigned URL minted now, for completed jobs only.
+async fn presigned_result(services: &Services, job: &Job) -> Result<Option<ResultView>, ApiError> {
+    let (JobStatus::Completed, Some(artifact)) = (job.status, &job.artifact) else {
+        return Ok(None);
+    };
+    let signed = services
+        .artifacts
+        .presign_get(
+            &artifact.key,
+            &artifact.file_name,
+            services.config.presign_ttl,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(Some(ResultView {
+        url: signed.url,
+        expires_at: rfc3339(signed.expires_at),
+        size: artifact.size,
+        content_type: artifact.content_type.clone(),
+        file_name: artifact.file_name.clone(),
+    }))
+}
+
+async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
+    Ok(StatusView {
+        job_id: job.id,
+        file_id: job.file_id.get(),
+        status: job.status,
+        progress: Progress {
+            percent: job.percent(),
+            bytes_done: job.bytes_done,
+            bytes_total: job.bytes_total,
+        },
+        attempts: job.attempts,
+        created_at: rfc3339(job.created_at),
+        started_at: job.started_at.map(rfc3339),
+        updated_at: rfc3339(job.updated_at),
+        completed_at: job.completed_at.map(rfc3339),
+        result: presigned_result(services, job).await?,
+        error: job.failure.clone(),
+    })
+}

@@ -1,0 +1,219 @@
+//! The SQS-triggered worker: claims a job, streams the file from the origin into S3 and
+//! records the outcome. Every step is safe to repeat, because SQS delivers at least once.
+
+mod transfer;
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
+use futures_util::future::join_all;
+use haul::clock::now_ms;
+use haul::job::JobFailure;
+use haul::queue::WorkMessage;
+use haul::store::{Changes, StoreError};
+use haul::{Job, JobId, JobStatus, Services};
+use tracing::Instrument;
+
+pub use transfer::TransferError;
+
+/// The worker's long-lived parts, built once per cold start.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub services: Services,
+    pub http: reqwest::Client,
+    origin_url_template: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("ORIGIN_URL_TEMPLATE is required by the worker")]
+    MissingOrigin,
+    #[error("cannot build the HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done with it: delete the message.
+    Ack,
+    /// Give it back to SQS for a later delivery.
+    Retry,
+}
+
+impl Worker {
+    pub fn new(services: Services) -> Result<Self, SetupError> {
+        let origin_url_template = services
+            .config
+            .origin_url_template
+            .clone()
+            .ok_or(SetupError::MissingOrigin)?;
+        let timeout = services.config.origin_timeout;
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .user_agent(concat!("haul-worker/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            services,
+            http,
+            origin_url_template,
+        })
+    }
+
+    pub fn origin_url(&self, job: &Job) -> String {
+        self.origin_url_template
+            .replace("{file_id}", &job.file_id.to_string())
+    }
+
+    /// Handles one SQS batch, reporting only the messages to retry.
+    pub async fn handle_batch(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
+        let outcomes = join_all(records.iter().map(|record| self.handle_record(record))).await;
+        let mut response = SqsBatchResponse::default();
+        for (record, outcome) in records.iter().zip(outcomes) {
+            if outcome == Outcome::Retry {
+                response.add_failure(record.message_id.clone().unwrap_or_default());
+            }
+        }
+        response
+    }
+
+    pub async fn handle_record(&self, record: &SqsMessage) -> Outcome {
+        let body = record.body.as_deref().unwrap_or("");
+        match serde_json::from_str::<WorkMessage>(body) {
+            Ok(message) => {
+                let span = tracing::info_span!("job", job_id = %message.job_id);
+                self.process(message.job_id).instrument(span).await
+            }
+            Err(err) => {
+                // Kept (not acknowledged) so the redrive policy parks it in the DLQ for a look.
+                tracing::error!(message_id = ?record.message_id, error = %err, "unreadable work message");
+                Outcome::Retry
+            }
+        }
+    }
+
+    pub async fn process(&self, id: JobId) -> Outcome {
+        let config = &self.services.config;
+        let now = now_ms();
+        let stale_before = now - config.stale_after.as_millis() as i64;
+        let job = match self.services.jobs.claim(id, stale_before, now).await {
+            Ok(job) => job,
+            Err(StoreError::NotFound) => {
+                tracing::warn!("message for an unknown job; dropped");
+                return Outcome::Ack;
+            }
+            Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
+                tracing::info!(status = %job.status, "job already finished; duplicate delivery");
+                return Outcome::Ack;
+            }
+            Err(StoreError::Conflict(job)) => {
+                // Another worker is on it right now. Come back later: if it dies, its heartbeat
+                // goes stale and the next delivery takes over.
+                tracing::info!(status = %job.status, "job is being worked on elsewhere");
+                return Outcome::Retry;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot claim job");
+                return Outcome::Retry;
+            }
+        };
+        let attempt = job.attempts;
+        tracing::info!(attempt, file_id = %job.file_id, "job started");
+        let started = std::time::Instant::now();
+
+        match transfer::run(self, &job).await {
+            Ok(artifact) => {
+                match self.services.jobs.complete(id, attempt, &artifact, now_ms()).await {
+                    Ok(_) => {
+                        tracing::info!(
+                            bytes = artifact.size,
+                            duration_ms = started.elapsed().as_millis() as u64,
+                            "job completed"
+                        );
+                        Outcome::Ack
+                    }
+                    Err(StoreError::Conflict(current)) => {
+                        // Cancelled (or taken over) while the last bytes went up: the object
+                        // must not outlive the job that no longer wants it.
+                        tracing::info!(status = %current.status, "job changed before completion; removing object");
+                        if current.status == JobStatus::Cancelled {
+                            self.delete_quietly(&artifact.key).await;
+                        }
+                        Outcome::Ack
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot record completion");
+                        Outcome::Retry
+                    }
+                }
+            }
+            Err(TransferError::Stopped) => {
+                tracing::info!("job stopped by a cancel or a takeover");
+                Outcome::Ack
+            }
+            Err(TransferError::Permanent(failure)) => self.fail(&job, failure).await,
+            Err(TransferError::Transient(failure)) => self.retry_later(&job, failure).await,
+        }
+    }
+
+    async fn fail(&self, job: &Job, failure: JobFailure) -> Outcome {
+        tracing::warn!(code = %failure.code, reason = %failure.message, "job failed");
+        match self
+            .services
+            .jobs
+            .fail(job.id, Some(job.attempts), &failure, now_ms())
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Outcome::Ack,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record failure");
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// A transient failure: put the job back to `queued` and let SQS redeliver the message
+    /// after its visibility timeout; after the last attempt the job fails for good and the
+    /// message is still returned, so the queue's redrive policy moves it to the DLQ.
+    async fn retry_later(&self, job: &Job, failure: JobFailure) -> Outcome {
+        let max = self.services.config.max_attempts;
+        if job.attempts >= max {
+            let failure = JobFailure {
+                code: failure.code,
+                message: format!("gave up after {max} attempts: {}", failure.message),
+            };
+            self.fail(job, failure).await;
+            return Outcome::Retry;
+        }
+        tracing::warn!(code = %failure.code, reason = %failure.message, attempt = job.attempts, "transient failure; will retry");
+        let requeued = self
+            .services
+            .jobs
+            .transition(
+                job.id,
+                JobStatus::Queued,
+                Changes::default(),
+                Some(job.attempts),
+                now_ms(),
+            )
+            .await;
+        match requeued {
+            Ok(_) => Outcome::Retry,
+            // Cancelled meanwhile: nothing left to retry.
+            Err(StoreError::Conflict(current)) if current.status.is_terminal() => Outcome::Ack,
+            Err(_) => Outcome::Retry,
+        }
+    }
+
+    pub(crate) async fn delete_quietly(&self, key: &str) {
+        if let Err(err) = self.services.artifacts.delete(key).await {
+            tracing::warn!(error = %err, key, "cannot delete object");
+        }
+    }
+}
+
+/// Pause between progress writes, so a job costs a bounded number of DynamoDB writes.
+pub(crate) fn progress_due(last: std::time::Instant, every: Duration) -> bool {
+    last.elapsed() >= every
+}

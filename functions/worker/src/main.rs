@@ -1,0 +1,15 @@
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use haul::{Config, Services};
+use haul_worker::Worker;
+use lambda_runtime::{Error, LambdaEvent, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    haul::telemetry::init();
+    let worker = Worker::new(Services::from_env(Config::from_env()?).await)?;
+    let worker = &worker;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload.records).await)
+    }))
+    .await
+}

@@ -1,0 +1,309 @@
+//! Origin → S3, streamed: the body is read in chunks and sent as multipart parts, so memory
+//! holds about one part whatever the file size.
+
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use haul::artifacts::ArtifactStore;
+use haul::clock::now_ms;
+use haul::job::{Artifact, JobFailure};
+use haul::store::StoreError;
+use haul::Job;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+
+use crate::{Worker, progress_due};
+
+#[derive(Debug)]
+pub enum TransferError {
+    /// Worth another attempt (origin 5xx, timeouts, a short body, S3 hiccups).
+    Transient(JobFailure),
+    /// Will fail the same way again (origin 404 and other 4xx).
+    Permanent(JobFailure),
+    /// The job was cancelled or handed to another worker; nothing was left in S3.
+    Stopped,
+}
+
+fn failure(code: &str, message: impl Into<String>) -> JobFailure {
+    JobFailure {
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn transient(code: &str, message: impl Into<String>) -> TransferError {
+    TransferError::Transient(failure(code, message))
+}
+
+pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> {
+    let url = worker.origin_url(job);
+    let response = worker.http.get(&url).send().await.map_err(|err| {
+        transient("origin_unreachable", format!("cannot reach the origin: {}", without_url(&err)))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(classify_status(status));
+    }
+    let bytes_total = response.content_length();
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let file_name = response
+        .headers()
+        .get(CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(file_name_from_disposition)
+        .unwrap_or_else(|| format!("file-{}", job.file_id));
+
+    let mut upload = Upload::new(worker, job, &content_type);
+    let outcome = upload.stream(response, bytes_total).await;
+    match outcome {
+        Ok(size) => Ok(Artifact {
+            key: upload.key,
+            size,
+            content_type,
+            file_name,
+        }),
+        Err(err) => {
+            upload.abort().await;
+            Err(err)
+        }
+    }
+}
+
+fn classify_status(status: StatusCode) -> TransferError {
+    match status {
+        StatusCode::NOT_FOUND | StatusCode::GONE => TransferError::Permanent(failure(
+            "origin_not_found",
+            format!("the origin has no such file (HTTP {})", status.as_u16()),
+        )),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => transient(
+            "origin_busy",
+            format!("the origin asked to retry (HTTP {})", status.as_u16()),
+        ),
+        s if s.is_client_error() => TransferError::Permanent(failure(
+            "origin_rejected",
+            format!("the origin refused the request (HTTP {})", s.as_u16()),
+        )),
+        s => transient(
+            "origin_error",
+            format!("the origin failed (HTTP {})", s.as_u16()),
+        ),
+    }
+}
+
+/// Error text without the URL: the origin address is configuration, not client business.
+fn without_url(err: &reqwest::Error) -> String {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() || err.is_decode() {
+        "the body was interrupted"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+/// `filename="x.bin"` from an origin's Content-Disposition, reduced to a safe base name.
+fn file_name_from_disposition(value: &str) -> Option<String> {
+    let raw = value.split(';').find_map(|part| {
+        let (key, val) = part.split_once('=')?;
+        (key.trim().eq_ignore_ascii_case("filename")).then(|| val.trim().trim_matches('"'))
+    })?;
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
+}
+
+/// One attempt's upload. Small files go up in a single PUT; anything of at least one part
+/// goes up as a multipart upload, part by part.
+struct Upload<'a> {
+    worker: &'a Worker,
+    job: &'a Job,
+    key: String,
+    content_type: &'a str,
+    multipart: Option<(String, Vec<aws_sdk_s3::types::CompletedPart>)>,
+}
+
+impl<'a> Upload<'a> {
+    fn new(worker: &'a Worker, job: &'a Job, content_type: &'a str) -> Self {
+        Self {
+            worker,
+            job,
+            key: ArtifactStore::key_for(job.id),
+            content_type,
+            multipart: None,
+        }
+    }
+
+    fn artifacts(&self) -> &ArtifactStore {
+        &self.worker.services.artifacts
+    }
+
+    async fn stream(
+        &mut self,
+        response: reqwest::Response,
+        bytes_total: Option<u64>,
+    ) -> Result<u64, TransferError> {
+        let config = &self.worker.services.config;
+        let part_size = config.part_size;
+        let mut buffer = BytesMut::with_capacity(part_size.min(1 << 20));
+        let mut bytes_done: u64 = 0;
+        // The first progress write publishes the total and proves the job is still ours.
+        self.heartbeat(0, bytes_total).await?;
+        let mut last_write = Instant::now();
+
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|err| {
+                transient("origin_interrupted", format!("reading the file: {}", without_url(&err)))
+            })?;
+            bytes_done += chunk.len() as u64;
+            if bytes_total.is_some_and(|total| bytes_done > total) {
+                return Err(transient("origin_size_mismatch", "the origin sent more than it announced"));
+            }
+            buffer.extend_from_slice(&chunk);
+            while buffer.len() >= part_size {
+                let part = buffer.split_to(part_size).freeze();
+                self.send_part(part).await?;
+            }
+            if progress_due(last_write, config.progress_interval) {
+                self.heartbeat(bytes_done, bytes_total).await?;
+                last_write = Instant::now();
+            }
+        }
+        if let Some(total) = bytes_total {
+            if bytes_done != total {
+                return Err(transient(
+                    "origin_truncated",
+                    format!("the origin sent {bytes_done} of {total} bytes"),
+                ));
+            }
+        }
+        self.finish(buffer.freeze()).await?;
+        Ok(bytes_done)
+    }
+
+    async fn heartbeat(&self, done: u64, total: Option<u64>) -> Result<(), TransferError> {
+        let jobs = &self.worker.services.jobs;
+        match jobs
+            .record_progress(self.job.id, self.job.attempts, done, total, now_ms())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Err(TransferError::Stopped),
+            // Progress is advisory; a failed write must not fail the transfer.
+            Err(err) => {
+                tracing::warn!(error = %err, "progress write failed");
+                Ok(())
+            }
+        }
+    }
+
+    async fn send_part(&mut self, part: Bytes) -> Result<(), TransferError> {
+        if self.multipart.is_none() {
+            let upload_id = self
+                .artifacts()
+                .start_multipart(&self.key, self.content_type)
+                .await
+                .map_err(|e| transient("storage_error", e.to_string()))?;
+            self.multipart = Some((upload_id, Vec::new()));
+        }
+        let Some((upload_id, parts)) = &self.multipart else {
+            return Err(transient("storage_error", "multipart upload missing"));
+        };
+        let number = parts.len() as i32 + 1;
+        let completed = self
+            .artifacts()
+            .upload_part(&self.key, upload_id, number, part)
+            .await
+            .map_err(|e| transient("storage_error", e.to_string()))?;
+        if let Some((_, parts)) = &mut self.multipart {
+            parts.push(completed);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, rest: Bytes) -> Result<(), TransferError> {
+        let storage = |e: haul::artifacts::ArtifactError| transient("storage_error", e.to_string());
+        if self.multipart.is_none() {
+            return self
+                .artifacts()
+                .put(&self.key, rest, self.content_type)
+                .await
+                .map_err(storage);
+        }
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        if let Some((upload_id, parts)) = self.multipart.take() {
+            let result = self
+                .artifacts()
+                .complete_multipart(&self.key, &upload_id, parts)
+                .await;
+            if let Err(err) = result {
+                self.multipart = Some((upload_id, Vec::new()));
+                return Err(storage(err));
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves nothing behind: no incomplete multipart upload, no partial object.
+    async fn abort(&mut self) {
+        if let Some((upload_id, _)) = self.multipart.take() {
+            if let Err(err) = self.artifacts().abort_multipart(&self.key, &upload_id).await {
+                tracing::warn!(error = %err, "cannot abort multipart upload");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_statuses_split_into_permanent_and_transient() {
+        for (status, permanent) in [
+            (404, true),
+            (410, true),
+            (403, true),
+            (400, true),
+            (408, false),
+            (429, false),
+            (500, false),
+            (502, false),
+            (503, false),
+        ] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let got = matches!(classify_status(status), TransferError::Permanent(_));
+            assert_eq!(got, permanent, "{status}");
+        }
+    }
+
+    #[test]
+    fn origin_file_names_are_reduced_to_a_safe_base_name() {
+        assert_eq!(
+            file_name_from_disposition("attachment; filename=\"report.pdf\""),
+            Some("report.pdf".into())
+        );
+        assert_eq!(
+            file_name_from_disposition("attachment; filename=../../etc/passwd"),
+            Some("passwd".into())
+        );
+        assert_eq!(file_name_from_disposition("attachment; filename=\"..\""), None);
+        assert_eq!(file_name_from_disposition("inline"), None);
+    }
+}

@@ -1,0 +1,220 @@
+//! Finished files on S3: multipart upload pieces for the worker, presigned GETs for clients,
+//! deletion for cancel and expiry.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::Bytes;
+
+use crate::clock::EpochMs;
+use crate::job::JobId;
+
+#[derive(Debug, thiserror::Error)]
+#[error("s3: {0}")]
+pub struct ArtifactError(String);
+
+fn s3_error(err: impl std::error::Error) -> ArtifactError {
+    ArtifactError(DisplayErrorContext(err).to_string())
+}
+
+/// A presigned GET, valid until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedUrl {
+    pub url: String,
+    pub expires_at: EpochMs,
+}
+
+#[derive(Clone, Debug)]
+pub struct ArtifactStore {
+    client: Client,
+    bucket: String,
+}
+
+impl ArtifactStore {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// One key per job: a redelivered or retried job overwrites its own object and can never
+    /// leave a second one behind.
+    pub fn key_for(job_id: JobId) -> String {
+        format!("artifacts/{job_id}")
+    }
+
+    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), ArtifactError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    pub async fn start_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, ArtifactError> {
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        output
+            .upload_id
+            .ok_or_else(|| ArtifactError("CreateMultipartUpload returned no upload id".into()))
+    }
+
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart, ArtifactError> {
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(CompletedPart::builder()
+            .part_number(part_number)
+            .set_e_tag(output.e_tag)
+            .build())
+    }
+
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), ArtifactError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// Deleting a missing key succeeds, so cancel and expiry can be repeated.
+    pub async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(s3_error)?;
+        Ok(())
+    }
+
+    /// A GET URL for `key` that makes browsers save the file as `file_name`.
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        file_name: &str,
+        ttl: Duration,
+        now: EpochMs,
+    ) -> Result<PresignedUrl, ArtifactError> {
+        let config = PresigningConfig::expires_in(ttl).map_err(s3_error)?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_disposition(content_disposition(file_name))
+            .presigned(config)
+            .await
+            .map_err(s3_error)?;
+        Ok(PresignedUrl {
+            url: request.uri().to_owned(),
+            expires_at: now + ttl.as_millis() as EpochMs,
+        })
+    }
+}
+
+/// `attachment` with an ASCII fallback name and the exact name in RFC 5987 form.
+pub fn content_disposition(file_name: &str) -> String {
+    let fallback: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in file_name.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_quotes_safely_and_keeps_the_exact_name() {
+        assert_eq!(
+            content_disposition("report.pdf"),
+            "attachment; filename=\"report.pdf\"; filename*=UTF-8''report.pdf"
+        );
+        assert_eq!(
+            content_disposition("a \"b\".txt"),
+            "attachment; filename=\"a__b_.txt\"; filename*=UTF-8''a%20%22b%22.txt"
+        );
+    }
+}

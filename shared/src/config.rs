@@ -1,0 +1,154 @@
+//! Configuration, read once at cold start from the environment.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// DynamoDB table holding the jobs.
+    pub table_name: String,
+    /// SQS queue the worker consumes.
+    pub queue_url: String,
+    /// S3 bucket holding finished files.
+    pub bucket: String,
+    /// Where the worker fetches a file, with `{file_id}` in it. Only the worker needs it.
+    pub origin_url_template: Option<String>,
+    /// Address S3 as `endpoint/bucket/key` (needed by local S3 endpoints without DNS).
+    pub s3_force_path_style: bool,
+    /// Lifetime of each presigned download URL.
+    pub presign_ttl: Duration,
+    /// How long a finished file stays downloadable.
+    pub retention: Duration,
+    /// Worker starts per job before it is failed for good (match the queue's maxReceiveCount).
+    pub max_attempts: u32,
+    /// Least time between two progress writes of one job.
+    pub progress_interval: Duration,
+    /// A running job whose heartbeat is older than this is considered abandoned.
+    pub stale_after: Duration,
+    /// A queued job not started after this long is sent to the queue again.
+    pub requeue_after: Duration,
+    /// S3 multipart part size.
+    pub part_size: usize,
+    /// Time allowed to connect to the origin, and between two reads of its body.
+    pub origin_timeout: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("{raw:?} is not a non-negative integer"),
+                }),
+            }
+        };
+        let origin_url_template = get("ORIGIN_URL_TEMPLATE");
+        if let Some(template) = &origin_url_template {
+            if !template.contains("{file_id}") {
+                return Err(ConfigError::Invalid {
+                    name: "ORIGIN_URL_TEMPLATE",
+                    reason: "must contain {file_id}".into(),
+                });
+            }
+        }
+        let part_size_mib = number("PART_SIZE_MIB", 8)?;
+        if !(5..=5 * 1024).contains(&part_size_mib) {
+            return Err(ConfigError::Invalid {
+                name: "PART_SIZE_MIB",
+                reason: "S3 parts are 5 MiB to 5 GiB".into(),
+            });
+        }
+        let max_attempts = number("MAX_ATTEMPTS", 5)?;
+        if max_attempts == 0 || max_attempts > 1000 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_ATTEMPTS",
+                reason: "must be between 1 and 1000".into(),
+            });
+        }
+        Ok(Self {
+            table_name: required("JOBS_TABLE")?,
+            queue_url: required("JOBS_QUEUE_URL")?,
+            bucket: required("ARTIFACTS_BUCKET")?,
+            origin_url_template,
+            s3_force_path_style: matches!(
+                get("S3_FORCE_PATH_STYLE").as_deref(),
+                Some("1" | "true" | "TRUE" | "yes")
+            ),
+            presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?.max(1)),
+            retention: Duration::from_secs(number("RETENTION_SECONDS", 86_400)?),
+            max_attempts: max_attempts as u32,
+            progress_interval: Duration::from_millis(number("PROGRESS_INTERVAL_MS", 2_000)?),
+            stale_after: Duration::from_secs(number("STALE_AFTER_SECONDS", 120)?),
+            requeue_after: Duration::from_secs(number("REQUEUE_AFTER_SECONDS", 60)?),
+            part_size: (part_size_mib as usize) * 1024 * 1024,
+            origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("JOBS_TABLE", "jobs"),
+        ("JOBS_QUEUE_URL", "http://127.0.0.1:4566/000000000000/jobs"),
+        ("ARTIFACTS_BUCKET", "artifacts"),
+    ];
+
+    #[test]
+    fn defaults_apply_when_only_the_resources_are_named() {
+        let config = Config::from_lookup(lookup(&BASE)).unwrap();
+        assert_eq!(config.presign_ttl, Duration::from_secs(900));
+        assert_eq!(config.part_size, 8 * 1024 * 1024);
+        assert_eq!(config.max_attempts, 5);
+        assert!(!config.s3_force_path_style);
+        assert!(config.origin_url_template.is_none());
+    }
+
+    #[test]
+    fn a_missing_resource_name_is_reported_by_name() {
+        let err = Config::from_lookup(lookup(&BASE[..2])).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("ARTIFACTS_BUCKET"));
+    }
+
+    #[test]
+    fn malformed_numbers_and_templates_are_rejected() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("PRESIGN_TTL_SECONDS", "fifteen"));
+        assert!(matches!(
+            Config::from_lookup(lookup(&pairs)),
+            Err(ConfigError::Invalid { name: "PRESIGN_TTL_SECONDS", .. })
+        ));
+        let mut pairs = BASE.to_vec();
+        pairs.push(("ORIGIN_URL_TEMPLATE", "https://files.example.com/files/"));
+        assert!(matches!(
+            Config::from_lookup(lookup(&pairs)),
+            Err(ConfigError::Invalid { name: "ORIGIN_URL_TEMPLATE", .. })
+        ));
+    }
+}

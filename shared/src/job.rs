@@ -1,0 +1,332 @@
+//! The job: validated identifiers, the status state machine and the record the stores keep.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::clock::EpochMs;
+
+/// A job identifier: a random (v4) UUID in its canonical hyphenated lowercase form.
+/// Random so that, without an authorizer, knowing one job's id tells nothing about another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(Uuid);
+
+impl JobId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl FromStr for JobId {
+    type Err = JobError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only the canonical spelling, so one job has exactly one URL.
+        let uuid = Uuid::try_parse(s).map_err(|_| JobError::InvalidJobId)?;
+        if uuid.get_version_num() != 4 || uuid.hyphenated().to_string() != s {
+            return Err(JobError::InvalidJobId);
+        }
+        Ok(Self(uuid))
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = JobError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> Self {
+        id.to_string()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The origin's identifier of a file: a positive integer no larger than 2^53 - 1, so that it
+/// survives every JSON parser (JavaScript numbers included) unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct FileId(u64);
+
+impl FileId {
+    pub const MAX: u64 = (1 << 53) - 1;
+
+    pub fn new(value: u64) -> Result<Self, JobError> {
+        if value == 0 || value > Self::MAX {
+            return Err(JobError::InvalidFileId);
+        }
+        Ok(Self(value))
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("jobId must be a canonical lowercase UUID v4")]
+    InvalidJobId,
+    #[error("file_id must be an integer between 1 and 9007199254740991")]
+    InvalidFileId,
+    #[error("unknown job status {0:?}")]
+    UnknownStatus(String),
+    #[error("job record is missing or has a malformed attribute {0:?}")]
+    MalformedRecord(&'static str),
+}
+
+/// Where a job is in its life.
+///
+/// ```text
+/// queued ──> running ──> completed ──> expired
+///   │  ^───────┘ │ (retry)
+///   │            ├──> failed
+///   └────────────┴──> cancelled / failed
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 6] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+        JobStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Expired => "expired",
+        }
+    }
+
+    /// No worker will touch the job again (expiry of a completed job is bookkeeping).
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
+    }
+
+    /// The states a job may move to `self` from. The store turns this list into the
+    /// condition expression of every status write, so an illegal transition fails in DynamoDB.
+    pub fn allowed_sources(self) -> &'static [JobStatus] {
+        use JobStatus::*;
+        match self {
+            Queued => &[Running],
+            Running => &[Queued],
+            Completed => &[Running],
+            Failed => &[Queued, Running],
+            Cancelled => &[Queued, Running],
+            Expired => &[Completed],
+        }
+    }
+
+    pub fn can_transition_to(self, next: JobStatus) -> bool {
+        next.allowed_sources().contains(&self)
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = JobError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| JobError::UnknownStatus(s.to_owned()))
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stored file a completed job produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifact {
+    pub key: String,
+    pub size: u64,
+    pub content_type: String,
+    pub file_name: String,
+}
+
+/// Why a job failed, in a stable machine-readable code plus a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub file_id: FileId,
+    pub status: JobStatus,
+    /// Number of times a worker has started the job.
+    pub attempts: u32,
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    pub client_request_id: Option<String>,
+    pub created_at: EpochMs,
+    pub started_at: Option<EpochMs>,
+    /// Last write of any kind; while running, the worker's progress heartbeat.
+    pub updated_at: EpochMs,
+    pub completed_at: Option<EpochMs>,
+    pub artifact: Option<Artifact>,
+    pub failure: Option<JobFailure>,
+}
+
+impl Job {
+    pub fn new_queued(
+        id: JobId,
+        file_id: FileId,
+        client_request_id: Option<String>,
+        now: EpochMs,
+    ) -> Self {
+        Self {
+            id,
+            file_id,
+            status: JobStatus::Queued,
+            attempts: 0,
+            bytes_done: 0,
+            bytes_total: None,
+            client_request_id,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            completed_at: None,
+            artifact: None,
+            failure: None,
+        }
+    }
+
+    /// Whole percent done, 100 once completed; 0 while the total is unknown.
+    pub fn percent(&self) -> u8 {
+        if self.status == JobStatus::Completed {
+            return 100;
+        }
+        match self.bytes_total {
+            Some(total) if total > 0 => ((self.bytes_done.min(total) * 100) / total) as u8,
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_round_trip_through_their_canonical_text() {
+        let id = JobId::new_random();
+        assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
+    }
+
+    #[test]
+    fn job_ids_reject_other_spellings_and_versions() {
+        let id = JobId::new_random().to_string();
+        for bad in [
+            id.to_uppercase(),
+            id.replace('-', ""),
+            format!("{{{id}}}"),
+            "00000000-0000-0000-0000-000000000000".to_owned(),
+            "6ba7b810-9dad-11d1-80b4-00c04fd430c8".to_owned(), // v1
+            "not-a-uuid".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(bad.parse::<JobId>(), Err(JobError::InvalidJobId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_ids_must_be_positive_and_json_safe() {
+        assert!(FileId::new(0).is_err());
+        assert!(FileId::new(FileId::MAX + 1).is_err());
+        assert_eq!(FileId::new(1).map(FileId::get), Ok(1));
+        assert_eq!(FileId::new(FileId::MAX).map(FileId::get), Ok(FileId::MAX));
+    }
+
+    #[test]
+    fn only_the_documented_transitions_are_allowed() {
+        use JobStatus::*;
+        let allowed = [
+            (Queued, Running),
+            (Queued, Failed),
+            (Queued, Cancelled),
+            (Running, Queued),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Cancelled),
+            (Completed, Expired),
+        ];
+        for from in JobStatus::ALL {
+            for to in JobStatus::ALL {
+                assert_eq!(
+                    from.can_transition_to(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_have_no_way_back_to_work() {
+        for status in JobStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(!status.can_transition_to(JobStatus::Running));
+            assert!(!status.can_transition_to(JobStatus::Queued));
+        }
+    }
+
+    #[test]
+    fn statuses_parse_from_their_names() {
+        for status in JobStatus::ALL {
+            assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
+        }
+        assert!("pending".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn percent_is_bounded_and_complete_jobs_are_full() {
+        let mut job = Job::new_queued(JobId::new_random(), FileId(7), None, 0);
+        assert_eq!(job.percent(), 0);
+        job.bytes_total = Some(200);
+        job.bytes_done = 50;
+        assert_eq!(job.percent(), 25);
+        job.bytes_done = 500;
+        assert_eq!(job.percent(), 100);
+        job.bytes_total = None;
+        job.status = JobStatus::Completed;
+        assert_eq!(job.percent(), 100);
+    }
+}

@@ -1,0 +1,19 @@
+//! haul's library: the job domain, its stores on DynamoDB, SQS and S3, configuration,
+//! the one mapping from errors to HTTP problem responses, and tracing setup.
+
+pub mod artifacts;
+pub mod clock;
+pub mod config;
+pub mod job;
+pub mod problem;
+pub mod queue;
+pub mod request;
+pub mod response;
+pub mod services;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use job::{FileId, Job, JobError, JobId, JobStatus};
+pub use problem::ApiError;
+pub use services::Services;

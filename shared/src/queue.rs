@@ -1,0 +1,50 @@
+//! The work queue on SQS: one message per job start, carrying only the job id.
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobId;
+
+/// The body of a work message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkMessage {
+    pub job_id: JobId,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sqs: {0}")]
+pub struct QueueError(String);
+
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    client: Client,
+    queue_url: String,
+}
+
+impl JobQueue {
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    pub async fn send(&self, job_id: JobId) -> Result<(), QueueError> {
+        let body = serde_json::to_string(&WorkMessage { job_id })
+            .map_err(|e| QueueError(e.to_string()))?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+}

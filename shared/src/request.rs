@@ -1,0 +1,212 @@
+//! Validated HTTP input: the initiate body, and helpers every HTTP function uses to read a
+//! request (path, request id, content type, body limits).
+
+use lambda_http::http::header;
+use lambda_http::{Request, RequestExt};
+use serde_json::{Map, Value};
+
+use crate::job::{FileId, JobId};
+use crate::problem::ApiError;
+
+/// Largest initiate body accepted. A valid one is well under 1 KiB.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 128;
+
+/// A valid `POST /v1/download/initiate` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitiateRequest {
+    pub file_id: FileId,
+    pub client_request_id: Option<String>,
+}
+
+impl InitiateRequest {
+    /// Parses and validates a body. Unknown fields are rejected, so that a misspelt optional
+    /// field (`clientRequestID`) is reported instead of silently ignored.
+    pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
+        }
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        let Value::Object(mut fields) = value else {
+            return Err(ApiError::invalid_field("", "the body must be a JSON object"));
+        };
+        let file_id = parse_file_id(fields.remove("file_id"))?;
+        let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
+        reject_unknown(&fields)?;
+        Ok(Self {
+            file_id,
+            client_request_id,
+        })
+    }
+}
+
+fn parse_file_id(value: Option<Value>) -> Result<FileId, ApiError> {
+    const WHAT: &str = "file_id must be an integer between 1 and 9007199254740991";
+    let value = value.ok_or_else(|| ApiError::invalid_field("file_id", "file_id is required"))?;
+    let number = value
+        .as_u64()
+        .ok_or_else(|| ApiError::invalid_field("file_id", WHAT))?;
+    FileId::new(number).map_err(|_| ApiError::invalid_field("file_id", WHAT))
+}
+
+fn parse_client_request_id(value: Option<Value>) -> Result<Option<String>, ApiError> {
+    const WHAT: &str = "clientRequestId must be 1 to 128 printable ASCII characters";
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= MAX_CLIENT_REQUEST_ID_LEN
+                && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(s))
+        }
+        Some(_) => Err(ApiError::invalid_field("clientRequestId", WHAT)),
+    }
+}
+
+fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
+    match rest.keys().next() {
+        None => Ok(()),
+        Some(name) => Err(ApiError::invalid_field(
+            name.chars().take(64).collect::<String>(),
+            "unknown field; allowed fields are file_id and clientRequestId",
+        )),
+    }
+}
+
+/// Accepts `application/json` with optional parameters (`; charset=utf-8`), in any case.
+pub fn require_json(request: &Request) -> Result<(), ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// The request id API Gateway (or the local emulator) gave this invocation.
+pub fn request_id(request: &Request) -> String {
+    request
+        .lambda_context_ref()
+        .map(|ctx| ctx.request_id.clone())
+        .filter(|id| !id.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// Routes a request path the same way behind API Gateway (`/v1/...`, or with a stage prefix)
+/// and under `cargo lambda watch` (`/lambda-url/<fn>/v1/...`): the API part is what follows
+/// the first `/v1/download` segment pair.
+pub fn download_route(path: &str) -> Option<Route<'_>> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let start = segments
+        .windows(2)
+        .position(|pair| pair == ["v1", "download"])?;
+    match &segments[start + 2..] {
+        ["initiate"] => Some(Route::Initiate),
+        ["status", id] => Some(Route::Status(id)),
+        [id] => Some(Route::Download(id)),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    Initiate,
+    Status(&'a str),
+    Download(&'a str),
+}
+
+pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| ApiError::InvalidJobId)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(err: ApiError) -> String {
+        match err {
+            ApiError::InvalidField { field, .. } => field,
+            other => panic!("expected invalid_field, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_minimal_body_parses() {
+        let parsed = InitiateRequest::parse(br#"{"file_id": 70000}"#).unwrap();
+        assert_eq!(parsed.file_id.get(), 70000);
+        assert_eq!(parsed.client_request_id, None);
+    }
+
+    #[test]
+    fn the_client_request_id_is_kept() {
+        let parsed =
+            InitiateRequest::parse(br#"{"file_id": 1, "clientRequestId": "abc-123"}"#).unwrap();
+        assert_eq!(parsed.client_request_id.as_deref(), Some("abc-123"));
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        for (body, field) in [
+            (&br#"{}"#[..], "file_id"),
+            (br#"{"file_id": 0}"#, "file_id"),
+            (br#"{"file_id": -4}"#, "file_id"),
+            (br#"{"file_id": 1.5}"#, "file_id"),
+            (br#"{"file_id": "12"}"#, "file_id"),
+            (br#"{"file_id": 9007199254740992}"#, "file_id"),
+            (br#"{"file_id": 1, "clientRequestId": ""}"#, "clientRequestId"),
+            (br#"{"file_id": 1, "clientRequestId": 5}"#, "clientRequestId"),
+            (br#"{"file_id": 1, "clientRequestId": "a b"}"#, "clientRequestId"),
+            (br#"{"file_id": 1, "fileId": 1}"#, "fileId"),
+            (br#"[1]"#, ""),
+        ] {
+            let err = InitiateRequest::parse(body).unwrap_err();
+            assert_eq!(field_of(err), field, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn malformed_and_oversized_bodies_have_their_own_errors() {
+        assert!(matches!(
+            InitiateRequest::parse(b"{\"file_id\":"),
+            Err(ApiError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            InitiateRequest::parse(b""),
+            Err(ApiError::MalformedJson(_))
+        ));
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert!(matches!(
+            InitiateRequest::parse(&big),
+            Err(ApiError::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn routes_are_found_behind_any_prefix() {
+        let id = "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10";
+        assert_eq!(
+            download_route("/v1/download/initiate"),
+            Some(Route::Initiate)
+        );
+        assert_eq!(
+            download_route(&format!("/lambda-url/status/v1/download/status/{id}")),
+            Some(Route::Status(id))
+        );
+        assert_eq!(
+            download_route(&format!("/prod/v1/download/{id}/")),
+            Some(Route::Download(id))
+        );
+        assert_eq!(download_route("/v1/download/status/a/b"), None);
+        assert_eq!(download_route("/v1/download"), None);
+        assert_eq!(download_route("/health"), None);
+    }
+}

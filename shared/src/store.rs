@@ -1,0 +1,513 @@
+//! The job store on DynamoDB. Every status write is a conditional update whose condition is
+//! derived from [`JobStatus::allowed_sources`], so the table itself refuses illegal transitions
+//! and concurrent writers (duplicate SQS deliveries, a cancel racing a worker) cannot both win.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::clock::EpochMs;
+use crate::job::{Artifact, FileId, Job, JobError, JobFailure, JobId, JobStatus};
+
+/// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
+/// stale jobs of one status with a Query instead of scanning the table.
+pub const STATUS_INDEX: &str = "status-updatedAt";
+/// Epoch-seconds attribute DynamoDB's TTL deletes records by.
+pub const TTL_ATTRIBUTE: &str = "ttl";
+/// Records outlive their file by this long, so late polls still get a clear `expired`.
+const RECORD_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job not found")]
+    NotFound,
+    /// The condition failed; carries the job as it is now.
+    #[error("job is {} and cannot change that way", .0.status)]
+    Conflict(Box<Job>),
+    #[error("stored job is malformed: {0}")]
+    Malformed(#[from] JobError),
+    #[error("dynamodb: {0}")]
+    Dynamo(String),
+}
+
+fn dynamo<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Dynamo(DisplayErrorContext(err).to_string())
+}
+
+/// What a write sets besides the status: attribute name to value, plus attributes to remove.
+#[derive(Debug, Default)]
+pub struct Changes {
+    set: Vec<(&'static str, AttributeValue)>,
+    remove: Vec<&'static str>,
+}
+
+impl Changes {
+    pub fn set(mut self, name: &'static str, value: AttributeValue) -> Self {
+        self.set.push((name, value));
+        self
+    }
+    pub fn remove(mut self, name: &'static str) -> Self {
+        self.remove.push(name);
+        self
+    }
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    client: Client,
+    table: String,
+    retention: Duration,
+}
+
+impl JobStore {
+    pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn ttl_from(&self, now: EpochMs) -> AttributeValue {
+        let secs = now / 1000 + (self.retention + RECORD_GRACE).as_secs() as i64;
+        n(secs)
+    }
+
+    /// Stores a new job; fails with `Conflict` if the id exists.
+    pub async fn create(&self, job: &Job) -> Result<(), StoreError> {
+        let mut item = to_item(job);
+        item.insert(TTL_ATTRIBUTE.into(), self.ttl_from(job.created_at));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(jobId)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) if is_condition_failure(&err) => self.conflict(job.id).await,
+            Err(err) => Err(dynamo(err)),
+        }
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    /// Moves a job to `to` from one of its allowed source states, applying `changes`.
+    /// `fence` (a worker's attempt number) makes the write fail if another attempt took over.
+    pub async fn transition(
+        &self,
+        id: JobId,
+        to: JobStatus,
+        changes: Changes,
+        fence: Option<u32>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let sources = to.allowed_sources();
+        let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let mut values: Item = HashMap::from([
+            (":to".to_owned(), s(to.as_str())),
+            (":now".to_owned(), n(now)),
+        ]);
+        let placeholders: Vec<String> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, from)| {
+                let key = format!(":from{i}");
+                values.insert(key.clone(), s(from.as_str()));
+                key
+            })
+            .collect();
+        let mut condition = format!("#status IN ({})", placeholders.join(", "));
+        if let Some(attempt) = fence {
+            condition.push_str(" AND attempts = :fence");
+            values.insert(":fence".into(), n(attempt));
+        }
+        let mut set = vec!["#status = :to".to_owned(), "updatedAt = :now".to_owned()];
+        for (i, (name, value)) in changes.set.into_iter().enumerate() {
+            let (name_key, value_key) = (format!("#c{i}"), format!(":c{i}"));
+            set.push(format!("{name_key} = {value_key}"));
+            names.insert(name_key, name.to_owned());
+            values.insert(value_key, value);
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !changes.remove.is_empty() {
+            let removed: Vec<String> = changes
+                .remove
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let key = format!("#r{i}");
+                    names.insert(key.clone(), (*name).to_owned());
+                    key
+                })
+                .collect();
+            expression.push_str(&format!(" REMOVE {}", removed.join(", ")));
+        }
+        self.update(id, expression, condition, names, values).await
+    }
+
+    /// Claims a job for a worker: `queued → running`, or takes over a `running` job whose
+    /// heartbeat stopped before `stale_before` (its worker died). Counts the attempt.
+    pub async fn claim(
+        &self,
+        id: JobId,
+        stale_before: EpochMs,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let values: Item = HashMap::from([
+            (":queued".to_owned(), s(JobStatus::Queued.as_str())),
+            (":running".to_owned(), s(JobStatus::Running.as_str())),
+            (":stale".to_owned(), n(stale_before)),
+            (":now".to_owned(), n(now)),
+            (":one".to_owned(), n(1)),
+            (":zero".to_owned(), n(0)),
+        ]);
+        self.update(
+            id,
+            "SET #status = :running, attempts = attempts + :one, updatedAt = :now, \
+             startedAt = if_not_exists(startedAt, :now), bytesDone = :zero \
+             REMOVE bytesTotal"
+                .to_owned(),
+            "attribute_exists(jobId) AND (#status = :queued OR \
+             (#status = :running AND updatedAt < :stale))"
+                .to_owned(),
+            names,
+            values,
+        )
+        .await
+    }
+
+    /// Records progress, which doubles as the worker's heartbeat. Fails with `Conflict` once
+    /// the job stopped being this attempt's running job (cancelled, taken over).
+    pub async fn record_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        bytes_done: u64,
+        bytes_total: Option<u64>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let mut values: Item = HashMap::from([
+            (":running".to_owned(), s(JobStatus::Running.as_str())),
+            (":attempt".to_owned(), n(attempt)),
+            (":done".to_owned(), n(bytes_done)),
+            (":now".to_owned(), n(now)),
+        ]);
+        let mut expression = "SET bytesDone = :done, updatedAt = :now".to_owned();
+        if let Some(total) = bytes_total {
+            expression.push_str(", bytesTotal = :total");
+            values.insert(":total".into(), n(total));
+        }
+        self.update(
+            id,
+            expression,
+            "#status = :running AND attempts = :attempt".to_owned(),
+            names,
+            values,
+        )
+        .await
+    }
+
+    pub async fn complete(
+        &self,
+        id: JobId,
+        attempt: u32,
+        artifact: &Artifact,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let changes = Changes::default()
+            .set("completedAt", n(now))
+            .set("s3Key", s(&artifact.key))
+            .set("size", n(artifact.size))
+            .set("bytesDone", n(artifact.size))
+            .set("bytesTotal", n(artifact.size))
+            .set("contentType", s(&artifact.content_type))
+            .set("fileName", s(&artifact.file_name))
+            .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        self.transition(id, JobStatus::Completed, changes, Some(attempt), now)
+            .await
+    }
+
+    pub async fn fail(
+        &self,
+        id: JobId,
+        fence: Option<u32>,
+        failure: &JobFailure,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let changes = Changes::default()
+            .set("completedAt", n(now))
+            .set("errorCode", s(&failure.code))
+            .set("errorMessage", s(&failure.message));
+        self.transition(id, JobStatus::Failed, changes, fence, now)
+            .await
+    }
+
+    /// Sends a job that is still `queued` back through the queue; `seen_updated_at` makes two
+    /// concurrent cleanups re-drive it once.
+    pub async fn touch_queued(
+        &self,
+        id: JobId,
+        seen_updated_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let values: Item = HashMap::from([
+            (":queued".to_owned(), s(JobStatus::Queued.as_str())),
+            (":seen".to_owned(), n(seen_updated_at)),
+            (":now".to_owned(), n(now)),
+        ]);
+        self.update(
+            id,
+            "SET updatedAt = :now".to_owned(),
+            "#status = :queued AND updatedAt = :seen".to_owned(),
+            names,
+            values,
+        )
+        .await
+    }
+
+    /// Jobs in `status` last written before `before`, oldest first, at most `limit`.
+    pub async fn list_stale(
+        &self,
+        status: JobStatus,
+        before: EpochMs,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        let mut jobs = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status AND updatedAt < :before")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":before", n(before))
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for item in page.items() {
+                jobs.push(from_item(item)?);
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() || jobs.len() >= limit {
+                jobs.truncate(limit);
+                return Ok(jobs);
+            }
+        }
+    }
+
+    async fn update(
+        &self,
+        id: JobId,
+        expression: String,
+        condition: String,
+        names: HashMap<String, String>,
+        values: Item,
+    ) -> Result<Job, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let item = output.attributes.ok_or(JobError::MalformedRecord("jobId"))?;
+                Ok(from_item(&item)?)
+            }
+            Err(err) if is_condition_failure(&err) => self.conflict(id).await,
+            Err(err) => Err(dynamo(err)),
+        }
+    }
+
+    async fn conflict<T>(&self, id: JobId) -> Result<T, StoreError> {
+        match self.get(id).await? {
+            Some(job) => Err(StoreError::Conflict(Box::new(job))),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+fn to_item(job: &Job) -> Item {
+    let mut item: Item = HashMap::from([
+        ("jobId".to_owned(), s(job.id.to_string())),
+        ("fileId".to_owned(), n(job.file_id.get())),
+        ("status".to_owned(), s(job.status.as_str())),
+        ("attempts".to_owned(), n(job.attempts)),
+        ("bytesDone".to_owned(), n(job.bytes_done)),
+        ("createdAt".to_owned(), n(job.created_at)),
+        ("updatedAt".to_owned(), n(job.updated_at)),
+    ]);
+    let mut put = |name: &str, value: Option<AttributeValue>| {
+        if let Some(value) = value {
+            item.insert(name.to_owned(), value);
+        }
+    };
+    put("bytesTotal", job.bytes_total.map(n));
+    put("clientRequestId", job.client_request_id.clone().map(s));
+    put("startedAt", job.started_at.map(n));
+    put("completedAt", job.completed_at.map(n));
+    if let Some(artifact) = &job.artifact {
+        put("s3Key", Some(s(&artifact.key)));
+        put("size", Some(n(artifact.size)));
+        put("contentType", Some(s(&artifact.content_type)));
+        put("fileName", Some(s(&artifact.file_name)));
+    }
+    if let Some(failure) = &job.failure {
+        put("errorCode", Some(s(&failure.code)));
+        put("errorMessage", Some(s(&failure.message)));
+    }
+    item
+}
+
+fn from_item(item: &Item) -> Result<Job, StoreError> {
+    fn string<'a>(item: &'a Item, name: &'static str) -> Option<&'a str> {
+        item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    }
+    fn number<T: std::str::FromStr>(
+        item: &Item,
+        name: &'static str,
+    ) -> Result<Option<T>, JobError> {
+        match item.get(name) {
+            None => Ok(None),
+            Some(value) => value
+                .as_n()
+                .ok()
+                .and_then(|raw| raw.parse().ok())
+                .map(Some)
+                .ok_or(JobError::MalformedRecord(name)),
+        }
+    }
+    fn required<T>(value: Option<T>, name: &'static str) -> Result<T, JobError> {
+        value.ok_or(JobError::MalformedRecord(name))
+    }
+
+    let id: JobId = required(string(item, "jobId"), "jobId")?.parse()?;
+    let file_id = FileId::new(required(number(item, "fileId")?, "fileId")?)?;
+    let status: JobStatus = required(string(item, "status"), "status")?.parse()?;
+    let artifact = match string(item, "s3Key") {
+        Some(key) => Some(Artifact {
+            key: key.to_owned(),
+            size: number(item, "size")?.unwrap_or(0),
+            content_type: string(item, "contentType")
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
+            file_name: string(item, "fileName").unwrap_or("download").to_owned(),
+        }),
+        None => None,
+    };
+    let failure = string(item, "errorCode").map(|code| JobFailure {
+        code: code.to_owned(),
+        message: string(item, "errorMessage").unwrap_or("").to_owned(),
+    });
+    Ok(Job {
+        id,
+        file_id,
+        status,
+        attempts: number(item, "attempts")?.unwrap_or(0),
+        bytes_done: number(item, "bytesDone")?.unwrap_or(0),
+        bytes_total: number(item, "bytesTotal")?,
+        client_request_id: string(item, "clientRequestId").map(str::to_owned),
+        created_at: required(number(item, "createdAt")?, "createdAt")?,
+        started_at: number(item, "startedAt")?,
+        updated_at: required(number(item, "updatedAt")?, "updatedAt")?,
+        completed_at: number(item, "completedAt")?,
+        artifact,
+        failure,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_survives_the_trip_through_an_item() {
+        let mut job = Job::new_queued(
+            JobId::new_random(),
+            FileId::new(42).unwrap(),
+            Some("client-1".into()),
+            1_700_000_000_000,
+        );
+        job.status = JobStatus::Completed;
+        job.attempts = 2;
+        job.bytes_done = 10;
+        job.bytes_total = Some(10);
+        job.started_at = Some(1_700_000_000_500);
+        job.completed_at = Some(1_700_000_001_000);
+        job.artifact = Some(Artifact {
+            key: "artifacts/x".into(),
+            size: 10,
+            content_type: "text/plain".into(),
+            file_name: "x.txt".into(),
+        });
+        assert_eq!(from_item(&to_item(&job)).unwrap(), job);
+    }
+
+    #[test]
+    fn a_record_with_a_bad_status_is_reported_not_guessed() {
+        let job = Job::new_queued(JobId::new_random(), FileId::new(1).unwrap(), None, 0);
+        let mut item = to_item(&job);
+        item.insert("status".into(), s("pending"));
+        assert!(matches!(
+            from_item(&item),
+            Err(StoreError::Malformed(JobError::UnknownStatus(_)))
+        ));
+    }
+}
