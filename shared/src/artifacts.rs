@@ -52,7 +52,12 @@ impl ArtifactStore {
         format!("artifacts/{job_id}")
     }
 
-    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), ArtifactError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), ArtifactError> {
         self.client
             .put_object()
             .bucket(&self.bucket)

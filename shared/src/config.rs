@@ -58,13 +58,13 @@ impl Config {
             }
         };
         let origin_url_template = get("ORIGIN_URL_TEMPLATE");
-        if let Some(template) = &origin_url_template {
-            if !template.contains("{file_id}") {
-                return Err(ConfigError::Invalid {
-                    name: "ORIGIN_URL_TEMPLATE",
-                    reason: "must contain {file_id}".into(),
-                });
-            }
+        if let Some(template) = &origin_url_template
+            && !template.contains("{file_id}")
+        {
+            return Err(ConfigError::Invalid {
+                name: "ORIGIN_URL_TEMPLATE",
+                reason: "must contain {file_id}".into(),
+            });
         }
         let part_size_mib = number("PART_SIZE_MIB", 8)?;
         if !(5..=5 * 1024).contains(&part_size_mib) {
@@ -142,13 +142,19 @@ mod tests {
         pairs.push(("PRESIGN_TTL_SECONDS", "fifteen"));
         assert!(matches!(
             Config::from_lookup(lookup(&pairs)),
-            Err(ConfigError::Invalid { name: "PRESIGN_TTL_SECONDS", .. })
+            Err(ConfigError::Invalid {
+                name: "PRESIGN_TTL_SECONDS",
+                ..
+            })
         ));
         let mut pairs = BASE.to_vec();
         pairs.push(("ORIGIN_URL_TEMPLATE", "https://files.example.com/files/"));
         assert!(matches!(
             Config::from_lookup(lookup(&pairs)),
-            Err(ConfigError::Invalid { name: "ORIGIN_URL_TEMPLATE", .. })
+            Err(ConfigError::Invalid {
+                name: "ORIGIN_URL_TEMPLATE",
+                ..
+            })
         ));
     }
 }

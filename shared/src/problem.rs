@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn method_not_allowed_lists_the_allowed_methods() {
-        let response =
-            ApiError::MethodNotAllowed { allow: "POST" }.into_response("/v1/download/initiate", "r");
+        let response = ApiError::MethodNotAllowed { allow: "POST" }
+            .into_response("/v1/download/initiate", "r");
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()[header::ALLOW], "POST");
     }

@@ -31,7 +31,10 @@ impl InitiateRequest {
         let value: Value =
             serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         let Value::Object(mut fields) = value else {
-            return Err(ApiError::invalid_field("", "the body must be a JSON object"));
+            return Err(ApiError::invalid_field(
+                "",
+                "the body must be a JSON object",
+            ));
         };
         let file_id = parse_file_id(fields.remove("file_id"))?;
         let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
@@ -162,9 +165,18 @@ mod tests {
             (br#"{"file_id": 1.5}"#, "file_id"),
             (br#"{"file_id": "12"}"#, "file_id"),
             (br#"{"file_id": 9007199254740992}"#, "file_id"),
-            (br#"{"file_id": 1, "clientRequestId": ""}"#, "clientRequestId"),
-            (br#"{"file_id": 1, "clientRequestId": 5}"#, "clientRequestId"),
-            (br#"{"file_id": 1, "clientRequestId": "a b"}"#, "clientRequestId"),
+            (
+                br#"{"file_id": 1, "clientRequestId": ""}"#,
+                "clientRequestId",
+            ),
+            (
+                br#"{"file_id": 1, "clientRequestId": 5}"#,
+                "clientRequestId",
+            ),
+            (
+                br#"{"file_id": 1, "clientRequestId": "a b"}"#,
+                "clientRequestId",
+            ),
             (br#"{"file_id": 1, "fileId": 1}"#, "fileId"),
             (br#"[1]"#, ""),
         ] {

@@ -43,7 +43,8 @@ where
 {
     let path = request_path(&request);
     let id = request_id(&request);
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path);
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path);
     async move {
         let response = match handler(request).await {
             Ok(response) => response,

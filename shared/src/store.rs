@@ -359,7 +359,9 @@ impl JobStore {
             .await;
         match result {
             Ok(output) => {
-                let item = output.attributes.ok_or(JobError::MalformedRecord("jobId"))?;
+                let item = output
+                    .attributes
+                    .ok_or(JobError::MalformedRecord("jobId"))?;
                 Ok(from_item(&item)?)
             }
             Err(err) if is_condition_failure(&err) => self.conflict(id).await,
@@ -418,7 +420,9 @@ fn to_item(job: &Job) -> Item {
 
 fn from_item(item: &Item) -> Result<Job, StoreError> {
     fn string<'a>(item: &'a Item, name: &'static str) -> Option<&'a str> {
-        item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
     }
     fn number<T: std::str::FromStr>(
         item: &Item,

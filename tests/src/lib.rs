@@ -1,1 +1,10 @@
+//! Test support against the real local stack (LocalStack for S3 and SQS, DynamoDB Local):
+//! resource provisioning (shared with `make dev`), a real origin HTTP server, and the
+//! `spawn_app` harness that gives every test its own table, queues and bucket.
 
+pub mod harness;
+pub mod origin;
+pub mod provision;
+
+pub use harness::{TestApp, spawn_app, spawn_app_with};
+pub use origin::{Origin, OriginBehavior, origin_bytes};

@@ -51,12 +51,12 @@ async fn expire_completed(
     {
         // Object first: if the delete fails the job stays `completed` and is retried next run,
         // never `expired` with a file still stored.
-        if let Some(artifact) = &job.artifact {
-            if let Err(err) = services.artifacts.delete(&artifact.key).await {
-                tracing::warn!(job_id = %job.id, error = %err, "cannot delete expired object");
-                report.errors += 1;
-                continue;
-            }
+        if let Some(artifact) = &job.artifact
+            && let Err(err) = services.artifacts.delete(&artifact.key).await
+        {
+            tracing::warn!(job_id = %job.id, error = %err, "cannot delete expired object");
+            report.errors += 1;
+            continue;
         }
         match services
             .jobs
@@ -141,7 +141,11 @@ async fn redrive_queued(
         .await?
     {
         // Claim the re-drive first so that overlapping runs send one message, not two.
-        match services.jobs.touch_queued(job.id, job.updated_at, now).await {
+        match services
+            .jobs
+            .touch_queued(job.id, job.updated_at, now)
+            .await
+        {
             Ok(_) => {}
             Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => continue,
             Err(err) => {

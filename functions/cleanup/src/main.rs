@@ -9,8 +9,10 @@ async fn main() -> Result<(), Error> {
     haul::telemetry::init();
     let services = Services::from_env(Config::from_env()?).await;
     let services = &services;
-    run(service_fn(move |_event: LambdaEvent<CloudWatchEvent>| async move {
-        Ok::<CleanupReport, Error>(run_cleanup(services, now_ms()).await?)
-    }))
+    run(service_fn(
+        move |_event: LambdaEvent<CloudWatchEvent>| async move {
+            Ok::<CleanupReport, Error>(run_cleanup(services, now_ms()).await?)
+        },
+    ))
     .await
 }

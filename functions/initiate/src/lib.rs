@@ -66,7 +66,9 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     let headers = response.headers_mut();
     headers.insert(
         header::LOCATION,
-        status_url.parse().map_err(|e| ApiError::Internal(Box::new(e)))?,
+        status_url
+            .parse()
+            .map_err(|e| ApiError::Internal(Box::new(e)))?,
     );
     headers.insert(header::RETRY_AFTER, POLL_INTERVAL_SECS.into());
     Ok(response)

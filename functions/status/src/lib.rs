@@ -110,13 +110,7 @@ async fn cancel(services: &Services, id: JobId) -> Result<Response<Body>, ApiErr
     let now = now_ms();
     let job = services
         .jobs
-        .transition(
-            id,
-            JobStatus::Cancelled,
-            Default::default(),
-            None,
-            now,
-        )
+        .transition(id, JobStatus::Cancelled, Default::default(), None, now)
         .await
         .map_err(|err| match err {
             StoreError::NotFound => ApiError::JobNotFound,

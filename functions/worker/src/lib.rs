@@ -124,7 +124,12 @@ impl Worker {
 
         match transfer::run(self, &job).await {
             Ok(artifact) => {
-                match self.services.jobs.complete(id, attempt, &artifact, now_ms()).await {
+                match self
+                    .services
+                    .jobs
+                    .complete(id, attempt, &artifact, now_ms())
+                    .await
+                {
                     Ok(_) => {
                         tracing::info!(
                             bytes = artifact.size,

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use haul::Job;
 use haul::artifacts::ArtifactStore;
 use haul::clock::now_ms;
 use haul::job::{Artifact, JobFailure};
 use haul::store::StoreError;
-use haul::Job;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 
@@ -39,7 +39,10 @@ fn transient(code: &str, message: impl Into<String>) -> TransferError {
 pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> {
     let url = worker.origin_url(job);
     let response = worker.http.get(&url).send().await.map_err(|err| {
-        transient("origin_unreachable", format!("cannot reach the origin: {}", without_url(&err)))
+        transient(
+            "origin_unreachable",
+            format!("cannot reach the origin: {}", without_url(&err)),
+        )
     })?;
     let status = response.status();
     if !status.is_success() {
@@ -118,11 +121,7 @@ fn file_name_from_disposition(value: &str) -> Option<String> {
         (key.trim().eq_ignore_ascii_case("filename")).then(|| val.trim().trim_matches('"'))
     })?;
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
     (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
 }
 
@@ -167,11 +166,17 @@ impl<'a> Upload<'a> {
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|err| {
-                transient("origin_interrupted", format!("reading the file: {}", without_url(&err)))
+                transient(
+                    "origin_interrupted",
+                    format!("reading the file: {}", without_url(&err)),
+                )
             })?;
             bytes_done += chunk.len() as u64;
             if bytes_total.is_some_and(|total| bytes_done > total) {
-                return Err(transient("origin_size_mismatch", "the origin sent more than it announced"));
+                return Err(transient(
+                    "origin_size_mismatch",
+                    "the origin sent more than it announced",
+                ));
             }
             buffer.extend_from_slice(&chunk);
             while buffer.len() >= part_size {
@@ -183,13 +188,13 @@ impl<'a> Upload<'a> {
                 last_write = Instant::now();
             }
         }
-        if let Some(total) = bytes_total {
-            if bytes_done != total {
-                return Err(transient(
-                    "origin_truncated",
-                    format!("the origin sent {bytes_done} of {total} bytes"),
-                ));
-            }
+        if let Some(total) = bytes_total
+            && bytes_done != total
+        {
+            return Err(transient(
+                "origin_truncated",
+                format!("the origin sent {bytes_done} of {total} bytes"),
+            ));
         }
         self.finish(buffer.freeze()).await?;
         Ok(bytes_done)
@@ -262,10 +267,13 @@ impl<'a> Upload<'a> {
 
     /// Leaves nothing behind: no incomplete multipart upload, no partial object.
     async fn abort(&mut self) {
-        if let Some((upload_id, _)) = self.multipart.take() {
-            if let Err(err) = self.artifacts().abort_multipart(&self.key, &upload_id).await {
-                tracing::warn!(error = %err, "cannot abort multipart upload");
-            }
+        if let Some((upload_id, _)) = self.multipart.take()
+            && let Err(err) = self
+                .artifacts()
+                .abort_multipart(&self.key, &upload_id)
+                .await
+        {
+            tracing::warn!(error = %err, "cannot abort multipart upload");
         }
     }
 }
@@ -303,7 +311,10 @@ mod tests {
             file_name_from_disposition("attachment; filename=../../etc/passwd"),
             Some("passwd".into())
         );
-        assert_eq!(file_name_from_disposition("attachment; filename=\"..\""), None);
+        assert_eq!(
+            file_name_from_disposition("attachment; filename=\"..\""),
+            None
+        );
         assert_eq!(file_name_from_disposition("inline"), None);
     }
 }

@@ -1,1 +1,22 @@
-fn main() {}
+//! `provision <prefix>`: creates haul's table, queues and bucket on the local stack and prints
+//! them as environment variables for the functions (used by `make dev`).
+
+use haul_tests::provision::{Provisioner, QueueSettings};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let prefix = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "haul-dev".to_owned());
+    let sdk = aws_config::load_from_env().await;
+    let settings = QueueSettings {
+        visibility_timeout_secs: 60,
+        max_receive_count: 5,
+    };
+    let resources = Provisioner::new(&sdk).ensure(&prefix, &settings).await?;
+    println!("JOBS_TABLE={}", resources.table);
+    println!("JOBS_QUEUE_URL={}", resources.queue_url);
+    println!("JOBS_DLQ_URL={}", resources.dlq_url);
+    println!("ARTIFACTS_BUCKET={}", resources.bucket);
+    Ok(())
+}

@@ -1,0 +1,27 @@
+# haul: two commands matter. `make dev` runs the system locally; `make test` checks all of it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help dev dev-down test lint unit stack-up stack-down
+
+help:
+	@echo "make dev    start the local stack (LocalStack S3/SQS + DynamoDB Local) and create haul's resources"
+	@echo "make test   install what is missing, start the stack, run fmt, clippy and every test, stop what it started"
+	@echo "make dev-down  stop the local stack"
+
+dev:
+	@scripts/dev.sh
+
+dev-down stack-down:
+	@scripts/stack.sh down
+
+stack-up:
+	@scripts/stack.sh up >/dev/null
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test:
+	@scripts/test.sh

@@ -1,0 +1,323 @@
+//! `spawn_app`: one isolated haul per test on the shared local stack: its own table, queue,
+//! dead-letter queue and bucket, its own origin server, and the real handlers wired to them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsMessage;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use haul::{Config, JobId, Services};
+use haul_worker::{Outcome, Worker};
+use lambda_http::http::{HeaderMap, Method, StatusCode};
+use lambda_http::{Body, Request};
+use serde_json::Value;
+
+use crate::origin::{Origin, OriginBehavior};
+use crate::provision::{Provisioner, QueueSettings, Resources};
+
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub origin: OriginBehavior,
+    pub max_attempts: u32,
+    pub progress_interval_ms: u64,
+    pub visibility_timeout_secs: u32,
+    pub part_size_mib: u64,
+    pub presign_ttl_secs: u64,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            origin: OriginBehavior::default(),
+            max_attempts: 3,
+            progress_interval_ms: 100,
+            visibility_timeout_secs: 1,
+            part_size_mib: 5,
+            presign_ttl_secs: 900,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub services: Services,
+    pub worker: Worker,
+    pub origin: Origin,
+    pub resources: Resources,
+    pub aws: Provisioner,
+    /// A plain HTTP client for fetching presigned URLs.
+    pub http: reqwest::Client,
+}
+
+/// A handler's answer, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "the integration tests need the local stack: run `make test`, or `scripts/stack.sh up` \
+         and `eval \"$(scripts/stack.sh env)\"` first"
+    );
+    let sdk = aws_config::load_from_env().await;
+    let aws = Provisioner::new(&sdk);
+    let prefix = format!(
+        "haul-t-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let resources = aws
+        .ensure(
+            &prefix,
+            &QueueSettings {
+                visibility_timeout_secs: options.visibility_timeout_secs,
+                max_receive_count: options.max_attempts,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cannot provision {prefix} on the local stack: {e}"));
+    let origin = Origin::start(options.origin.clone())
+        .await
+        .expect("origin server starts");
+
+    let env: HashMap<&str, String> = HashMap::from([
+        ("JOBS_TABLE", resources.table.clone()),
+        ("JOBS_QUEUE_URL", resources.queue_url.clone()),
+        ("ARTIFACTS_BUCKET", resources.bucket.clone()),
+        ("ORIGIN_URL_TEMPLATE", origin.url_template()),
+        ("S3_FORCE_PATH_STYLE", "true".into()),
+        ("MAX_ATTEMPTS", options.max_attempts.to_string()),
+        (
+            "PROGRESS_INTERVAL_MS",
+            options.progress_interval_ms.to_string(),
+        ),
+        ("PART_SIZE_MIB", options.part_size_mib.to_string()),
+        ("PRESIGN_TTL_SECONDS", options.presign_ttl_secs.to_string()),
+        ("ORIGIN_TIMEOUT_SECONDS", "5".into()),
+    ]);
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
+    let services = Services::from_sdk_config(config, &sdk);
+    let worker = Worker::new(services.clone()).expect("worker builds");
+    TestApp {
+        services,
+        worker,
+        origin,
+        resources,
+        aws,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    /// Sends a request to the function API Gateway would route it to.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request: Request = builder.body(body.into()).expect("valid test request");
+        self.dispatch(request).await
+    }
+
+    /// Routes like the HTTP API in `template.yaml`: initiate has its own function.
+    pub async fn dispatch(&self, request: Request) -> TestResponse {
+        let response = if request.uri().path().ends_with("/v1/download/initiate") {
+            haul_initiate::handle(&self.services, request).await
+        } else {
+            haul_status::handle(&self.services, request).await
+        };
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Body::Text(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            Body::Binary(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn initiate(&self, file_id: u64) -> TestResponse {
+        self.call(
+            Method::POST,
+            "/v1/download/initiate",
+            &[("content-type", "application/json")],
+            serde_json::json!({ "file_id": file_id }).to_string(),
+        )
+        .await
+    }
+
+    /// Starts a job and returns its id, asserting the 202.
+    pub async fn start_job(&self, file_id: u64) -> JobId {
+        let response = self.initiate(file_id).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
+        response.body["jobId"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("202 carries a jobId")
+    }
+
+    pub async fn status(&self, id: JobId) -> TestResponse {
+        self.call(
+            Method::GET,
+            &format!("/v1/download/status/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// Does what Lambda's SQS event source mapping does, once: receives a batch from the real
+    /// queue, invokes the worker with it, and deletes the messages it did not report failed.
+    pub async fn deliver(&self, wait_secs: i32) -> Vec<Outcome> {
+        let received = self
+            .aws
+            .sqs
+            .receive_message()
+            .queue_url(&self.resources.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive from the work queue");
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return Vec::new();
+        }
+        let records: Vec<SqsMessage> = messages
+            .iter()
+            .map(|m| {
+                let mut record = SqsMessage::default();
+                record.message_id = m.message_id.clone();
+                record.receipt_handle = m.receipt_handle.clone();
+                record.body = m.body.clone();
+                record.event_source = Some("aws:sqs".into());
+                record.attributes = m
+                    .attributes
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v))
+                    .collect();
+                record
+            })
+            .collect();
+        let response = self.worker.handle_batch(records.clone()).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        let mut outcomes = Vec::new();
+        for record in &records {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            if failed.contains(&id) {
+                outcomes.push(Outcome::Retry);
+            } else {
+                self.aws
+                    .sqs
+                    .delete_message()
+                    .queue_url(&self.resources.queue_url)
+                    .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete handled message");
+                outcomes.push(Outcome::Ack);
+            }
+        }
+        outcomes
+    }
+
+    /// Delivers messages until the job is terminal; returns its final status body.
+    pub async fn work_until_done(&self, id: JobId, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(id).await;
+            let state = status.body["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if !matches!(state.as_str(), "queued" | "running") {
+                return status.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} still {state} after {timeout:?}"
+            );
+            self.deliver(1).await;
+        }
+    }
+
+    /// Messages visible plus in flight on a queue.
+    pub async fn queue_depth(&self, queue_url: &str) -> u64 {
+        let output = self
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attributes = output.attributes.unwrap_or_default();
+        [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .filter_map(|name| attributes.get(name)?.parse::<u64>().ok())
+        .sum()
+    }
+
+    pub async fn object_keys(&self) -> Vec<String> {
+        let output = self
+            .aws
+            .s3
+            .list_objects_v2()
+            .bucket(&self.resources.bucket)
+            .send()
+            .await
+            .expect("list objects");
+        output
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
+    pub async fn incomplete_uploads(&self) -> usize {
+        let output = self
+            .aws
+            .s3
+            .list_multipart_uploads()
+            .bucket(&self.resources.bucket)
+            .send()
+            .await
+            .expect("list multipart uploads");
+        output.uploads().len()
+    }
+}

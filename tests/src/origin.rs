@@ -1,0 +1,186 @@
+//! A real origin HTTP server on loopback for the tests: deterministic bytes per file id, with
+//! configurable size, pacing, failures and truncation.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+
+/// The bytes the origin serves for `file_id`: a cheap PRNG stream, so every file is distinct
+/// and a test can recompute what it expects.
+pub fn origin_bytes(file_id: u64, offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(|i| {
+            let mut x = i
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(file_id.wrapping_mul(0xBF58_476D_1CE4_E5B9));
+            x ^= x >> 31;
+            x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginBehavior {
+    /// Size of every file.
+    pub size: u64,
+    /// Bytes per body chunk.
+    pub chunk: usize,
+    /// Pause before each chunk (throttles the transfer).
+    pub chunk_delay: Duration,
+    /// Answer this many requests with 500 before serving normally.
+    pub fail_first: u32,
+    /// File ids that do not exist (404).
+    pub missing: HashSet<u64>,
+    /// Announce the full length but close the connection after this many bytes.
+    pub truncate_at: Option<u64>,
+}
+
+impl Default for OriginBehavior {
+    fn default() -> Self {
+        Self {
+            size: 256 * 1024,
+            chunk: 64 * 1024,
+            chunk_delay: Duration::ZERO,
+            fail_first: 0,
+            missing: HashSet::new(),
+            truncate_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    behavior: Mutex<OriginBehavior>,
+    requests: AtomicU32,
+    failures_left: AtomicU32,
+}
+
+/// A running origin. Dropping it stops the server.
+pub struct Origin {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start(behavior: OriginBehavior) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            failures_left: AtomicU32::new(behavior.fail_first),
+            behavior: Mutex::new(behavior),
+            requests: AtomicU32::new(0),
+        });
+        let app = Router::new()
+            .route("/files/{id}", get(serve_file))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Self { addr, shared, task })
+    }
+
+    /// For `ORIGIN_URL_TEMPLATE`.
+    pub fn url_template(&self) -> String {
+        format!("http://{}/files/{{file_id}}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u32 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    pub fn behavior(&self) -> OriginBehavior {
+        self.shared
+            .behavior
+            .lock()
+            .map(|b| b.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn update(&self, change: impl FnOnce(&mut OriginBehavior)) {
+        if let Ok(mut behavior) = self.shared.behavior.lock() {
+            change(&mut behavior);
+            self.shared
+                .failures_left
+                .store(behavior.fail_first, Ordering::SeqCst);
+        }
+    }
+
+    pub fn expected(&self, file_id: u64) -> Vec<u8> {
+        origin_bytes(file_id, 0, self.behavior().size as usize)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_file(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let behavior = match shared.behavior.lock() {
+        Ok(b) => b.clone(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let failing = shared
+        .failures_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "origin is having a bad day",
+        )
+            .into_response();
+    }
+    if behavior.missing.contains(&id) {
+        return (StatusCode::NOT_FOUND, "no such file").into_response();
+    }
+
+    let size = behavior.size;
+    let send_until = behavior.truncate_at.unwrap_or(size).min(size);
+    let chunk = behavior.chunk.max(1) as u64;
+    let delay = behavior.chunk_delay;
+    let stream = futures_util::stream::unfold(0u64, move |offset| async move {
+        if offset == u64::MAX {
+            return None;
+        }
+        if offset >= send_until {
+            if send_until < size {
+                // Abort the connection mid-body: the client sees a short read.
+                return Some((Err(std::io::Error::other("truncated on purpose")), u64::MAX));
+            }
+            return None;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let len = chunk.min(send_until - offset);
+        let bytes = Bytes::from(origin_bytes(id, offset, len as usize));
+        Some((Ok::<_, std::io::Error>(bytes), offset + len))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"file-{id}.bin\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}

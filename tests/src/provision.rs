@@ -1,0 +1,189 @@
+//! Creates the AWS resources haul needs on the local stack: the jobs table (with the status
+//! index cleanup queries), the work queue with its dead-letter queue, and the bucket.
+//! `template.yaml` declares the same shapes for AWS.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use haul::store::{STATUS_INDEX, TTL_ATTRIBUTE};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub bucket: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub visibility_timeout_secs: u32,
+    pub max_receive_count: u32,
+}
+
+pub struct Provisioner {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Provisioner {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build();
+        Self {
+            dynamo: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        }
+    }
+
+    /// Creates (or finds) every resource named after `prefix`. Idempotent.
+    pub async fn ensure(&self, prefix: &str, queue: &QueueSettings) -> Result<Resources, BoxError> {
+        let table = format!("{prefix}-jobs");
+        let bucket = format!("{prefix}-artifacts");
+        self.ensure_table(&table).await?;
+        let dlq_url = self
+            .ensure_queue(&format!("{prefix}-jobs-dlq"), None)
+            .await?;
+        let dlq_arn = self.queue_arn(&dlq_url).await?;
+        let queue_url = self
+            .ensure_queue(&format!("{prefix}-jobs"), Some((queue, dlq_arn.as_str())))
+            .await?;
+        self.ensure_bucket(&bucket).await?;
+        Ok(Resources {
+            table,
+            queue_url,
+            dlq_url,
+            bucket,
+        })
+    }
+
+    async fn ensure_table(&self, table: &str) -> Result<(), BoxError> {
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let attr = |name: &str, kind| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+        };
+        let created = self
+            .dynamo
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("jobId", KeyType::Hash)?)
+            .attribute_definitions(attr("jobId", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("status", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("updatedAt", ScalarAttributeType::N)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(STATUS_INDEX)
+                    .key_schema(key("status", KeyType::Hash)?)
+                    .key_schema(key("updatedAt", KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()?,
+            )
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+            Err(err) => {
+                return Err(aws_sdk_dynamodb::error::DisplayErrorContext(err)
+                    .to_string()
+                    .into());
+            }
+        }
+        // DynamoDB Local keeps TTL settings; the local stack does not delete by TTL, AWS does.
+        let _ = self
+            .dynamo
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .build()?,
+            )
+            .send()
+            .await;
+        Ok(())
+    }
+
+    async fn ensure_queue(
+        &self,
+        name: &str,
+        redrive: Option<(&QueueSettings, &str)>,
+    ) -> Result<String, BoxError> {
+        let mut request = self.sqs.create_queue().queue_name(name);
+        if let Some((settings, dlq_arn)) = redrive {
+            request = request
+                .attributes(
+                    QueueAttributeName::VisibilityTimeout,
+                    settings.visibility_timeout_secs.to_string(),
+                )
+                .attributes(
+                    QueueAttributeName::RedrivePolicy,
+                    serde_json::json!({
+                        "deadLetterTargetArn": dlq_arn,
+                        "maxReceiveCount": settings.max_receive_count,
+                    })
+                    .to_string(),
+                );
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        Ok(output.queue_url.ok_or("CreateQueue returned no URL")?)
+    }
+
+    async fn queue_arn(&self, url: &str) -> Result<String, BoxError> {
+        let output = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        output
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+            .ok_or_else(|| "queue has no ARN".into())
+    }
+
+    async fn ensure_bucket(&self, bucket: &str) -> Result<(), BoxError> {
+        match self.s3.create_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err.as_service_error().is_some_and(|e| {
+                    e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
+                }) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(aws_sdk_s3::error::DisplayErrorContext(err)
+                .to_string()
+                .into()),
+        }
+    }
+}

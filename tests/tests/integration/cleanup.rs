@@ -1,0 +1,125 @@
+use std::time::Duration;
+
+use haul::clock::now_ms;
+use haul::{FileId, Job, JobId, JobStatus};
+use haul_cleanup::run_cleanup;
+use haul_tests::harness::AppOptions;
+use haul_tests::{spawn_app, spawn_app_with};
+use haul_worker::Outcome;
+use lambda_http::Body;
+use lambda_http::http::{Method, StatusCode};
+
+fn millis(d: Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_jobs_past_retention_expire_and_lose_their_object() {
+    let app = spawn_app().await;
+    let id = app.start_job(101).await;
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    let url = done["result"]["url"].as_str().unwrap().to_owned();
+    assert_eq!(app.object_keys().await.len(), 1);
+
+    // Within retention nothing happens.
+    let report = run_cleanup(&app.services, now_ms()).await.unwrap();
+    assert_eq!(report.expired, 0);
+    assert_eq!(app.status(id).await.body["status"], "completed");
+
+    let later = now_ms() + millis(app.services.config.retention) + 1_000;
+    let report = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(report.expired, 1);
+    assert_eq!(report.errors, 0);
+
+    let status = app.status(id).await;
+    assert_eq!(status.body["status"], "expired");
+    assert_eq!(status.body["result"], serde_json::Value::Null);
+    assert!(app.object_keys().await.is_empty());
+    // An old URL stops working with the object gone.
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), 404);
+    let download = app
+        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
+        .await;
+    assert_eq!(download.status, StatusCode::CONFLICT);
+    assert_eq!(download.body["jobStatus"], "expired");
+
+    // Running it again is harmless.
+    let again = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(again.expired, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_whose_worker_died_is_requeued_and_then_completes() {
+    let app = spawn_app().await;
+    let id = app.start_job(102).await;
+    // A worker claims the job and dies: the claim is the only trace it leaves.
+    app.services
+        .jobs
+        .claim(id, 0, now_ms())
+        .await
+        .expect("claim");
+    // Its message is gone too (Lambda deleted nothing, but say it hit the DLQ).
+    app.aws
+        .sqs
+        .purge_queue()
+        .queue_url(&app.resources.queue_url)
+        .send()
+        .await
+        .unwrap();
+
+    let later = now_ms() + millis(app.services.config.stale_after) + 1_000;
+    let report = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(report.requeued_stale, 1, "{report:?}");
+    assert_eq!(app.status(id).await.body["status"], "queued");
+
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["attempts"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_job_on_its_last_attempt_is_failed_not_requeued() {
+    let app = spawn_app_with(AppOptions {
+        max_attempts: 1,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(103).await;
+    app.services.jobs.claim(id, 0, now_ms()).await.unwrap();
+
+    let later = now_ms() + millis(app.services.config.stale_after) + 1_000;
+    let report = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(report.failed_stale, 1);
+    let status = app.status(id).await.body;
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["error"]["code"], "worker_lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_message_was_lost_is_sent_again_and_completes() {
+    let app = spawn_app().await;
+    // The job was written but SendMessage never happened.
+    let job = Job::new_queued(
+        JobId::new_random(),
+        FileId::new(104).unwrap(),
+        None,
+        now_ms(),
+    );
+    app.services.jobs.create(&job).await.unwrap();
+    assert!(app.deliver(1).await.is_empty());
+
+    // A fresh job is left alone: its message may simply not be consumed yet.
+    let report = run_cleanup(&app.services, now_ms()).await.unwrap();
+    assert_eq!(report.redriven_queued, 0);
+
+    let later = now_ms() + millis(app.services.config.requeue_after) + 1_000;
+    let report = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(report.redriven_queued, 1);
+    // Overlapping runs do not send it twice.
+    let overlap = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(overlap.redriven_queued, 0);
+
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    let status = app.services.jobs.get(job.id).await.unwrap().unwrap();
+    assert_eq!(status.status, JobStatus::Completed);
+}

@@ -1,0 +1,192 @@
+use std::time::{Duration, Instant};
+
+use haul_tests::harness::AppOptions;
+use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
+use lambda_http::Body;
+use lambda_http::http::{Method, StatusCode};
+
+use crate::sha256_hex;
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_goes_from_initiate_through_the_queue_to_a_presigned_url_with_the_origin_bytes()
+{
+    // 12 MiB in 256 KiB chunks paced at 15 ms: about 0.7 s, three multipart parts of 5 MiB.
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 12 * MIB,
+            chunk: 256 * 1024,
+            chunk_delay: Duration::from_millis(15),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+
+    let accepted = app.initiate(4242).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED);
+    let id = accepted.body["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        accepted.header("location"),
+        Some(format!("/v1/download/status/{id}").as_str())
+    );
+    assert_eq!(accepted.header("cache-control"), Some("no-store"));
+    assert!(accepted.header("retry-after").is_some());
+    assert_eq!(accepted.body["status"], "queued");
+    assert_eq!(
+        accepted.body["statusUrl"],
+        format!("/v1/download/status/{id}")
+    );
+    assert_eq!(accepted.body["downloadUrl"], format!("/v1/download/{id}"));
+    assert!(accepted.body["nextPollInMs"].as_u64().unwrap() > 0);
+    let job_id = id.parse().unwrap();
+
+    let queued = app.status(job_id).await;
+    assert_eq!(queued.body["status"], "queued");
+    assert_eq!(queued.body["result"], serde_json::Value::Null);
+
+    // The worker runs on the message really received from the queue, while we poll.
+    let worker = async {
+        let outcomes = app.deliver(5).await;
+        assert_eq!(outcomes, vec![haul_worker::Outcome::Ack]);
+    };
+    let poller = async {
+        let mut seen_mid_transfer = None;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = app.status(job_id).await;
+            let body = &status.body;
+            if body["status"] == "running" {
+                assert!(status.header("retry-after").is_some());
+                let done = body["progress"]["bytesDone"].as_u64().unwrap();
+                if done > 0 && done < 12 * MIB && seen_mid_transfer.is_none() {
+                    assert_eq!(body["progress"]["bytesTotal"], 12 * MIB);
+                    let percent = body["progress"]["percent"].as_u64().unwrap();
+                    assert!(percent < 100, "{body}");
+                    seen_mid_transfer = Some(done);
+                }
+            }
+            if body["status"] == "completed" {
+                return (seen_mid_transfer, status);
+            }
+            assert!(Instant::now() < deadline, "no completion: {body}");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    };
+    let ((), (mid, done)) = tokio::join!(worker, poller);
+    assert!(mid.is_some(), "status never showed progress mid-transfer");
+
+    assert_eq!(done.header("cache-control"), Some("no-store"));
+    assert!(done.header("retry-after").is_none());
+    let body = &done.body;
+    assert_eq!(body["attempts"], 1);
+    assert_eq!(body["progress"]["percent"], 100);
+    assert_eq!(body["result"]["size"], 12 * MIB);
+    assert_eq!(body["result"]["fileName"], "file-4242.bin");
+    assert_eq!(body["result"]["contentType"], "application/octet-stream");
+    for field in ["createdAt", "startedAt", "updatedAt", "completedAt"] {
+        assert!(
+            body[field].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{field}"
+        );
+    }
+    let url = body["result"]["url"].as_str().unwrap();
+
+    let fetched = app.http.get(url).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    let disposition = fetched
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    let bytes = fetched.bytes().await.unwrap();
+    assert_eq!(bytes.len() as u64, 12 * MIB);
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(4242)));
+
+    // A URL whose signature was tampered with is refused by S3.
+    let (head, signature) = url.split_once("X-Amz-Signature=").unwrap();
+    let flipped: String = signature
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 0 {
+                if c == '0' { '1' } else { '0' }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let tampered = app
+        .http
+        .get(format!("{head}X-Amz-Signature={flipped}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tampered.status(), 403);
+
+    // Every poll mints a new URL.
+    let again = app.status(job_id).await;
+    assert_ne!(again.body["result"]["url"], body["result"]["url"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() {
+    let app = spawn_app().await;
+    let id = app.start_job(7).await;
+
+    let early = app
+        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT);
+    assert_eq!(early.body["code"], "job_not_ready");
+    assert_eq!(early.body["jobStatus"], "queued");
+
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+
+    let redirect = app
+        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
+        .await;
+    assert_eq!(redirect.status, StatusCode::FOUND);
+    let location = redirect.header("location").unwrap();
+    let bytes = app
+        .http
+        .get(location)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(7)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_file_completes_as_an_empty_object() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(3).await;
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["size"], 0);
+    let url = done["result"]["url"].as_str().unwrap();
+    let bytes = app
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(bytes.is_empty());
+}

@@ -1,0 +1,261 @@
+use std::time::{Duration, Instant};
+
+use haul::JobStatus;
+use haul_tests::harness::AppOptions;
+use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
+use haul_worker::Outcome;
+use lambda_http::Body;
+use lambda_http::http::{Method, StatusCode};
+
+use crate::sha256_hex;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_404_fails_the_job_once_without_retrying() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            missing: [404].into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(404).await;
+
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    let status = app.status(id).await.body;
+    assert_eq!(status["status"], "failed");
+    assert_eq!(status["error"]["code"], "origin_not_found");
+    assert_eq!(status["result"], serde_json::Value::Null);
+    // Acknowledged: nothing comes back after the visibility timeout.
+    assert!(app.deliver(2).await.is_empty());
+    assert_eq!(app.origin.requests(), 1);
+    assert!(app.object_keys().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_origin_500s_then_a_200_complete_the_job_on_the_third_attempt() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            fail_first: 2,
+            ..Default::default()
+        },
+        max_attempts: 5,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(500).await;
+
+    assert_eq!(app.deliver(5).await, vec![Outcome::Retry]);
+    let between = app.status(id).await.body;
+    assert_eq!(between["status"], "queued", "a retried job waits as queued");
+    assert_eq!(between["attempts"], 1);
+
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 3);
+    assert_eq!(app.origin.requests(), 3);
+    let bytes = app
+        .http
+        .get(done["result"]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(500)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_ends_failed_and_its_message_in_the_dead_letter_queue() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            fail_first: 100,
+            ..Default::default()
+        },
+        max_attempts: 2,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(9).await;
+
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["error"]["code"], "origin_error");
+
+    // SQS moves the message on its next receive past maxReceiveCount.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.queue_depth(&app.resources.dlq_url).await == 0 {
+        assert!(Instant::now() < deadline, "message never reached the DLQ");
+        app.deliver(1).await;
+    }
+    assert_eq!(app.origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_origin_body_is_retried_and_never_completed_short() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 300 * 1024,
+            truncate_at: Some(100 * 1024),
+            ..Default::default()
+        },
+        max_attempts: 3,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(11).await;
+
+    assert_eq!(app.deliver(5).await, vec![Outcome::Retry]);
+    let status = app.status(id).await.body;
+    assert_eq!(status["status"], "queued");
+    assert!(app.object_keys().await.is_empty());
+
+    // The origin recovers; the retry stores the whole file.
+    app.origin.update(|b| b.truncate_at = None);
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["result"]["size"], 300 * 1024);
+    assert_eq!(done["attempts"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_delivery_of_a_finished_job_changes_nothing() {
+    let app = spawn_app().await;
+    let id = app.start_job(21).await;
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+    let requests = app.origin.requests();
+    let keys = app.object_keys().await;
+    assert_eq!(keys.len(), 1);
+
+    // At-least-once delivery: the same message arrives again.
+    app.services.queue.send(id).await.unwrap();
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+
+    let after = app.status(id).await.body;
+    assert_eq!(after["status"], "completed");
+    assert_eq!(after["updatedAt"], done["updatedAt"]);
+    assert_eq!(after["attempts"], done["attempts"]);
+    assert_eq!(app.origin.requests(), requests, "no second download");
+    assert_eq!(app.object_keys().await, keys, "no second object");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_stops_the_worker_and_leaves_nothing_in_s3() {
+    // 20 MiB paced slowly: several parts go up before the cancel lands.
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 20 * 1024 * 1024,
+            chunk: 256 * 1024,
+            chunk_delay: Duration::from_millis(25),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(31).await;
+
+    let worker = app.deliver(5);
+    let canceller = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = app.status(id).await.body;
+            let done = status["progress"]["bytesDone"].as_u64().unwrap_or(0);
+            if status["status"] == "running" && done > 6 * 1024 * 1024 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never got going: {status}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        app.call(
+            Method::DELETE,
+            &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    };
+    let (outcomes, cancelled) = tokio::join!(worker, canceller);
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert_eq!(outcomes, vec![Outcome::Ack]);
+
+    let status = app.status(id).await.body;
+    assert_eq!(status["status"], "cancelled");
+    assert!(app.object_keys().await.is_empty(), "no object");
+    assert_eq!(
+        app.incomplete_uploads().await,
+        0,
+        "no multipart upload left"
+    );
+    // The stop was early, not after the whole file.
+    let job = app.services.jobs.get(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(job.bytes_done < 20 * 1024 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_queued_job_means_the_worker_never_fetches_it() {
+    let app = spawn_app().await;
+    let id = app.start_job(41).await;
+    let cancelled = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    assert_eq!(app.origin.requests(), 0);
+    assert_eq!(app.status(id).await.body["status"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_completed_job_is_a_conflict_and_keeps_the_file() {
+    let app = spawn_app().await;
+    let id = app.start_job(51).await;
+    app.work_until_done(id, Duration::from_secs(30)).await;
+
+    let response = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::CONFLICT);
+    assert_eq!(response.body["code"], "job_already_finished");
+    assert_eq!(response.body["jobStatus"], "completed");
+    assert_eq!(app.status(id).await.body["status"], "completed");
+    assert_eq!(app.object_keys().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_refuses_illegal_transitions_even_when_code_asks() {
+    let app = spawn_app().await;
+    let id = app.start_job(61).await;
+    // queued -> completed skips running: the condition expression refuses it.
+    let artifact = haul::job::Artifact {
+        key: "artifacts/x".into(),
+        size: 1,
+        content_type: "text/plain".into(),
+        file_name: "x".into(),
+    };
+    let refused = app.services.jobs.complete(id, 0, &artifact, 1).await;
+    assert!(
+        matches!(refused, Err(haul::store::StoreError::Conflict(ref job)) if job.status == JobStatus::Queued),
+        "{refused:?}"
+    );
+    let expired = app
+        .services
+        .jobs
+        .transition(id, JobStatus::Expired, Default::default(), None, 1)
+        .await;
+    assert!(matches!(expired, Err(haul::store::StoreError::Conflict(_))));
+    assert_eq!(app.status(id).await.body["status"], "queued");
+}
