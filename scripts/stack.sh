@@ -247,7 +247,8 @@ stop_one() {
     return
   fi
   kill -TERM -- "-$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do # LocalStack needs ~3 s to shut down gracefully
+  # Rarely, LocalStack's shutdown hangs (also when signalled while still starting).
+  for ((i = 0; i < 50; i++)); do
     kill -0 -- "-$pid" 2>/dev/null || break
     sleep 0.2
   done
@@ -259,9 +260,11 @@ stop_one() {
   log "$label stopped (pid $pid)"
 }
 
+# In parallel: each takes ~1-2 s to shut down.
 cmd_down() {
-  stop_one localstack localstack.runtime.main LocalStack
-  stop_one dynamodb DynamoDBLocal.jar "DynamoDB Local"
+  stop_one localstack localstack.runtime.main LocalStack &
+  stop_one dynamodb DynamoDBLocal.jar "DynamoDB Local" &
+  wait
 }
 
 # Exit status 0 only when both are up.
