@@ -2,6 +2,7 @@
 //! request (path, request id, content type, body limits).
 
 use lambda_http::http::header;
+use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
@@ -95,11 +96,19 @@ pub fn require_json(request: &Request) -> Result<(), ApiError> {
     }
 }
 
-/// The request id API Gateway (or the local emulator) gave this invocation.
+/// The request id to quote in problems and logs: API Gateway's own (the one in its access
+/// logs and `apigw-requestid` header), else the Lambda invocation's.
 pub fn request_id(request: &Request) -> String {
-    request
-        .lambda_context_ref()
-        .map(|ctx| ctx.request_id.clone())
+    let gateway = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    gateway
+        .or_else(|| {
+            request
+                .lambda_context_ref()
+                .map(|ctx| ctx.request_id.clone())
+        })
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| "-".to_owned())
 }
