@@ -118,6 +118,9 @@ pub fn request_id(request: &Request) -> String {
 /// the first `/v1/download` segment pair.
 pub fn download_route(path: &str) -> Option<Route<'_>> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.last() == Some(&"health") && !segments.contains(&"download") {
+        return Some(Route::Health);
+    }
     let start = segments
         .windows(2)
         .position(|pair| pair == ["v1", "download"])?;
@@ -131,6 +134,8 @@ pub fn download_route(path: &str) -> Option<Route<'_>> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route<'a> {
+    /// `GET /health`: the API is up (for load balancers and `make dev`).
+    Health,
     Initiate,
     Status(&'a str),
     Download(&'a str),
@@ -228,6 +233,7 @@ mod tests {
         );
         assert_eq!(download_route("/v1/download/status/a/b"), None);
         assert_eq!(download_route("/v1/download"), None);
-        assert_eq!(download_route("/health"), None);
+        assert_eq!(download_route("/health"), Some(Route::Health));
+        assert_eq!(download_route("/v1/download/health/x"), None);
     }
 }

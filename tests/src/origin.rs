@@ -44,6 +44,8 @@ pub struct OriginBehavior {
     pub missing: HashSet<u64>,
     /// Announce the full length but close the connection after this many bytes.
     pub truncate_at: Option<u64>,
+    /// Per-file size and transfer time, overriding `size` and `chunk_delay` (the dev catalog).
+    pub catalog: Option<fn(u64) -> Option<(u64, Duration)>>,
 }
 
 impl Default for OriginBehavior {
@@ -55,6 +57,7 @@ impl Default for OriginBehavior {
             fail_first: 0,
             missing: HashSet::new(),
             truncate_at: None,
+            catalog: None,
         }
     }
 }
@@ -75,6 +78,10 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start(behavior: OriginBehavior) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0", behavior).await
+    }
+
+    pub async fn start_on(addr: &str, behavior: OriginBehavior) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             failures_left: AtomicU32::new(behavior.fail_first),
             behavior: Mutex::new(behavior),
@@ -83,7 +90,7 @@ impl Origin {
         let app = Router::new()
             .route("/files/{id}", get(serve_file))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -119,7 +126,12 @@ impl Origin {
     }
 
     pub fn expected(&self, file_id: u64) -> Vec<u8> {
-        origin_bytes(file_id, 0, self.behavior().size as usize)
+        let behavior = self.behavior();
+        let size = match behavior.catalog {
+            Some(catalog) => catalog(file_id).map_or(0, |(size, _)| size),
+            None => behavior.size,
+        };
+        origin_bytes(file_id, 0, size as usize)
     }
 }
 
@@ -146,14 +158,18 @@ async fn serve_file(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> R
         )
             .into_response();
     }
+    let chunk = behavior.chunk.max(1) as u64;
+    let (size, delay) = match behavior.catalog {
+        None => (behavior.size, behavior.chunk_delay),
+        Some(catalog) => match catalog(id) {
+            Some((size, total)) => (size, total / size.div_ceil(chunk).max(1) as u32),
+            None => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+        },
+    };
     if behavior.missing.contains(&id) {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     }
-
-    let size = behavior.size;
     let send_until = behavior.truncate_at.unwrap_or(size).min(size);
-    let chunk = behavior.chunk.max(1) as u64;
-    let delay = behavior.chunk_delay;
     let stream = futures_util::stream::unfold(0u64, move |offset| async move {
         if offset == u64::MAX {
             return None;

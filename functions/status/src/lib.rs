@@ -1,7 +1,8 @@
 //! The read side of a job and its cancellation:
 //! - `GET /v1/download/status/{jobId}`: progress, and once completed a freshly presigned URL;
 //! - `GET /v1/download/{jobId}`: 302 to a freshly presigned URL;
-//! - `DELETE /v1/download/{jobId}`: cancels a queued or running job.
+//! - `DELETE /v1/download/{jobId}`: cancels a queued or running job;
+//! - `GET /health`: liveness.
 
 use haul::clock::{now_ms, rfc3339};
 use haul::job::JobFailure;
@@ -68,6 +69,10 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
         Some(Route::Download(_)) => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD, DELETE",
         }),
+        Some(Route::Health) if method == Method::GET || method == Method::HEAD => {
+            json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+        }
+        Some(Route::Health) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
         Some(Route::Initiate) | None => Err(ApiError::RouteNotFound),
     }
 }
