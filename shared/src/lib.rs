@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod clock;
 pub mod config;
 pub mod job;
+pub mod metrics;
 pub mod problem;
 pub mod queue;
 pub mod request;

@@ -12,6 +12,7 @@ pub fn init() {
         .with_env_filter(filter)
         .with_current_span(true)
         .with_span_list(false)
+        .flatten_event(true)
         .with_target(false)
         .without_time()
         .try_init();

@@ -5,6 +5,7 @@
 pub mod harness;
 pub mod origin;
 pub mod provision;
+pub mod template;
 
 pub use harness::{TestApp, spawn_app, spawn_app_with};
 pub use origin::{Origin, OriginBehavior, origin_bytes};

@@ -30,6 +30,9 @@ pub fn origin_bytes(file_id: u64, offset: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Size and transfer time of a file id, or `None` for a missing file.
+pub type Catalog = fn(u64) -> Option<(u64, Duration)>;
+
 #[derive(Debug, Clone)]
 pub struct OriginBehavior {
     /// Size of every file.
@@ -45,7 +48,7 @@ pub struct OriginBehavior {
     /// Announce the full length but close the connection after this many bytes.
     pub truncate_at: Option<u64>,
     /// Per-file size and transfer time, overriding `size` and `chunk_delay` (the dev catalog).
-    pub catalog: Option<fn(u64) -> Option<(u64, Duration)>>,
+    pub catalog: Option<Catalog>,
 }
 
 impl Default for OriginBehavior {

@@ -1,13 +1,13 @@
 //! Creates the AWS resources haul needs on the local stack: the jobs table (with the status
 //! index cleanup queries), the work queue with its dead-letter queue, and the bucket.
-//! `template.yaml` declares the same shapes for AWS.
+//! Shapes come from `template.yaml`, so local and deployed resources cannot drift apart.
 
+use crate::template::{KeyPart, Template};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
     ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use haul::store::{STATUS_INDEX, TTL_ATTRIBUTE};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -64,43 +64,45 @@ impl Provisioner {
         })
     }
 
+    /// Creates the jobs table exactly as `template.yaml` declares it (keys, indexes, TTL).
     async fn ensure_table(&self, table: &str) -> Result<(), BoxError> {
-        let key = |name: &str, kind| {
+        let spec = Template::load()?.jobs_table()?;
+        let key = |part: &KeyPart| {
             KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
+                .attribute_name(&part.name)
+                .key_type(KeyType::from(part.kind.as_str()))
                 .build()
         };
-        let attr = |name: &str, kind| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(kind)
-                .build()
-        };
-        let created = self
+        let mut request = self
             .dynamo
             .create_table()
             .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .key_schema(key("jobId", KeyType::Hash)?)
-            .attribute_definitions(attr("jobId", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("status", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("updatedAt", ScalarAttributeType::N)?)
-            .global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(STATUS_INDEX)
-                    .key_schema(key("status", KeyType::Hash)?)
-                    .key_schema(key("updatedAt", KeyType::Range)?)
-                    .projection(
-                        Projection::builder()
-                            .projection_type(ProjectionType::All)
-                            .build(),
-                    )
+            .billing_mode(BillingMode::PayPerRequest);
+        for part in &spec.keys {
+            request = request.key_schema(key(part)?);
+        }
+        for (name, kind) in &spec.attributes {
+            request = request.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::from(kind.as_str()))
                     .build()?,
-            )
-            .send()
-            .await;
-        match created {
+            );
+        }
+        for index in &spec.indexes {
+            let mut gsi = GlobalSecondaryIndex::builder()
+                .index_name(&index.name)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(index.projection.as_str()))
+                        .build(),
+                );
+            for part in &index.keys {
+                gsi = gsi.key_schema(key(part)?);
+            }
+            request = request.global_secondary_indexes(gsi.build()?);
+        }
+        match request.send().await {
             Ok(_) => {}
             Err(err)
                 if err
@@ -112,19 +114,21 @@ impl Provisioner {
                     .into());
             }
         }
-        // DynamoDB Local keeps TTL settings; the local stack does not delete by TTL, AWS does.
-        let _ = self
-            .dynamo
-            .update_time_to_live()
-            .table_name(table)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name(TTL_ATTRIBUTE)
-                    .build()?,
-            )
-            .send()
-            .await;
+        if let Some(attribute) = spec.ttl_attribute {
+            // DynamoDB Local records the setting; deleting expired items is AWS's job.
+            let _ = self
+                .dynamo
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(attribute)
+                        .build()?,
+                )
+                .send()
+                .await;
+        }
         Ok(())
     }
 

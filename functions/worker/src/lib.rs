@@ -9,6 +9,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures_util::future::join_all;
 use haul::clock::now_ms;
 use haul::job::JobFailure;
+use haul::metrics;
 use haul::queue::WorkMessage;
 use haul::store::{Changes, StoreError};
 use haul::{Job, JobId, JobStatus, Services};
@@ -131,10 +132,22 @@ impl Worker {
                     .await
                 {
                     Ok(_) => {
+                        let seconds = started.elapsed().as_secs_f64();
                         tracing::info!(
                             bytes = artifact.size,
-                            duration_ms = started.elapsed().as_millis() as u64,
+                            duration_ms = (seconds * 1000.0) as u64,
                             "job completed"
+                        );
+                        let size = artifact.size as f64;
+                        metrics::emit(
+                            "worker",
+                            &[
+                                ("JobsCompleted", "Count", 1.0),
+                                ("DurationMs", "Milliseconds", seconds * 1000.0),
+                                ("Bytes", "Bytes", size),
+                                ("Throughput", "Bytes/Second", size / seconds.max(0.001)),
+                            ],
+                            &[("jobId", id.to_string().into())],
                         );
                         Outcome::Ack
                     }
@@ -164,6 +177,14 @@ impl Worker {
 
     async fn fail(&self, job: &Job, failure: JobFailure) -> Outcome {
         tracing::warn!(code = %failure.code, reason = %failure.message, "job failed");
+        metrics::emit(
+            "worker",
+            &[("JobsFailed", "Count", 1.0)],
+            &[
+                ("jobId", job.id.to_string().into()),
+                ("errorCode", failure.code.clone().into()),
+            ],
+        );
         match self
             .services
             .jobs

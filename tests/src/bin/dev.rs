@@ -12,13 +12,15 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use haul_tests::provision::{Provisioner, QueueSettings};
+use haul_tests::template::Template;
 use haul_tests::{Origin, OriginBehavior};
 use tokio::process::Command;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const MIB: u64 = 1024 * 1024;
-/// Matches the template's worker timeout for local use; the message stays invisible this long.
+/// Shorter than the template's (ten times a 900 s worker timeout), so that a worker killed
+/// during development has its message back within two minutes.
 const VISIBILITY_TIMEOUT_SECS: u32 = 120;
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
 const POLLERS: usize = 4;
@@ -48,6 +50,7 @@ fn env_or(name: &str, default: &str) -> String {
 async fn main() -> Result<(), BoxError> {
     let port = env_or("HAUL_DEV_PORT", "9000");
     let api = format!("http://127.0.0.1:{port}");
+    let max_receive_count = Template::load()?.max_receive_count()?;
     let sdk = aws_config::load_from_env().await;
     let aws = Provisioner::new(&sdk);
     let resources = aws
@@ -55,7 +58,7 @@ async fn main() -> Result<(), BoxError> {
             &env_or("HAUL_DEV_PREFIX", "haul-dev"),
             &QueueSettings {
                 visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
-                max_receive_count: 5,
+                max_receive_count,
             },
         )
         .await?;
@@ -90,18 +93,25 @@ async fn main() -> Result<(), BoxError> {
         ("ARTIFACTS_BUCKET", resources.bucket.clone()),
         ("ORIGIN_URL_TEMPLATE", origin_template),
         ("S3_FORCE_PATH_STYLE", "true".to_owned()),
-        ("MAX_ATTEMPTS", "5".to_owned()),
+        ("MAX_ATTEMPTS", max_receive_count.to_string()),
         ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
     ];
     let mut watch = Command::new("cargo");
     watch
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-        .args(["--invoke-port", &port, "--concurrency", &POLLERS.to_string()])
+        .args([
+            "--invoke-port",
+            &port,
+            "--concurrency",
+            &POLLERS.to_string(),
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .process_group(0);
-    let mut watch = watch.spawn().map_err(|e| format!("cannot run cargo lambda watch: {e}"))?;
+    let mut watch = watch
+        .spawn()
+        .map_err(|e| format!("cannot run cargo lambda watch: {e}"))?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
@@ -210,13 +220,25 @@ async fn deliver_forever(
                         .map(|f| f.item_identifier)
                         .collect(),
                     // An unreadable answer fails the whole batch, as Lambda does.
-                    Err(_) => event.records.iter().filter_map(|r| r.message_id.clone()).collect(),
+                    Err(_) => event
+                        .records
+                        .iter()
+                        .filter_map(|r| r.message_id.clone())
+                        .collect(),
                 }
             }
-            _ => event.records.iter().filter_map(|r| r.message_id.clone()).collect(),
+            _ => event
+                .records
+                .iter()
+                .filter_map(|r| r.message_id.clone())
+                .collect(),
         };
         for record in &event.records {
-            if record.message_id.as_ref().is_some_and(|id| failed.contains(id)) {
+            if record
+                .message_id
+                .as_ref()
+                .is_some_and(|id| failed.contains(id))
+            {
                 continue;
             }
             let _ = sqs

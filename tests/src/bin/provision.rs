@@ -2,6 +2,7 @@
 //! them as environment variables for the functions (used by `make dev`).
 
 use haul_tests::provision::{Provisioner, QueueSettings};
+use haul_tests::template::Template;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -11,7 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let sdk = aws_config::load_from_env().await;
     let settings = QueueSettings {
         visibility_timeout_secs: 60,
-        max_receive_count: 5,
+        max_receive_count: Template::load()?.max_receive_count()?,
     };
     let resources = Provisioner::new(&sdk).ensure(&prefix, &settings).await?;
     println!("JOBS_TABLE={}", resources.table);

@@ -5,6 +5,7 @@ mod api_contract;
 mod cleanup;
 mod events;
 mod flow;
+mod template;
 mod worker;
 
 use sha2::{Digest, Sha256};

@@ -1,0 +1,212 @@
+//! The invariants of `template.yaml` that keep the deployed system correct.
+
+use haul::store::{STATUS_INDEX, TTL_ATTRIBUTE};
+use haul_tests::template::Template;
+use serde_yaml::Value;
+
+fn template() -> Template {
+    Template::load().expect("template.yaml parses")
+}
+
+fn functions(t: &Template) -> Vec<String> {
+    t.resources_of_type("AWS::Serverless::Function")
+}
+
+/// `!Sub "${Param}0"`-style values, with the parameter replaced by `value`.
+fn substitute(t: &Template, node: &Value, param_value: &str) -> Option<u64> {
+    match node {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged
+            .value
+            .as_str()?
+            .replace("${WorkerTimeoutSeconds}", param_value)
+            .parse()
+            .ok(),
+        other => t.resolve(other)?.parse().ok(),
+    }
+}
+
+#[test]
+fn the_queue_stays_invisible_at_least_six_worker_timeouts_for_every_allowed_timeout() {
+    let t = template();
+    let visibility = &t.properties("JobsQueue")["VisibilityTimeout"];
+    let timeout_param = &t.root()["Parameters"]["WorkerTimeoutSeconds"];
+    let worker_timeout = &t.properties("WorkerFunction")["Timeout"];
+    assert_eq!(
+        t.resolve(worker_timeout),
+        t.parameter_default("WorkerTimeoutSeconds")
+    );
+    for key in ["Default", "MinValue", "MaxValue"] {
+        let seconds = timeout_param[key].as_u64().expect(key);
+        let vis = substitute(&t, visibility, &seconds.to_string()).expect("visibility");
+        assert!(vis >= 6 * seconds, "{key}: {vis} < 6 x {seconds}");
+        assert!(vis <= 43_200, "SQS caps visibility at 12 h");
+    }
+    assert!(timeout_param["MaxValue"].as_u64() <= Some(900));
+}
+
+#[test]
+fn the_worker_reports_batch_item_failures_with_bounded_concurrency() {
+    let t = template();
+    let event = &t.properties("WorkerFunction")["Events"]["Jobs"];
+    assert_eq!(event["Type"], "SQS");
+    let props = &event["Properties"];
+    let types: Vec<&str> = props["FunctionResponseTypes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(types, ["ReportBatchItemFailures"]);
+    assert!(
+        t.resolve(&props["ScalingConfig"]["MaximumConcurrency"])
+            .is_some()
+    );
+    assert_eq!(props["BatchSize"].as_u64(), Some(1));
+}
+
+#[test]
+fn failed_messages_end_in_the_dead_letter_queue_after_at_least_five_receives() {
+    let t = template();
+    let redrive = &t.properties("JobsQueue")["RedrivePolicy"];
+    match &redrive["deadLetterTargetArn"] {
+        Value::Tagged(tagged) => {
+            assert_eq!(tagged.tag, "GetAtt");
+            assert_eq!(tagged.value.as_str(), Some("JobsDeadLetterQueue.Arn"));
+        }
+        other => panic!("DLQ not wired: {other:?}"),
+    }
+    assert!(t.max_receive_count().unwrap() >= 5);
+    // The worker gives up when SQS does: its attempts are the receive count.
+    assert_eq!(
+        t.resolve(&t.root()["Globals"]["Function"]["Environment"]["Variables"]["MAX_ATTEMPTS"]),
+        Some(t.max_receive_count().unwrap().to_string())
+    );
+}
+
+#[test]
+fn the_table_has_ttl_and_the_index_cleanup_queries() {
+    let t = template();
+    let table = t.jobs_table().unwrap();
+    assert_eq!(table.ttl_attribute.as_deref(), Some(TTL_ATTRIBUTE));
+    let index = table
+        .indexes
+        .iter()
+        .find(|i| i.name == STATUS_INDEX)
+        .expect("status index");
+    let keys: Vec<(&str, &str)> = index
+        .keys
+        .iter()
+        .map(|k| (k.name.as_str(), k.kind.as_str()))
+        .collect();
+    assert_eq!(keys, [("status", "HASH"), ("updatedAt", "RANGE")]);
+    let props = t.properties("JobsTable");
+    assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(props["SSESpecification"]["SSEEnabled"], true);
+}
+
+#[test]
+fn the_bucket_is_private_encrypted_tls_only_and_expires_its_files() {
+    let t = template();
+    let bucket = t.properties("ArtifactsBucket");
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            bucket["PublicAccessBlockConfiguration"][flag], true,
+            "{flag}"
+        );
+    }
+    assert!(bucket["BucketEncryption"].is_mapping());
+    let rules = bucket["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap();
+    assert!(rules.iter().any(|r| !r["ExpirationInDays"].is_null()));
+    assert!(rules.iter().any(|r| {
+        r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].as_u64() == Some(1)
+    }));
+    let policy = &t.properties("ArtifactsBucketPolicy")["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"], "Deny");
+    assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");
+}
+
+#[test]
+fn the_schedule_invokes_cleanup() {
+    let t = template();
+    let events = t.properties("CleanupFunction")["Events"]
+        .as_mapping()
+        .expect("cleanup has events");
+    assert!(
+        events
+            .values()
+            .any(|e| matches!(e["Type"].as_str(), Some("ScheduleV2" | "Schedule"))),
+        "no schedule targets cleanup"
+    );
+}
+
+#[test]
+fn every_function_is_a_cargo_lambda_binary_with_a_log_group_that_expires() {
+    let t = template();
+    let names = functions(&t);
+    assert_eq!(names.len(), 4);
+    for name in names {
+        let resource = t.resource(&name);
+        assert_eq!(
+            resource["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{name}"
+        );
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("binary");
+        let main = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../functions")
+            .join(binary)
+            .join("src/main.rs");
+        assert!(main.exists(), "{name}: no functions/{binary}");
+        let group = match &t.properties(&name)["LoggingConfig"]["LogGroup"] {
+            Value::Tagged(tagged) if tagged.tag == "Ref" => {
+                tagged.value.as_str().unwrap().to_owned()
+            }
+            other => panic!("{name}: log group {other:?}"),
+        };
+        assert_eq!(t.resource(&group)["Type"], "AWS::Logs::LogGroup", "{name}");
+        assert!(
+            !t.properties(&group)["RetentionInDays"].is_null(),
+            "{name}: log group without retention"
+        );
+    }
+}
+
+#[test]
+fn every_api_route_of_the_contract_is_routed() {
+    let t = template();
+    let mut routes = Vec::new();
+    for name in functions(&t) {
+        for event in t.properties(&name)["Events"]
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .map(|(_, e)| e)
+        {
+            if event["Type"] == "HttpApi" {
+                routes.push(event["Properties"]["Path"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            "/health",
+            "/v1/download/initiate",
+            "/v1/download/status/{jobId}",
+            "/v1/download/{jobId}",
+        ]
+    );
+}
