@@ -57,5 +57,13 @@ kill -0 "$DEV_PID" 2>/dev/null && fail "make dev still running after SIGINT"
 if (exec 3<>"/dev/tcp/127.0.0.1/$HAUL_DEV_PORT") 2>/dev/null; then
   fail "port $HAUL_DEV_PORT still open after make dev stopped"
 fi
+# Function instances run in sessions of their own; they must not outlive make dev.
+leftover=""
+for _ in $(seq 1 20); do
+  leftover=$(grep -l "HAUL_DEV_PREFIX=$HAUL_DEV_PREFIX" /proc/[0-9]*/environ 2>/dev/null || true)
+  [ -z "$leftover" ] && break
+  sleep 0.5
+done
+[ -z "$leftover" ] || fail "processes left running: $leftover"
 echo "dev-e2e: ok"
 rm -f "$LOG"

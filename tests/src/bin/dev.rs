@@ -134,12 +134,13 @@ async fn main() -> Result<(), BoxError> {
         status = watch.wait() => eprintln!("dev: cargo lambda watch exited: {status:?}"),
     }
     if let Some(pid) = watch.id() {
-        // The watcher runs builds and functions as children: stop its whole group.
+        // The watcher's builds and function instances share its process group: end the group
+        // at once. (A SIGTERM lets cargo-lambda's own shutdown signal processes far outside
+        // its group on this machine, so it gets none.)
         let _ = std::process::Command::new("kill")
-            .args(["-TERM", &format!("-{pid}")])
+            .args(["-KILL", "--", &format!("-{pid}")])
             .status();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), watch.wait()).await;
     let _ = watch.kill().await;
     Ok(())
 }
