@@ -62,6 +62,23 @@ impl TestResponse {
     }
 }
 
+/// An SQS message as Lambda's event source mapping hands it to the function.
+pub fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = message.message_id.clone();
+    record.receipt_handle = message.receipt_handle.clone();
+    record.body = message.body.clone();
+    record.event_source = Some("aws:sqs".into());
+    record.attributes = message
+        .attributes
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v))
+        .collect();
+    record
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
@@ -207,24 +224,7 @@ impl TestApp {
         if messages.is_empty() {
             return Vec::new();
         }
-        let records: Vec<SqsMessage> = messages
-            .iter()
-            .map(|m| {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.event_source = Some("aws:sqs".into());
-                record.attributes = m
-                    .attributes
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k.as_str().to_owned(), v))
-                    .collect();
-                record
-            })
-            .collect();
+        let records: Vec<SqsMessage> = messages.iter().map(lambda_record).collect();
         let response = self.worker.handle_batch(records.clone()).await;
         let failed: Vec<&str> = response
             .batch_item_failures
@@ -307,6 +307,13 @@ impl TestApp {
             .iter()
             .filter_map(|o| o.key().map(str::to_owned))
             .collect()
+    }
+
+    /// GETs a URL (a presigned one, typically) and returns the body, asserting a 200.
+    pub async fn fetch(&self, url: &str) -> bytes::Bytes {
+        let response = self.http.get(url).send().await.expect("GET succeeds");
+        assert_eq!(response.status(), 200, "GET {url}");
+        response.bytes().await.expect("body")
     }
 
     pub async fn incomplete_uploads(&self) -> usize {

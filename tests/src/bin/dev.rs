@@ -9,8 +9,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use haul_tests::harness::lambda_record;
 use haul_tests::provision::{Provisioner, QueueSettings};
 use haul_tests::template::Template;
 use haul_tests::{Origin, OriginBehavior};
@@ -201,17 +202,7 @@ async fn deliver_forever(
             continue;
         }
         let mut event = SqsEvent::default();
-        event.records = messages
-            .iter()
-            .map(|m| {
-                let mut record = SqsMessage::default();
-                record.message_id = m.message_id.clone();
-                record.receipt_handle = m.receipt_handle.clone();
-                record.body = m.body.clone();
-                record.event_source = Some("aws:sqs".into());
-                record
-            })
-            .collect();
+        event.records = messages.iter().map(lambda_record).collect();
         let failed: Vec<String> = match http.post(&invoke).json(&event).send().await {
             Ok(response) if response.status().is_success() => {
                 match response.json::<SqsBatchResponse>().await {

@@ -152,15 +152,7 @@ async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() 
         .await;
     assert_eq!(redirect.status, StatusCode::FOUND);
     let location = redirect.header("location").unwrap();
-    let bytes = app
-        .http
-        .get(location)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = app.fetch(location).await;
     assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(7)));
 }
 
@@ -179,14 +171,6 @@ async fn an_empty_file_completes_as_an_empty_object() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["result"]["size"], 0);
     let url = done["result"]["url"].as_str().unwrap();
-    let bytes = app
-        .http
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = app.fetch(url).await;
     assert!(bytes.is_empty());
 }

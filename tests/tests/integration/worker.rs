@@ -54,15 +54,7 @@ async fn two_origin_500s_then_a_200_complete_the_job_on_the_third_attempt() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["attempts"], 3);
     assert_eq!(app.origin.requests(), 3);
-    let bytes = app
-        .http
-        .get(done["result"]["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let bytes = app.fetch(done["result"]["url"].as_str().unwrap()).await;
     assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(500)));
 }
 
