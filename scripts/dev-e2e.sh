@@ -13,6 +13,7 @@ ORIGIN="http://127.0.0.1:$HAUL_DEV_ORIGIN_PORT"
 LOG=$(mktemp)
 fail() { echo "dev-e2e: FAIL: $*" >&2; tail -40 "$LOG" >&2; exit 1; }
 
+started_at=$(date +%s)
 setsid make dev >"$LOG" 2>&1 &
 DEV_PID=$!
 stop_dev() { kill -INT -- "-$DEV_PID" 2>/dev/null || true; }
@@ -24,6 +25,7 @@ for _ in $(seq 1 1200); do
   sleep 0.5
 done
 grep -q "haul dev is ready" "$LOG" || fail "make dev not ready after 10 minutes"
+echo "dev-e2e: make dev ready after $(($(date +%s) - started_at)) s"
 curl -fsS "$API/health" | grep -q '"ok"' || fail "/health"
 
 # File 1 of the dev catalog: 2 MiB over about 3 s.
