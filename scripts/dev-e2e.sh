@@ -19,12 +19,12 @@ DEV_PID=$!
 stop_dev() { kill -INT -- "-$DEV_PID" 2>/dev/null || true; }
 trap stop_dev EXIT
 
-for _ in $(seq 1 1200); do
+for _ in $(seq 1 2400); do
   grep -q "haul dev is ready" "$LOG" && break
   kill -0 "$DEV_PID" 2>/dev/null || fail "make dev exited early"
   sleep 0.5
 done
-grep -q "haul dev is ready" "$LOG" || fail "make dev not ready after 10 minutes"
+grep -q "haul dev is ready" "$LOG" || fail "make dev not ready after 20 minutes"
 echo "dev-e2e: make dev ready after $(($(date +%s) - started_at)) s"
 curl -fsS "$API/health" | grep -q '"ok"' || fail "/health"
 
