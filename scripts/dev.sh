@@ -25,4 +25,8 @@ eval "$(scripts/tools.sh dev)"
 
 # Build the functions first, so the watcher's first requests do not wait on a cold build.
 cargo build --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
-cargo run --quiet -p haul-tests --bin dev
+cargo build --quiet -p haul-tests --bin dev
+# Run the supervisor directly, not through `cargo run`: cargo's per-run variables (CARGO_PKG_*,
+# LD_LIBRARY_PATH, ...) would reach cargo lambda's builds and make them rebuild the
+# dependencies the build above just made.
+"${CARGO_TARGET_DIR:-target}/debug/dev"
