@@ -42,10 +42,6 @@ impl ArtifactStore {
         }
     }
 
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// One key per job: a redelivered or retried job overwrites its own object and can never
     /// leave a second one behind.
     pub fn key_for(job_id: JobId) -> String {

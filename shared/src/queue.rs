@@ -31,10 +31,6 @@ impl JobQueue {
         }
     }
 
-    pub fn queue_url(&self) -> &str {
-        &self.queue_url
-    }
-
     pub async fn send(&self, job_id: JobId) -> Result<(), QueueError> {
         let body = serde_json::to_string(&WorkMessage { job_id })
             .map_err(|e| QueueError(e.to_string()))?;

@@ -84,10 +84,6 @@ impl JobStore {
         }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     fn ttl_from(&self, now: EpochMs) -> AttributeValue {
         let secs = now / 1000 + (self.retention + RECORD_GRACE).as_secs() as i64;
         n(secs)
