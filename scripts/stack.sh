@@ -226,12 +226,28 @@ wait_ready() {
   done
 }
 
+# With a working Docker engine the images in docker-compose.yml run the stack instead.
+use_docker() {
+  [ "${HAUL_STACK_DOCKER:-auto}" != 0 ] && command -v docker >/dev/null 2>&1 &&
+    docker info >/dev/null 2>&1
+}
+
+compose() {
+  LOCALSTACK_PORT="$LOCALSTACK_PORT" DDB_PORT="$DDB_PORT" \
+    docker compose -f "$SCRIPT_DIR/../docker-compose.yml" -p haul "$@"
+}
+
 cmd_up() {
-  cmd_install
-  mkdir -p "$RUN_DIR"
   local t0=$SECONDS
-  start_localstack
-  start_dynamodb_local
+  if use_docker; then
+    log "starting the stack with Docker (docker-compose.yml)"
+    compose up -d >&2
+  else
+    cmd_install
+    mkdir -p "$RUN_DIR"
+    start_localstack
+    start_dynamodb_local
+  fi
   wait_ready
   log "ready in $((SECONDS - t0))s: LocalStack (s3, sqs) $LS_URL, DynamoDB Local $DDB_URL"
   cmd_env
@@ -262,6 +278,10 @@ stop_one() {
 
 # In parallel: each takes ~1-2 s to shut down.
 cmd_down() {
+  if use_docker; then
+    compose down >&2
+    return
+  fi
   stop_one localstack localstack.runtime.main LocalStack &
   stop_one dynamodb DynamoDBLocal.jar "DynamoDB Local" &
   wait
