@@ -7,7 +7,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::clock::EpochMs;
@@ -48,22 +48,25 @@ impl ArtifactStore {
         format!("artifacts/{job_id}")
     }
 
+    /// Stores a whole (small) object; returns S3's CRC32C of it.
     pub async fn put(
         &self,
         key: &str,
         body: Bytes,
         content_type: &str,
-    ) -> Result<(), ArtifactError> {
-        self.client
+    ) -> Result<Option<String>, ArtifactError> {
+        let output = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(s3_error)?;
-        Ok(())
+        Ok(output.checksum_crc32_c)
     }
 
     pub async fn start_multipart(
@@ -77,6 +80,7 @@ impl ArtifactStore {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .send()
             .await
             .map_err(s3_error)?;
@@ -99,6 +103,8 @@ impl ArtifactStore {
             .key(key)
             .upload_id(upload_id)
             .part_number(part_number)
+            // The SDK computes the part's CRC32C; S3 verifies it on arrival.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(body))
             .send()
             .await
@@ -106,16 +112,19 @@ impl ArtifactStore {
         Ok(CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(output.e_tag)
+            .set_checksum_crc32_c(output.checksum_crc32_c)
             .build())
     }
 
+    /// Completes the upload; returns S3's composite CRC32C of the object (`…-<parts>`).
     pub async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: Vec<CompletedPart>,
-    ) -> Result<(), ArtifactError> {
-        self.client
+    ) -> Result<Option<String>, ArtifactError> {
+        let output = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -128,7 +137,7 @@ impl ArtifactStore {
             .send()
             .await
             .map_err(s3_error)?;
-        Ok(())
+        Ok(output.checksum_crc32_c)
     }
 
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError> {

@@ -34,8 +34,10 @@ pub struct Config {
     pub stale_after: Duration,
     /// A queued job not started after this long is sent to the queue again.
     pub requeue_after: Duration,
-    /// S3 multipart part size.
+    /// Smallest S3 multipart part size (grown for files over 10,000 parts).
     pub part_size: usize,
+    /// Parts uploading at once; memory holds about this many parts plus one being filled.
+    pub parts_in_flight: usize,
     /// Time allowed to connect to the origin, and between two reads of its body.
     pub origin_timeout: Duration,
 }
@@ -96,6 +98,7 @@ impl Config {
             stale_after: Duration::from_secs(number("STALE_AFTER_SECONDS", 120)?),
             requeue_after: Duration::from_secs(number("REQUEUE_AFTER_SECONDS", 60)?),
             part_size: (part_size_mib as usize) * 1024 * 1024,
+            parts_in_flight: number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
         })
     }

@@ -177,6 +177,8 @@ pub struct Artifact {
     pub size: u64,
     pub content_type: String,
     pub file_name: String,
+    /// S3's CRC32C of the object: base64, with `-<parts>` when composed from parts.
+    pub checksum_crc32c: Option<String>,
 }
 
 /// Why a job failed, in a stable machine-readable code plus a human sentence.

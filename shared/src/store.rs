@@ -255,6 +255,10 @@ impl JobStore {
             .set("contentType", s(&artifact.content_type))
             .set("fileName", s(&artifact.file_name))
             .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        let changes = match &artifact.checksum_crc32c {
+            Some(checksum) => changes.set("checksumCrc32c", s(checksum)),
+            None => changes,
+        };
         self.transition(id, JobStatus::Completed, changes, Some(attempt), now)
             .await
     }
@@ -406,6 +410,7 @@ fn to_item(job: &Job) -> Item {
         put("size", Some(n(artifact.size)));
         put("contentType", Some(s(&artifact.content_type)));
         put("fileName", Some(s(&artifact.file_name)));
+        put("checksumCrc32c", artifact.checksum_crc32c.clone().map(s));
     }
     if let Some(failure) = &job.failure {
         put("errorCode", Some(s(&failure.code)));
@@ -449,6 +454,7 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
                 .unwrap_or("application/octet-stream")
                 .to_owned(),
             file_name: string(item, "fileName").unwrap_or("download").to_owned(),
+            checksum_crc32c: string(item, "checksumCrc32c").map(str::to_owned),
         }),
         None => None,
     };
@@ -496,6 +502,7 @@ mod tests {
             size: 10,
             content_type: "text/plain".into(),
             file_name: "x.txt".into(),
+            checksum_crc32c: Some("AAAAAA==-2".into()),
         });
         assert_eq!(from_item(&to_item(&job)).unwrap(), job);
     }

@@ -46,6 +46,8 @@ pub struct ResultView {
     pub size: u64,
     pub content_type: String,
     pub file_name: String,
+    /// S3's CRC32C of the stored object (base64; `-<parts>` when composite).
+    pub checksum_crc32c: Option<String>,
 }
 
 pub async fn handle(services: &Services, request: Request) -> Response<Body> {
@@ -147,6 +149,7 @@ async fn presigned_result(services: &Services, job: &Job) -> Result<Option<Resul
         size: artifact.size,
         content_type: artifact.content_type.clone(),
         file_name: artifact.file_name.clone(),
+        checksum_crc32c: artifact.checksum_crc32c.clone(),
     }))
 }
 

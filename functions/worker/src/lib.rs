@@ -1,7 +1,10 @@
 //! The SQS-triggered worker: claims a job, streams the file from the origin into S3 and
 //! records the outcome. Every step is safe to repeat, because SQS delivers at least once.
 
+mod plan;
 mod transfer;
+
+pub use plan::PartPlan;
 
 use std::time::Duration;
 

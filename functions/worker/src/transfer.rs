@@ -3,10 +3,14 @@
 
 use std::time::Instant;
 
+use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use haul::Job;
-use haul::artifacts::ArtifactStore;
+use haul::artifacts::{ArtifactError, ArtifactStore};
+use tokio::task::JoinSet;
+
+use crate::plan::PartPlan;
 use haul::clock::now_ms;
 use haul::job::{Artifact, JobFailure};
 use haul::store::StoreError;
@@ -63,14 +67,16 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
         .and_then(file_name_from_disposition)
         .unwrap_or_else(|| format!("file-{}", job.file_id));
 
-    let mut upload = Upload::new(worker, job, &content_type);
+    let plan = PartPlan::new(bytes_total, worker.services.config.part_size as u64);
+    let mut upload = Upload::new(worker, job, &content_type, plan);
     let outcome = upload.stream(response, bytes_total).await;
     match outcome {
-        Ok(size) => Ok(Artifact {
+        Ok((size, checksum_crc32c)) => Ok(Artifact {
             key: upload.key,
             size,
             content_type,
             file_name,
+            checksum_crc32c,
         }),
         Err(err) => {
             upload.abort().await;
@@ -125,23 +131,34 @@ fn file_name_from_disposition(value: &str) -> Option<String> {
     (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
 }
 
-/// One attempt's upload. Small files go up in a single PUT; anything of at least one part
-/// goes up as a multipart upload, part by part.
+/// A multipart upload in progress: parts done, and up to `parts_in_flight` still uploading.
+struct Multipart {
+    upload_id: String,
+    done: Vec<CompletedPart>,
+    uploading: JoinSet<Result<CompletedPart, ArtifactError>>,
+    next_number: u64,
+}
+
+/// One attempt's upload. Small files go up in a single PUT; larger ones as a multipart upload
+/// with a few parts in flight. Reading the origin waits while all of them are busy, so memory
+/// stays at about `parts_in_flight + 1` parts whatever the file size.
 struct Upload<'a> {
     worker: &'a Worker,
     job: &'a Job,
     key: String,
     content_type: &'a str,
-    multipart: Option<(String, Vec<aws_sdk_s3::types::CompletedPart>)>,
+    plan: PartPlan,
+    multipart: Option<Multipart>,
 }
 
 impl<'a> Upload<'a> {
-    fn new(worker: &'a Worker, job: &'a Job, content_type: &'a str) -> Self {
+    fn new(worker: &'a Worker, job: &'a Job, content_type: &'a str, plan: PartPlan) -> Self {
         Self {
             worker,
             job,
             key: ArtifactStore::key_for(job.id),
             content_type,
+            plan,
             multipart: None,
         }
     }
@@ -150,14 +167,19 @@ impl<'a> Upload<'a> {
         &self.worker.services.artifacts
     }
 
+    fn next_part_size(&self) -> usize {
+        let number = self.multipart.as_ref().map_or(1, |m| m.next_number);
+        self.plan.size(number) as usize
+    }
+
+    /// Streams the body; returns its length and S3's checksum of the stored object.
     async fn stream(
         &mut self,
         response: reqwest::Response,
         bytes_total: Option<u64>,
-    ) -> Result<u64, TransferError> {
+    ) -> Result<(u64, Option<String>), TransferError> {
         let config = &self.worker.services.config;
-        let part_size = config.part_size;
-        let mut buffer = BytesMut::with_capacity(part_size.min(1 << 20));
+        let mut buffer = BytesMut::with_capacity(self.next_part_size().min(1 << 20));
         let mut bytes_done: u64 = 0;
         // The first progress write publishes the total and proves the job is still ours.
         self.heartbeat(0, bytes_total).await?;
@@ -179,8 +201,8 @@ impl<'a> Upload<'a> {
                 ));
             }
             buffer.extend_from_slice(&chunk);
-            while buffer.len() >= part_size {
-                let part = buffer.split_to(part_size).freeze();
+            while buffer.len() >= self.next_part_size() {
+                let part = buffer.split_to(self.next_part_size()).freeze();
                 self.send_part(part).await?;
             }
             if progress_due(last_write, config.progress_interval) {
@@ -196,8 +218,8 @@ impl<'a> Upload<'a> {
                 format!("the origin sent {bytes_done} of {total} bytes"),
             ));
         }
-        self.finish(buffer.freeze()).await?;
-        Ok(bytes_done)
+        let checksum = self.finish(buffer.freeze()).await?;
+        Ok((bytes_done, checksum))
     }
 
     async fn heartbeat(&self, done: u64, total: Option<u64>) -> Result<(), TransferError> {
@@ -216,32 +238,40 @@ impl<'a> Upload<'a> {
         }
     }
 
+    /// Queues a part for upload, first waiting for a slot when all are busy.
     async fn send_part(&mut self, part: Bytes) -> Result<(), TransferError> {
         if self.multipart.is_none() {
             let upload_id = self
                 .artifacts()
                 .start_multipart(&self.key, self.content_type)
                 .await
-                .map_err(|e| transient("storage_error", e.to_string()))?;
-            self.multipart = Some((upload_id, Vec::new()));
+                .map_err(storage)?;
+            self.multipart = Some(Multipart {
+                upload_id,
+                done: Vec::new(),
+                uploading: JoinSet::new(),
+                next_number: 1,
+            });
         }
-        let Some((upload_id, parts)) = &self.multipart else {
+        let in_flight = self.worker.services.config.parts_in_flight;
+        let artifacts = self.artifacts().clone();
+        let key = self.key.clone();
+        let Some(multipart) = self.multipart.as_mut() else {
             return Err(transient("storage_error", "multipart upload missing"));
         };
-        let number = parts.len() as i32 + 1;
-        let completed = self
-            .artifacts()
-            .upload_part(&self.key, upload_id, number, part)
-            .await
-            .map_err(|e| transient("storage_error", e.to_string()))?;
-        if let Some((_, parts)) = &mut self.multipart {
-            parts.push(completed);
+        while multipart.uploading.len() >= in_flight {
+            collect_one(multipart).await?;
         }
+        let number = multipart.next_number as i32;
+        multipart.next_number += 1;
+        let upload_id = multipart.upload_id.clone();
+        multipart
+            .uploading
+            .spawn(async move { artifacts.upload_part(&key, &upload_id, number, part).await });
         Ok(())
     }
 
-    async fn finish(&mut self, rest: Bytes) -> Result<(), TransferError> {
-        let storage = |e: haul::artifacts::ArtifactError| transient("storage_error", e.to_string());
+    async fn finish(&mut self, rest: Bytes) -> Result<Option<String>, TransferError> {
         if self.multipart.is_none() {
             return self
                 .artifacts()
@@ -252,29 +282,56 @@ impl<'a> Upload<'a> {
         if !rest.is_empty() {
             self.send_part(rest).await?;
         }
-        if let Some((upload_id, parts)) = self.multipart.take() {
-            let result = self
-                .artifacts()
-                .complete_multipart(&self.key, &upload_id, parts)
-                .await;
-            if let Err(err) = result {
-                self.multipart = Some((upload_id, Vec::new()));
-                return Err(storage(err));
-            }
+        let Some(multipart) = self.multipart.as_mut() else {
+            return Err(transient("storage_error", "multipart upload missing"));
+        };
+        while !multipart.uploading.is_empty() {
+            collect_one(multipart).await?;
         }
-        Ok(())
+        let mut parts = std::mem::take(&mut multipart.done);
+        parts.sort_by_key(|p| p.part_number);
+        let upload_id = multipart.upload_id.clone();
+        let checksum = self
+            .artifacts()
+            .complete_multipart(&self.key, &upload_id, parts)
+            .await
+            .map_err(storage)?;
+        self.multipart = None;
+        Ok(checksum)
     }
 
-    /// Leaves nothing behind: no incomplete multipart upload, no partial object.
+    /// Leaves nothing behind: no part still uploading, no incomplete multipart upload.
     async fn abort(&mut self) {
-        if let Some((upload_id, _)) = self.multipart.take()
-            && let Err(err) = self
+        if let Some(mut multipart) = self.multipart.take() {
+            multipart.uploading.shutdown().await;
+            if let Err(err) = self
                 .artifacts()
-                .abort_multipart(&self.key, &upload_id)
+                .abort_multipart(&self.key, &multipart.upload_id)
                 .await
-        {
-            tracing::warn!(error = %err, "cannot abort multipart upload");
+            {
+                tracing::warn!(error = %err, "cannot abort multipart upload");
+            }
         }
+    }
+}
+
+fn storage(err: ArtifactError) -> TransferError {
+    transient("storage_error", err.to_string())
+}
+
+/// Waits for one uploading part and records it.
+async fn collect_one(multipart: &mut Multipart) -> Result<(), TransferError> {
+    match multipart.uploading.join_next().await {
+        Some(Ok(Ok(part))) => {
+            multipart.done.push(part);
+            Ok(())
+        }
+        Some(Ok(Err(err))) => Err(storage(err)),
+        Some(Err(err)) => Err(transient(
+            "storage_error",
+            format!("part upload task: {err}"),
+        )),
+        None => Ok(()),
     }
 }
 

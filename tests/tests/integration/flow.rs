@@ -105,6 +105,11 @@ async fn a_download_goes_from_initiate_through_the_queue_to_a_presigned_url_with
     let bytes = fetched.bytes().await.unwrap();
     assert_eq!(bytes.len() as u64, 12 * MIB);
     assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(4242)));
+    // Three 5 MiB-or-less parts, uploaded concurrently, each with a CRC32C S3 verified.
+    let checksum = body["result"]["checksumCrc32c"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(checksum.ends_with("-3"), "composite checksum: {checksum:?}");
 
     // A URL whose signature was tampered with is refused by S3.
     let (head, signature) = url.split_once("X-Amz-Signature=").unwrap();
@@ -154,6 +159,11 @@ async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() 
     let location = redirect.header("location").unwrap();
     let bytes = app.fetch(location).await;
     assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(7)));
+    // A single PUT: S3's checksum is the plain CRC32C of the bytes.
+    assert_eq!(
+        done["result"]["checksumCrc32c"],
+        crate::crc32c_base64(&bytes)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

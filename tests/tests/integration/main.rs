@@ -16,3 +16,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// CRC32C (Castagnoli) in base64, as S3 reports a single-part object's checksum.
+pub fn crc32c_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}

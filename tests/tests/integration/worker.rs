@@ -237,6 +237,7 @@ async fn the_store_refuses_illegal_transitions_even_when_code_asks() {
         size: 1,
         content_type: "text/plain".into(),
         file_name: "x".into(),
+        checksum_crc32c: None,
     };
     let refused = app.services.jobs.complete(id, 0, &artifact, 1).await;
     assert!(
