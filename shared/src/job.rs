@@ -188,6 +188,9 @@ pub struct JobFailure {
     pub message: String,
 }
 
+/// Poll interval while nothing better is known (queued, or no rate yet).
+pub const DEFAULT_POLL_SECS: u64 = 2;
+
 /// A job as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -198,6 +201,10 @@ pub struct Job {
     pub attempts: u32,
     pub bytes_done: u64,
     pub bytes_total: Option<u64>,
+    /// The worker's latest transfer rate.
+    pub bytes_per_second: Option<u64>,
+    /// DynamoDB writes this job has cost so far.
+    pub write_count: u32,
     pub client_request_id: Option<String>,
     pub created_at: EpochMs,
     pub started_at: Option<EpochMs>,
@@ -222,6 +229,8 @@ impl Job {
             attempts: 0,
             bytes_done: 0,
             bytes_total: None,
+            bytes_per_second: None,
+            write_count: 1,
             client_request_id,
             created_at: now,
             started_at: None,
@@ -230,6 +239,28 @@ impl Job {
             artifact: None,
             failure: None,
         }
+    }
+
+    /// Seconds left at the latest rate, while running with a known total.
+    pub fn eta_seconds(&self) -> Option<u64> {
+        match (self.status, self.bytes_total, self.bytes_per_second) {
+            (JobStatus::Running, Some(total), Some(rate)) if rate > 0 => {
+                Some(total.saturating_sub(self.bytes_done).div_ceil(rate))
+            }
+            _ => None,
+        }
+    }
+
+    /// How long a client should wait before polling again: about a fifth of the time left,
+    /// between 1 and 15 s, so long jobs are polled less and the end is not missed by much.
+    pub fn poll_after_seconds(&self) -> Option<u64> {
+        if self.status.is_terminal() {
+            return None;
+        }
+        Some(match self.eta_seconds() {
+            Some(eta) => (eta / 5).clamp(1, 15),
+            None => DEFAULT_POLL_SECS,
+        })
     }
 
     /// Whole percent done, 100 once completed; 0 while the total is unknown.
@@ -316,6 +347,29 @@ mod tests {
             assert_eq!(status.as_str().parse::<JobStatus>(), Ok(status));
         }
         assert!("pending".parse::<JobStatus>().is_err());
+    }
+
+    #[test]
+    fn eta_and_poll_interval_follow_the_rate() {
+        let mut job = Job::new_queued(JobId::new_random(), FileId(7), None, 0);
+        assert_eq!(job.eta_seconds(), None);
+        assert_eq!(job.poll_after_seconds(), Some(2));
+        job.status = JobStatus::Running;
+        job.bytes_total = Some(1_000_000);
+        job.bytes_done = 0;
+        job.bytes_per_second = Some(1_000);
+        assert_eq!(job.eta_seconds(), Some(1_000));
+        assert_eq!(job.poll_after_seconds(), Some(15), "long jobs: poll rarely");
+        job.bytes_done = 995_000;
+        assert_eq!(job.eta_seconds(), Some(5));
+        assert_eq!(
+            job.poll_after_seconds(),
+            Some(1),
+            "near the end: poll often"
+        );
+        job.status = JobStatus::Completed;
+        assert_eq!(job.eta_seconds(), None);
+        assert_eq!(job.poll_after_seconds(), None);
     }
 
     #[test]

@@ -10,9 +10,6 @@ use tracing::Instrument;
 use crate::problem::ApiError;
 use crate::request::request_id;
 
-/// How long clients wait between polls of an unfinished job.
-pub const POLL_INTERVAL_SECS: u64 = 2;
-
 /// A JSON response that no cache may keep (presigned URLs and live status are per request).
 pub fn json(status: StatusCode, body: &impl Serialize) -> Result<Response<Body>, ApiError> {
     let text = serde_json::to_string(body).map_err(|e| ApiError::Internal(Box::new(e)))?;

@@ -43,6 +43,15 @@ where
     StoreError::Dynamo(DisplayErrorContext(err).to_string())
 }
 
+/// A running job's progress as the worker reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    /// Recent transfer rate, once known.
+    pub bytes_per_second: Option<u64>,
+}
+
 /// What a write sets besides the status: attribute name to value, plus attributes to remove.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -213,21 +222,24 @@ impl JobStore {
         &self,
         id: JobId,
         attempt: u32,
-        bytes_done: u64,
-        bytes_total: Option<u64>,
+        progress: Progress,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
         let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
         let mut values: Item = HashMap::from([
             (":running".to_owned(), s(JobStatus::Running.as_str())),
             (":attempt".to_owned(), n(attempt)),
-            (":done".to_owned(), n(bytes_done)),
+            (":done".to_owned(), n(progress.bytes_done)),
             (":now".to_owned(), n(now)),
         ]);
         let mut expression = "SET bytesDone = :done, updatedAt = :now".to_owned();
-        if let Some(total) = bytes_total {
+        if let Some(total) = progress.bytes_total {
             expression.push_str(", bytesTotal = :total");
             values.insert(":total".into(), n(total));
+        }
+        if let Some(rate) = progress.bytes_per_second {
+            expression.push_str(", bytesPerSecond = :rate");
+            values.insert(":rate".into(), n(rate));
         }
         self.update(
             id,
@@ -337,14 +349,22 @@ impl JobStore {
         }
     }
 
+    /// Every update also counts itself in `writeCount`, so the cost of a job is on its record.
     async fn update(
         &self,
         id: JobId,
         expression: String,
         condition: String,
         names: HashMap<String, String>,
-        values: Item,
+        mut values: Item,
     ) -> Result<Job, StoreError> {
+        let count = "writeCount = if_not_exists(writeCount, :wc0) + :wc1";
+        let expression = match expression.split_once(" REMOVE ") {
+            Some((set, remove)) => format!("{set}, {count} REMOVE {remove}"),
+            None => format!("{expression}, {count}"),
+        };
+        values.insert(":wc0".into(), n(0));
+        values.insert(":wc1".into(), n(1));
         let result = self
             .client
             .update_item()
@@ -402,6 +422,8 @@ fn to_item(job: &Job) -> Item {
         }
     };
     put("bytesTotal", job.bytes_total.map(n));
+    put("bytesPerSecond", job.bytes_per_second.map(n));
+    put("writeCount", Some(n(job.write_count.max(1))));
     put("clientRequestId", job.client_request_id.clone().map(s));
     put("startedAt", job.started_at.map(n));
     put("completedAt", job.completed_at.map(n));
@@ -469,6 +491,8 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         attempts: number(item, "attempts")?.unwrap_or(0),
         bytes_done: number(item, "bytesDone")?.unwrap_or(0),
         bytes_total: number(item, "bytesTotal")?,
+        bytes_per_second: number(item, "bytesPerSecond")?,
+        write_count: number(item, "writeCount")?.unwrap_or(0),
         client_request_id: string(item, "clientRequestId").map(str::to_owned),
         created_at: required(number(item, "createdAt")?, "createdAt")?,
         started_at: number(item, "startedAt")?,

@@ -2,8 +2,9 @@
 //! answers 202 at once. The download itself happens in the worker.
 
 use haul::clock::{now_ms, rfc3339};
+use haul::job::DEFAULT_POLL_SECS;
 use haul::request::{InitiateRequest, Route, download_route, require_json};
-use haul::response::{POLL_INTERVAL_SECS, json, request_path, serve};
+use haul::response::{json, request_path, serve};
 use haul::store::StoreError;
 use haul::{ApiError, Job, JobId, Services};
 use lambda_http::http::{Method, StatusCode, header};
@@ -59,7 +60,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         status: job.status,
         download_url: format!("/v1/download/{}", job.id),
         status_url: status_url.clone(),
-        next_poll_in_ms: POLL_INTERVAL_SECS * 1000,
+        next_poll_in_ms: job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS) * 1000,
         created_at: rfc3339(job.created_at),
     };
     let mut response = json(StatusCode::ACCEPTED, &body)?;
@@ -70,6 +71,9 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
             .parse()
             .map_err(|e| ApiError::Internal(Box::new(e)))?,
     );
-    headers.insert(header::RETRY_AFTER, POLL_INTERVAL_SECS.into());
+    headers.insert(
+        header::RETRY_AFTER,
+        job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS).into(),
+    );
     Ok(response)
 }

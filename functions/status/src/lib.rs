@@ -7,7 +7,7 @@
 use haul::clock::{now_ms, rfc3339};
 use haul::job::JobFailure;
 use haul::request::{Route, download_route, parse_job_id};
-use haul::response::{POLL_INTERVAL_SECS, json, request_path, serve};
+use haul::response::{json, request_path, serve};
 use haul::store::StoreError;
 use haul::{ApiError, Job, JobId, JobStatus, Services};
 use lambda_http::http::{Method, StatusCode, header};
@@ -21,6 +21,8 @@ pub struct StatusView {
     pub file_id: u64,
     pub status: JobStatus,
     pub progress: Progress,
+    /// Seconds left at the current rate, while running with a known size.
+    pub eta_seconds: Option<u64>,
     pub attempts: u32,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -36,6 +38,7 @@ pub struct Progress {
     pub percent: u8,
     pub bytes_done: u64,
     pub bytes_total: Option<u64>,
+    pub bytes_per_second: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -92,10 +95,10 @@ async fn status(services: &Services, id: JobId) -> Result<Response<Body>, ApiErr
     let job = load(services, id).await?;
     let view = view(services, &job).await?;
     let mut response = json(StatusCode::OK, &view)?;
-    if !job.status.is_terminal() {
+    if let Some(seconds) = job.poll_after_seconds() {
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, POLL_INTERVAL_SECS.into());
+            .insert(header::RETRY_AFTER, seconds.into());
     }
     Ok(response)
 }
@@ -162,7 +165,11 @@ async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
             percent: job.percent(),
             bytes_done: job.bytes_done,
             bytes_total: job.bytes_total,
+            bytes_per_second: job
+                .bytes_per_second
+                .filter(|_| job.status == JobStatus::Running),
         },
+        eta_seconds: job.eta_seconds(),
         attempts: job.attempts,
         created_at: rfc3339(job.created_at),
         started_at: job.started_at.map(rfc3339),

@@ -6,8 +6,6 @@ mod transfer;
 
 pub use plan::PartPlan;
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures_util::future::join_all;
 use haul::clock::now_ms;
@@ -240,9 +238,4 @@ impl Worker {
             tracing::warn!(error = %err, key, "cannot delete object");
         }
     }
-}
-
-/// Pause between progress writes, so a job costs a bounded number of DynamoDB writes.
-pub(crate) fn progress_due(last: std::time::Instant, every: Duration) -> bool {
-    last.elapsed() >= every
 }

@@ -1,7 +1,7 @@
 //! Origin → S3, streamed: the body is read in chunks and sent as multipart parts, so memory
 //! holds about one part whatever the file size.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_sdk_s3::types::CompletedPart;
 use bytes::{Bytes, BytesMut};
@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use crate::plan::PartPlan;
 use haul::clock::now_ms;
 use haul::job::{Artifact, JobFailure};
-use haul::store::StoreError;
+use haul::store::{Progress, StoreError};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 
-use crate::{Worker, progress_due};
+use crate::Worker;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -149,6 +149,56 @@ struct Upload<'a> {
     content_type: &'a str,
     plan: PartPlan,
     multipart: Option<Multipart>,
+    pacing: Pacing,
+}
+
+/// When to write progress. Each write is a DynamoDB write, so the pause between two grows
+/// with the job: about 25 writes per job whatever its size, never more often than
+/// `PROGRESS_INTERVAL_MS`, and never so rarely that cleanup would think the worker died.
+struct Pacing {
+    started: Instant,
+    last: Instant,
+    last_done: u64,
+    rate: Option<u64>,
+    min_gap: Duration,
+    max_gap: Duration,
+}
+
+impl Pacing {
+    fn new(min_gap: Duration, stale_after: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            last_done: 0,
+            rate: None,
+            min_gap,
+            max_gap: (stale_after / 3).max(min_gap),
+        }
+    }
+
+    fn due(&self, done: u64, total: Option<u64>) -> bool {
+        let elapsed = self.started.elapsed();
+        let expected = match (total, self.rate) {
+            (Some(total), Some(rate)) if rate > 0 => {
+                elapsed + Duration::from_secs(total.saturating_sub(done) / rate)
+            }
+            // Unknown end: space writes by a quarter of the time so far.
+            _ => elapsed * 25 / 4,
+        };
+        self.last.elapsed() >= (expected / 25).clamp(self.min_gap, self.max_gap)
+    }
+
+    /// Notes a write at `done` bytes; returns the rate since the previous one.
+    fn record(&mut self, done: u64) -> Option<u64> {
+        let seconds = self.last.elapsed().as_secs_f64();
+        if seconds > 0.0 && done > self.last_done {
+            self.rate = Some(((done - self.last_done) as f64 / seconds) as u64);
+        }
+        self.last = Instant::now();
+        self.last_done = done;
+        self.rate
+    }
 }
 
 impl<'a> Upload<'a> {
@@ -160,6 +210,10 @@ impl<'a> Upload<'a> {
             content_type,
             plan,
             multipart: None,
+            pacing: Pacing::new(
+                worker.services.config.progress_interval,
+                worker.services.config.stale_after,
+            ),
         }
     }
 
@@ -178,12 +232,10 @@ impl<'a> Upload<'a> {
         response: reqwest::Response,
         bytes_total: Option<u64>,
     ) -> Result<(u64, Option<String>), TransferError> {
-        let config = &self.worker.services.config;
         let mut buffer = BytesMut::with_capacity(self.next_part_size().min(1 << 20));
         let mut bytes_done: u64 = 0;
         // The first progress write publishes the total and proves the job is still ours.
         self.heartbeat(0, bytes_total).await?;
-        let mut last_write = Instant::now();
 
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -205,9 +257,8 @@ impl<'a> Upload<'a> {
                 let part = buffer.split_to(self.next_part_size()).freeze();
                 self.send_part(part).await?;
             }
-            if progress_due(last_write, config.progress_interval) {
+            if self.pacing.due(bytes_done, bytes_total) {
                 self.heartbeat(bytes_done, bytes_total).await?;
-                last_write = Instant::now();
             }
         }
         if let Some(total) = bytes_total
@@ -222,10 +273,15 @@ impl<'a> Upload<'a> {
         Ok((bytes_done, checksum))
     }
 
-    async fn heartbeat(&self, done: u64, total: Option<u64>) -> Result<(), TransferError> {
+    async fn heartbeat(&mut self, done: u64, total: Option<u64>) -> Result<(), TransferError> {
+        let progress = Progress {
+            bytes_done: done,
+            bytes_total: total,
+            bytes_per_second: self.pacing.record(done),
+        };
         let jobs = &self.worker.services.jobs;
         match jobs
-            .record_progress(self.job.id, self.job.attempts, done, total, now_ms())
+            .record_progress(self.job.id, self.job.attempts, progress, now_ms())
             .await
         {
             Ok(_) => Ok(()),

@@ -64,6 +64,11 @@ async fn a_download_goes_from_initiate_through_the_queue_to_a_presigned_url_with
                     assert_eq!(body["progress"]["bytesTotal"], 12 * MIB);
                     let percent = body["progress"]["percent"].as_u64().unwrap();
                     assert!(percent < 100, "{body}");
+                    if body["etaSeconds"].is_u64() {
+                        assert!(body["progress"]["bytesPerSecond"].as_u64() > Some(0));
+                        let retry: u64 = status.header("retry-after").unwrap().parse().unwrap();
+                        assert!((1..=15).contains(&retry), "{retry}");
+                    }
                     seen_mid_transfer = Some(done);
                 }
             }

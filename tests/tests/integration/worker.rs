@@ -252,3 +252,49 @@ async fn the_store_refuses_illegal_transitions_even_when_code_asks() {
     assert!(matches!(expired, Err(haul::store::StoreError::Conflict(_))));
     assert_eq!(app.status(id).await.body["status"], "queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_transfer_costs_at_most_30_dynamodb_writes_and_reports_its_rate() {
+    // 4 MiB paced over about 3 s, with a 10 ms floor between progress writes: unpaced, that
+    // would be hundreds of writes.
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 4 * 1024 * 1024,
+            chunk: 32 * 1024,
+            chunk_delay: Duration::from_millis(23),
+            ..Default::default()
+        },
+        progress_interval_ms: 10,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(71).await;
+
+    let worker = app.deliver(5);
+    let watcher = async {
+        let mut eta_seen = false;
+        for _ in 0..200 {
+            let status = app.status(id).await.body;
+            if status["etaSeconds"].is_u64() {
+                eta_seen = true;
+                assert!(status["progress"]["bytesPerSecond"].as_u64() > Some(0));
+            }
+            if status["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eta_seen
+    };
+    let (outcomes, eta_seen) = tokio::join!(worker, watcher);
+    assert_eq!(outcomes, vec![Outcome::Ack]);
+    assert!(eta_seen, "no ETA while running");
+
+    let job = app.services.jobs.get(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Completed);
+    assert!(
+        (5..=30).contains(&job.write_count),
+        "{} DynamoDB writes",
+        job.write_count
+    );
+}
