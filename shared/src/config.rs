@@ -38,6 +38,8 @@ pub struct Config {
     pub part_size: usize,
     /// Parts uploading at once; memory holds about this many parts plus one being filled.
     pub parts_in_flight: usize,
+    /// While a job runs, its message is kept hidden this much longer, renewed every third of it.
+    pub visibility_extension: Duration,
     /// Time allowed to connect to the origin, and between two reads of its body.
     pub origin_timeout: Duration,
 }
@@ -99,6 +101,9 @@ impl Config {
             requeue_after: Duration::from_secs(number("REQUEUE_AFTER_SECONDS", 60)?),
             part_size: (part_size_mib as usize) * 1024 * 1024,
             parts_in_flight: number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
+            visibility_extension: Duration::from_secs(
+                number("VISIBILITY_EXTENSION_SECONDS", 300)?.clamp(3, 43_200),
+            ),
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
         })
     }

@@ -31,6 +31,24 @@ impl JobQueue {
         }
     }
 
+    /// Keeps a received message hidden for `seconds` more, so a long transfer is not handed
+    /// to a second worker when the queue's visibility timeout runs out.
+    pub async fn extend_visibility(
+        &self,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds.min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+        Ok(())
+    }
+
     pub async fn send(&self, job_id: JobId) -> Result<(), QueueError> {
         let body = serde_json::to_string(&WorkMessage { job_id })
             .map_err(|e| QueueError(e.to_string()))?;

@@ -123,6 +123,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("PART_SIZE_MIB", options.part_size_mib.to_string()),
         ("PRESIGN_TTL_SECONDS", options.presign_ttl_secs.to_string()),
         ("ORIGIN_TIMEOUT_SECONDS", "5".into()),
+        ("VISIBILITY_EXTENSION_SECONDS", "3".into()),
     ]);
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = Services::from_sdk_config(config, &sdk);

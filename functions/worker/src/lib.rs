@@ -18,6 +18,15 @@ use tracing::Instrument;
 
 pub use transfer::TransferError;
 
+/// Stops a background task when the work it accompanies ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The worker's long-lived parts, built once per cold start.
 #[derive(Clone, Debug)]
 pub struct Worker {
@@ -85,6 +94,10 @@ impl Worker {
         match serde_json::from_str::<WorkMessage>(body) {
             Ok(message) => {
                 let span = tracing::info_span!("job", job_id = %message.job_id);
+                let _keep_hidden = record
+                    .receipt_handle
+                    .as_deref()
+                    .map(|handle| self.keep_hidden(handle.to_owned()));
                 self.process(message.job_id).instrument(span).await
             }
             Err(err) => {
@@ -93,6 +106,23 @@ impl Worker {
                 Outcome::Retry
             }
         }
+    }
+
+    /// Renews the message's invisibility until the returned guard is dropped.
+    fn keep_hidden(&self, receipt_handle: String) -> AbortOnDrop {
+        let queue = self.services.queue.clone();
+        let extension = self.services.config.visibility_extension;
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                if let Err(err) = queue
+                    .extend_visibility(&receipt_handle, extension.as_secs() as u32)
+                    .await
+                {
+                    tracing::warn!(error = %err, "cannot extend message visibility");
+                }
+                tokio::time::sleep(extension / 3).await;
+            }
+        }))
     }
 
     pub async fn process(&self, id: JobId) -> Outcome {

@@ -298,3 +298,45 @@ async fn a_long_transfer_costs_at_most_30_dynamodb_writes_and_reports_its_rate()
         job.write_count
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_longer_than_the_visibility_timeout_keeps_its_message_hidden() {
+    // The queue hides a received message for 1 s; this transfer takes about 3 s.
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 1024 * 1024,
+            chunk: 32 * 1024,
+            chunk_delay: Duration::from_millis(90),
+            ..Default::default()
+        },
+        visibility_timeout_secs: 1,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(81).await;
+
+    let worker = app.deliver(5);
+    let second_consumer = async {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // A second event source poller, past the queue's own visibility timeout.
+        app.aws
+            .sqs
+            .receive_message()
+            .queue_url(&app.resources.queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+            .len()
+    };
+    let (outcomes, seen_by_second) = tokio::join!(worker, second_consumer);
+    assert_eq!(outcomes, vec![Outcome::Ack]);
+    assert_eq!(
+        seen_by_second, 0,
+        "the message was handed out again mid-transfer"
+    );
+    assert_eq!(app.status(id).await.body["status"], "completed");
+    assert_eq!(app.origin.requests(), 1);
+}
