@@ -140,6 +140,57 @@ impl ArtifactStore {
         Ok(output.checksum_crc32_c)
     }
 
+    /// The parts an open upload already holds, in part order, with their sizes; `None` when
+    /// S3 no longer knows the upload (completed, aborted or expired).
+    pub async fn list_parts(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Option<Vec<(CompletedPart, u64)>>, ArtifactError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let result = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let output = match result {
+                Ok(output) => output,
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                        == Some("NoSuchUpload") =>
+                {
+                    return Ok(None);
+                }
+                Err(err) => return Err(s3_error(err)),
+            };
+            for part in output.parts() {
+                let completed = CompletedPart::builder()
+                    .set_part_number(part.part_number)
+                    .set_e_tag(part.e_tag.clone())
+                    .set_checksum_crc32_c(part.checksum_crc32_c.clone())
+                    .build();
+                parts.push((completed, part.size.unwrap_or(0).max(0) as u64));
+            }
+            if output.is_truncated != Some(true) {
+                break;
+            }
+            marker = output.next_part_number_marker;
+            if marker.is_none() {
+                break;
+            }
+        }
+        parts.sort_by_key(|(p, _)| p.part_number);
+        Ok(Some(parts))
+    }
+
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError> {
         self.client
             .abort_multipart_upload()

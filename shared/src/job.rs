@@ -181,6 +181,16 @@ pub struct Artifact {
     pub checksum_crc32c: Option<String>,
 }
 
+/// Where an interrupted transfer can resume: its multipart upload (S3 remembers the parts),
+/// the part size, and the origin's validator (ETag or Last-Modified) for `If-Range`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub upload_id: String,
+    pub part_size: u64,
+    /// `None` when the origin offered no ranges or validator: the upload can only be aborted.
+    pub validator: Option<String>,
+}
+
 /// Why a job failed, in a stable machine-readable code plus a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobFailure {
@@ -213,6 +223,8 @@ pub struct Job {
     pub completed_at: Option<EpochMs>,
     pub artifact: Option<Artifact>,
     pub failure: Option<JobFailure>,
+    /// The current attempt's upload, while one is open.
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Job {
@@ -238,6 +250,7 @@ impl Job {
             completed_at: None,
             artifact: None,
             failure: None,
+            checkpoint: None,
         }
     }
 

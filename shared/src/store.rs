@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::clock::EpochMs;
-use crate::job::{Artifact, FileId, Job, JobError, JobFailure, JobId, JobStatus};
+use crate::job::{Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus};
 
 /// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
 /// stale jobs of one status with a Query instead of scanning the table.
@@ -271,8 +271,53 @@ impl JobStore {
             Some(checksum) => changes.set("checksumCrc32c", s(checksum)),
             None => changes,
         };
+        let changes = changes
+            .remove("uploadId")
+            .remove("partSize")
+            .remove("originValidator");
         self.transition(id, JobStatus::Completed, changes, Some(attempt), now)
             .await
+    }
+
+    /// Records (or, with `None`, forgets) the attempt's open multipart upload, so a later
+    /// attempt can resume it or at least abort it. Fenced like progress.
+    pub async fn record_checkpoint(
+        &self,
+        id: JobId,
+        attempt: u32,
+        checkpoint: Option<&Checkpoint>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+        let mut values: Item = HashMap::from([
+            (":running".to_owned(), s(JobStatus::Running.as_str())),
+            (":attempt".to_owned(), n(attempt)),
+            (":now".to_owned(), n(now)),
+        ]);
+        let expression = match checkpoint {
+            Some(cp) => {
+                values.insert(":upload".into(), s(&cp.upload_id));
+                values.insert(":part".into(), n(cp.part_size));
+                match &cp.validator {
+                    Some(v) => {
+                        values.insert(":validator".into(), s(v));
+                        "SET uploadId = :upload, partSize = :part, originValidator = :validator, updatedAt = :now"
+                    }
+                    None => {
+                        "SET uploadId = :upload, partSize = :part, updatedAt = :now REMOVE originValidator"
+                    }
+                }
+            }
+            None => "SET updatedAt = :now REMOVE uploadId, partSize, originValidator",
+        };
+        self.update(
+            id,
+            expression.to_owned(),
+            "#status = :running AND attempts = :attempt".to_owned(),
+            names,
+            values,
+        )
+        .await
     }
 
     pub async fn fail(
@@ -434,6 +479,11 @@ fn to_item(job: &Job) -> Item {
         put("fileName", Some(s(&artifact.file_name)));
         put("checksumCrc32c", artifact.checksum_crc32c.clone().map(s));
     }
+    if let Some(cp) = &job.checkpoint {
+        put("uploadId", Some(s(&cp.upload_id)));
+        put("partSize", Some(n(cp.part_size)));
+        put("originValidator", cp.validator.clone().map(s));
+    }
     if let Some(failure) = &job.failure {
         put("errorCode", Some(s(&failure.code)));
         put("errorMessage", Some(s(&failure.message)));
@@ -480,6 +530,14 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         }),
         None => None,
     };
+    let checkpoint = match (string(item, "uploadId"), number::<u64>(item, "partSize")?) {
+        (Some(upload_id), Some(part_size)) => Some(Checkpoint {
+            upload_id: upload_id.to_owned(),
+            part_size,
+            validator: string(item, "originValidator").map(str::to_owned),
+        }),
+        _ => None,
+    };
     let failure = string(item, "errorCode").map(|code| JobFailure {
         code: code.to_owned(),
         message: string(item, "errorMessage").unwrap_or("").to_owned(),
@@ -500,6 +558,7 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         completed_at: number(item, "completedAt")?,
         artifact,
         failure,
+        checkpoint,
     })
 }
 
@@ -521,6 +580,11 @@ mod tests {
         job.bytes_total = Some(10);
         job.started_at = Some(1_700_000_000_500);
         job.completed_at = Some(1_700_000_001_000);
+        job.checkpoint = Some(Checkpoint {
+            upload_id: "u-1".into(),
+            part_size: 8 << 20,
+            validator: Some("\"v1\"".into()),
+        });
         job.artifact = Some(Artifact {
             key: "artifacts/x".into(),
             size: 10,

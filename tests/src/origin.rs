@@ -49,6 +49,10 @@ pub struct OriginBehavior {
     pub truncate_at: Option<u64>,
     /// Per-file size and transfer time, overriding `size` and `chunk_delay` (the dev catalog).
     pub catalog: Option<Catalog>,
+    /// Serve `Range: bytes=N-` (honouring `If-Range`) and advertise it with an ETag.
+    pub ranges: bool,
+    /// The files' version: changing it changes every file's bytes and ETag.
+    pub version: u64,
 }
 
 impl Default for OriginBehavior {
@@ -61,6 +65,8 @@ impl Default for OriginBehavior {
             missing: HashSet::new(),
             truncate_at: None,
             catalog: None,
+            ranges: false,
+            version: 0,
         }
     }
 }
@@ -70,6 +76,13 @@ struct Shared {
     behavior: Mutex<OriginBehavior>,
     requests: AtomicU32,
     failures_left: AtomicU32,
+    /// The `Range` header of every request, in order.
+    ranges: Mutex<Vec<Option<String>>>,
+}
+
+/// The bytes of `file_id` at `version` (version 0 is `origin_bytes` itself).
+fn versioned(file_id: u64, version: u64) -> u64 {
+    file_id ^ (version << 40)
 }
 
 /// A running origin. Dropping it stops the server.
@@ -89,6 +102,7 @@ impl Origin {
             failures_left: AtomicU32::new(behavior.fail_first),
             behavior: Mutex::new(behavior),
             requests: AtomicU32::new(0),
+            ranges: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/files/{id}", get(serve_file))
@@ -109,6 +123,15 @@ impl Origin {
     /// Requests received so far.
     pub fn requests(&self) -> u32 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The `Range` header of each request so far.
+    pub fn range_requests(&self) -> Vec<Option<String>> {
+        self.shared
+            .ranges
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn behavior(&self) -> OriginBehavior {
@@ -134,7 +157,7 @@ impl Origin {
             Some(catalog) => catalog(file_id).map_or(0, |(size, _)| size),
             None => behavior.size,
         };
-        origin_bytes(file_id, 0, size as usize)
+        origin_bytes(versioned(file_id, behavior.version), 0, size as usize)
     }
 }
 
@@ -144,8 +167,22 @@ impl Drop for Origin {
     }
 }
 
-async fn serve_file(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> Response {
+async fn serve_file(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<u64>,
+    request_headers: axum::http::HeaderMap,
+) -> Response {
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let header = |name: header::HeaderName| {
+        request_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let range = header(header::RANGE);
+    if let Ok(mut ranges) = shared.ranges.lock() {
+        ranges.push(range.clone());
+    }
     let behavior = match shared.behavior.lock() {
         Ok(b) => b.clone(),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -172,8 +209,20 @@ async fn serve_file(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> R
     if behavior.missing.contains(&id) {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     }
+    let etag = format!("\"v{}-{id}\"", behavior.version);
+    // A range is served only if the client's validator still names this version.
+    let start = match (behavior.ranges, range) {
+        (true, Some(range)) if header(header::IF_RANGE).is_none_or(|v| v == etag) => range
+            .strip_prefix("bytes=")
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|r| r.parse::<u64>().ok())
+            .filter(|start| *start < size),
+        _ => None,
+    };
+    let offset = start.unwrap_or(0);
+    let bytes_id = versioned(id, behavior.version);
     let send_until = behavior.truncate_at.unwrap_or(size).min(size);
-    let stream = futures_util::stream::unfold(0u64, move |offset| async move {
+    let stream = futures_util::stream::unfold(offset, move |offset| async move {
         if offset == u64::MAX {
             return None;
         }
@@ -188,12 +237,25 @@ async fn serve_file(State(shared): State<Arc<Shared>>, Path(id): Path<u64>) -> R
             tokio::time::sleep(delay).await;
         }
         let len = chunk.min(send_until - offset);
-        let bytes = Bytes::from(origin_bytes(id, offset, len as usize));
+        let bytes = Bytes::from(origin_bytes(bytes_id, offset, len as usize));
         Some((Ok::<_, std::io::Error>(bytes), offset + len))
     });
     let mut response = Response::new(Body::from_stream(stream));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size - offset));
+    if behavior.ranges {
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        if let Ok(value) = HeaderValue::from_str(&etag) {
+            headers.insert(header::ETAG, value);
+        }
+    }
+    if start.is_some() {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {offset}-{}/{size}", size - 1)) {
+            response.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+    }
+    let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

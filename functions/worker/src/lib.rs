@@ -137,6 +137,8 @@ impl Worker {
             }
             Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
                 tracing::info!(status = %job.status, "job already finished; duplicate delivery");
+                // E.g. cancelled after a crashed attempt: its upload must not linger.
+                self.abort_checkpoint(&job).await;
                 return Outcome::Ack;
             }
             Err(StoreError::Conflict(job)) => {
@@ -236,6 +238,10 @@ impl Worker {
     async fn retry_later(&self, job: &Job, failure: JobFailure) -> Outcome {
         let max = self.services.config.max_attempts;
         if job.attempts >= max {
+            // No attempt will resume this upload.
+            if let Ok(Some(current)) = self.services.jobs.get(job.id).await {
+                self.abort_checkpoint(&current).await;
+            }
             let failure = JobFailure {
                 code: failure.code,
                 message: format!("gave up after {max} attempts: {}", failure.message),
@@ -260,6 +266,20 @@ impl Worker {
             // Cancelled meanwhile: nothing left to retry.
             Err(StoreError::Conflict(current)) if current.status.is_terminal() => Outcome::Ack,
             Err(_) => Outcome::Retry,
+        }
+    }
+
+    async fn abort_checkpoint(&self, job: &Job) {
+        if let Some(checkpoint) = &job.checkpoint {
+            let key = haul::artifacts::ArtifactStore::key_for(job.id);
+            if let Err(err) = self
+                .services
+                .artifacts
+                .abort_multipart(&key, &checkpoint.upload_id)
+                .await
+            {
+                tracing::warn!(error = %err, "cannot abort the recorded upload");
+            }
         }
     }
 

@@ -37,6 +37,19 @@ impl PartPlan {
         }
     }
 
+    /// Every part `size` bytes (the last may be shorter): a resumed upload keeps its parts.
+    pub fn fixed(size: u64) -> Self {
+        Self {
+            base: size.clamp(5 * 1024 * 1024, MAX_PART_SIZE),
+            fixed: true,
+        }
+    }
+
+    /// Whether every full part has the same size (what resuming needs).
+    pub fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
     /// Size of part `number` (1-based).
     pub fn size(&self, number: u64) -> u64 {
         if self.fixed {

@@ -1,5 +1,7 @@
-//! Origin → S3, streamed: the body is read in chunks and sent as multipart parts, so memory
-//! holds about one part whatever the file size.
+//! Origin → S3, streamed: the body is read in chunks and sent as multipart parts, a few at a
+//! time, so memory holds a handful of parts whatever the file size. An interrupted attempt
+//! leaves its upload open and recorded on the job; the next one asks the origin for the rest
+//! (`Range` + `If-Range`) and continues it, or starts clean when the origin cannot.
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +14,13 @@ use tokio::task::JoinSet;
 
 use crate::plan::PartPlan;
 use haul::clock::now_ms;
-use haul::job::{Artifact, JobFailure};
+use haul::job::{Artifact, Checkpoint, JobFailure};
 use haul::store::{Progress, StoreError};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use reqwest::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED,
+    RANGE,
+};
 
 use crate::Worker;
 
@@ -40,9 +45,96 @@ fn transient(code: &str, message: impl Into<String>) -> TransferError {
     TransferError::Transient(failure(code, message))
 }
 
+/// Where a new attempt picks up a previous attempt's upload.
+struct ResumePoint {
+    checkpoint: Checkpoint,
+    validator: String,
+    /// The leading run of full parts S3 already holds.
+    parts: Vec<CompletedPart>,
+    offset: u64,
+}
+
+/// Looks at the job's checkpoint: an upload S3 still holds, with a validator for `If-Range`
+/// and at least one leading full part, can be resumed. Anything else is aborted so that no
+/// orphaned upload is left.
+async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoint> {
+    let checkpoint = job.checkpoint.clone()?;
+    let artifacts = &worker.services.artifacts;
+    let key = ArtifactStore::key_for(job.id);
+    let held = match artifacts.list_parts(&key, &checkpoint.upload_id).await {
+        Ok(Some(parts)) => parts,
+        Ok(None) => return None,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot list the parts of the previous upload");
+            Vec::new()
+        }
+    };
+    let leading: Vec<CompletedPart> = held
+        .into_iter()
+        .enumerate()
+        .take_while(|(i, (part, size))| {
+            part.part_number == Some(*i as i32 + 1) && *size == checkpoint.part_size
+        })
+        .map(|(_, (part, _))| part)
+        .collect();
+    match (&checkpoint.validator, leading.is_empty()) {
+        (Some(validator), false) => Some(ResumePoint {
+            validator: validator.clone(),
+            offset: leading.len() as u64 * checkpoint.part_size,
+            parts: leading,
+            checkpoint,
+        }),
+        _ => {
+            abort_quietly(artifacts, &key, &checkpoint.upload_id).await;
+            None
+        }
+    }
+}
+
+async fn abort_quietly(artifacts: &ArtifactStore, key: &str, upload_id: &str) {
+    if let Err(err) = artifacts.abort_multipart(key, upload_id).await {
+        tracing::warn!(error = %err, "cannot abort multipart upload");
+    }
+}
+
+/// `bytes 100-199/200` → (100, Some(200)).
+fn content_range(response: &reqwest::Response) -> Option<(u64, Option<u64>)> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    let (span, total) = range.split_once('/')?;
+    let start = span.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
+}
+
+/// What a later attempt can send as `If-Range`: a strong ETag, else Last-Modified; only from
+/// an origin that says it serves byte ranges.
+fn validator_of(response: &reqwest::Response) -> Option<String> {
+    let headers = response.headers();
+    let ranges = headers
+        .get(ACCEPT_RANGES)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    if !ranges {
+        return None;
+    }
+    let etag = headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.starts_with("W/"));
+    etag.or_else(|| headers.get(LAST_MODIFIED).and_then(|v| v.to_str().ok()))
+        .map(str::to_owned)
+}
+
 pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> {
     let url = worker.origin_url(job);
-    let response = worker.http.get(&url).send().await.map_err(|err| {
+    let resume = resume_point(worker, job).await;
+    let mut request = worker.http.get(&url);
+    if let Some(point) = &resume {
+        request = request
+            .header(RANGE, format!("bytes={}-", point.offset))
+            .header(IF_RANGE, &point.validator);
+    }
+    let response = request.send().await.map_err(|err| {
         transient(
             "origin_unreachable",
             format!("cannot reach the origin: {}", without_url(&err)),
@@ -50,9 +142,43 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
     })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(classify_status(status));
+        let err = classify_status(status);
+        if let (TransferError::Permanent(_), Some(point)) = (&err, &resume) {
+            let key = ArtifactStore::key_for(job.id);
+            abort_quietly(
+                &worker.services.artifacts,
+                &key,
+                &point.checkpoint.upload_id,
+            )
+            .await;
+        }
+        return Err(err);
     }
-    let bytes_total = response.content_length();
+    // A 206 from the offset asked for continues the upload; a 200 means the origin ignored the
+    // range (no support, or the file changed under If-Range): start clean with this body.
+    let (resumed, bytes_total) = match resume {
+        Some(point) if status == StatusCode::PARTIAL_CONTENT => match content_range(&response) {
+            Some((start, Some(total))) if start == point.offset => (Some(point), Some(total)),
+            _ => {
+                return Err(transient(
+                    "origin_range_mismatch",
+                    "the origin sent another range",
+                ));
+            }
+        },
+        Some(point) => {
+            tracing::info!("origin sent the whole file; restarting the upload");
+            let key = ArtifactStore::key_for(job.id);
+            abort_quietly(
+                &worker.services.artifacts,
+                &key,
+                &point.checkpoint.upload_id,
+            )
+            .await;
+            (None, response.content_length())
+        }
+        None => (None, response.content_length()),
+    };
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -67,8 +193,21 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
         .and_then(file_name_from_disposition)
         .unwrap_or_else(|| format!("file-{}", job.file_id));
 
-    let plan = PartPlan::new(bytes_total, worker.services.config.part_size as u64);
-    let mut upload = Upload::new(worker, job, &content_type, plan);
+    let mut upload = match resumed {
+        Some(point) => {
+            tracing::info!(
+                offset = point.offset,
+                parts = point.parts.len(),
+                "resuming upload"
+            );
+            Upload::resume(worker, job, &content_type, point)
+        }
+        None => {
+            let plan = PartPlan::new(bytes_total, worker.services.config.part_size as u64);
+            let validator = validator_of(&response).filter(|_| plan.is_fixed());
+            Upload::new(worker, job, &content_type, plan, validator)
+        }
+    };
     let outcome = upload.stream(response, bytes_total).await;
     match outcome {
         Ok((size, checksum_crc32c)) => Ok(Artifact {
@@ -78,6 +217,8 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
             file_name,
             checksum_crc32c,
         }),
+        // A resumable upload stays open for the next attempt; anything else is aborted.
+        Err(err @ TransferError::Transient(_)) if upload.resumable() => Err(err),
         Err(err) => {
             upload.abort().await;
             Err(err)
@@ -150,6 +291,10 @@ struct Upload<'a> {
     plan: PartPlan,
     multipart: Option<Multipart>,
     pacing: Pacing,
+    /// For `If-Range` on a later attempt; `None` when the origin cannot resume.
+    validator: Option<String>,
+    /// Bytes already in S3 from an earlier attempt.
+    start: u64,
 }
 
 /// When to write progress. Each write is a DynamoDB write, so the pause between two grows
@@ -202,7 +347,13 @@ impl Pacing {
 }
 
 impl<'a> Upload<'a> {
-    fn new(worker: &'a Worker, job: &'a Job, content_type: &'a str, plan: PartPlan) -> Self {
+    fn new(
+        worker: &'a Worker,
+        job: &'a Job,
+        content_type: &'a str,
+        plan: PartPlan,
+        validator: Option<String>,
+    ) -> Self {
         Self {
             worker,
             job,
@@ -214,7 +365,34 @@ impl<'a> Upload<'a> {
                 worker.services.config.progress_interval,
                 worker.services.config.stale_after,
             ),
+            validator,
+            start: 0,
         }
+    }
+
+    /// Continues an earlier attempt's upload after its leading full parts.
+    fn resume(worker: &'a Worker, job: &'a Job, content_type: &'a str, point: ResumePoint) -> Self {
+        let mut upload = Self::new(
+            worker,
+            job,
+            content_type,
+            PartPlan::fixed(point.checkpoint.part_size),
+            Some(point.validator),
+        );
+        upload.start = point.offset;
+        upload.pacing.last_done = point.offset;
+        upload.multipart = Some(Multipart {
+            upload_id: point.checkpoint.upload_id,
+            next_number: point.parts.len() as u64 + 1,
+            done: point.parts,
+            uploading: JoinSet::new(),
+        });
+        upload
+    }
+
+    /// An open upload a later attempt can continue.
+    fn resumable(&self) -> bool {
+        self.multipart.is_some() && self.validator.is_some()
     }
 
     fn artifacts(&self) -> &ArtifactStore {
@@ -233,9 +411,9 @@ impl<'a> Upload<'a> {
         bytes_total: Option<u64>,
     ) -> Result<(u64, Option<String>), TransferError> {
         let mut buffer = BytesMut::with_capacity(self.next_part_size().min(1 << 20));
-        let mut bytes_done: u64 = 0;
+        let mut bytes_done: u64 = self.start;
         // The first progress write publishes the total and proves the job is still ours.
-        self.heartbeat(0, bytes_total).await?;
+        self.heartbeat(bytes_done, bytes_total).await?;
 
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -302,12 +480,31 @@ impl<'a> Upload<'a> {
                 .start_multipart(&self.key, self.content_type)
                 .await
                 .map_err(storage)?;
+            // Remember the upload before any part goes up, so no later attempt loses track.
+            let checkpoint = Checkpoint {
+                upload_id: upload_id.clone(),
+                part_size: self.plan.size(1),
+                validator: self.validator.clone(),
+            };
+            let recorded = self
+                .worker
+                .services
+                .jobs
+                .record_checkpoint(self.job.id, self.job.attempts, Some(&checkpoint), now_ms())
+                .await;
             self.multipart = Some(Multipart {
                 upload_id,
                 done: Vec::new(),
                 uploading: JoinSet::new(),
                 next_number: 1,
             });
+            match recorded {
+                Ok(_) => {}
+                Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => {
+                    return Err(TransferError::Stopped);
+                }
+                Err(err) => return Err(transient("store_error", err.to_string())),
+            }
         }
         let in_flight = self.worker.services.config.parts_in_flight;
         let artifacts = self.artifacts().clone();
@@ -360,13 +557,14 @@ impl<'a> Upload<'a> {
     async fn abort(&mut self) {
         if let Some(mut multipart) = self.multipart.take() {
             multipart.uploading.shutdown().await;
-            if let Err(err) = self
-                .artifacts()
-                .abort_multipart(&self.key, &multipart.upload_id)
-                .await
-            {
-                tracing::warn!(error = %err, "cannot abort multipart upload");
-            }
+            abort_quietly(self.artifacts(), &self.key, &multipart.upload_id).await;
+            // Fails harmlessly when the job is no longer this attempt's.
+            let _ = self
+                .worker
+                .services
+                .jobs
+                .record_checkpoint(self.job.id, self.job.attempts, None, now_ms())
+                .await;
         }
     }
 }

@@ -1,0 +1,122 @@
+//! An attempt that dies mid-transfer leaves its upload for the next one: resumed from its
+//! leading parts when the origin serves ranges and the file is unchanged, restarted cleanly
+//! otherwise, and in every case the stored object is byte-identical to the origin's.
+
+use std::time::Duration;
+
+use haul::clock::now_ms;
+use haul_tests::harness::AppOptions;
+use haul_tests::{OriginBehavior, TestApp, spawn_app_with};
+
+use crate::sha256_hex;
+
+const MIB: u64 = 1024 * 1024;
+const SIZE: u64 = 20 * MIB;
+
+async fn app(ranges: bool) -> TestApp {
+    spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: SIZE,
+            chunk: 256 * 1024,
+            chunk_delay: Duration::from_millis(20),
+            ranges,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+}
+
+/// Runs the worker on the job's message and drops it, as a SIGKILL would, once more than
+/// `past` bytes are done: no cleanup code runs, the upload stays open.
+async fn kill_worker_after(app: &TestApp, id: haul::JobId, past: u64) {
+    let watch = async {
+        loop {
+            let job = app.services.jobs.get(id).await.unwrap().unwrap();
+            if job.bytes_done > past {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        _ = app.deliver(5) => panic!("the transfer finished before it could be interrupted"),
+        () = watch => {}
+    }
+    // Cleanup notices the silent worker and hands the job to a new one.
+    let later = now_ms() + app.services.config.stale_after.as_millis() as i64 + 1_000;
+    let report = haul_cleanup::run_cleanup(&app.services, later)
+        .await
+        .unwrap();
+    assert_eq!(report.requeued_stale, 1, "{report:?}");
+}
+
+async fn stored_bytes(app: &TestApp, id: haul::JobId) -> bytes::Bytes {
+    let done = app.work_until_done(id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(app.incomplete_uploads().await, 0, "an upload was left open");
+    app.fetch(done["result"]["url"].as_str().unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_s_job_resumes_from_its_checkpoint_with_a_range_request() {
+    let app = app(true).await;
+    let id = app.start_job(91).await;
+    kill_worker_after(&app, id, 12 * MIB).await;
+    let checkpoint = app.services.jobs.get(id).await.unwrap().unwrap().checkpoint;
+    assert!(
+        checkpoint.is_some(),
+        "the upload was not recorded on the job"
+    );
+
+    let bytes = stored_bytes(&app, id).await;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(91)));
+    let ranges = app.origin.range_requests();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], None);
+    let resumed_at: u64 = ranges[1]
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|r| r.parse().ok())
+        .expect("the second attempt asked for a range");
+    assert!(
+        resumed_at >= 5 * MIB,
+        "resumed from {resumed_at}, not from its parts"
+    );
+    assert_eq!(resumed_at % (5 * MIB), 0, "resumes at a part boundary");
+    let job = app.services.jobs.get(id).await.unwrap().unwrap();
+    assert_eq!(job.checkpoint, None, "completion clears the checkpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_range_support_the_next_attempt_starts_clean() {
+    let app = app(false).await;
+    let id = app.start_job(92).await;
+    kill_worker_after(&app, id, 12 * MIB).await;
+
+    let bytes = stored_bytes(&app, id).await;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(92)));
+    assert_eq!(app.origin.range_requests(), vec![None, None]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_between_attempts_is_downloaded_again_from_the_start() {
+    let app = app(true).await;
+    let id = app.start_job(93).await;
+    kill_worker_after(&app, id, 12 * MIB).await;
+    let before = app.origin.expected(93);
+    app.origin.update(|b| b.version = 1);
+    let after = app.origin.expected(93);
+    assert_ne!(sha256_hex(&before), sha256_hex(&after));
+
+    let bytes = stored_bytes(&app, id).await;
+    assert_eq!(
+        sha256_hex(&bytes),
+        sha256_hex(&after),
+        "a mix of two versions"
+    );
+    // It asked to resume, the origin said the file changed (200), and the upload restarted.
+    assert!(app.origin.range_requests()[1].is_some());
+}
