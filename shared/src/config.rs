@@ -40,6 +40,8 @@ pub struct Config {
     pub parts_in_flight: usize,
     /// While a job runs, its message is kept hidden this much longer, renewed every third of it.
     pub visibility_extension: Duration,
+    /// How long before the invocation's deadline the worker stops to hand over.
+    pub deadline_margin: Duration,
     /// Time allowed to connect to the origin, and between two reads of its body.
     pub origin_timeout: Duration,
 }
@@ -104,6 +106,7 @@ impl Config {
             visibility_extension: Duration::from_secs(
                 number("VISIBILITY_EXTENSION_SECONDS", 300)?.clamp(3, 43_200),
             ),
+            deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 30_000)?),
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
         })
     }

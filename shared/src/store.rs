@@ -279,6 +279,24 @@ impl JobStore {
             .await
     }
 
+    /// `running → queued` for attempt `attempt`. A continuation (`counts_as_attempt` false)
+    /// gives the attempt back, so the next claim's count leaves `attempts` where it was.
+    pub async fn requeue(
+        &self,
+        id: JobId,
+        attempt: u32,
+        counts_as_attempt: bool,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let changes = if counts_as_attempt {
+            Changes::default()
+        } else {
+            Changes::default().set("attempts", n(attempt.saturating_sub(1)))
+        };
+        self.transition(id, JobStatus::Queued, changes, Some(attempt), now)
+            .await
+    }
+
     /// Records (or, with `None`, forgets) the attempt's open multipart upload, so a later
     /// attempt can resume it or at least abort it. Fenced like progress.
     pub async fn record_checkpoint(

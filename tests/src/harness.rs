@@ -46,6 +46,8 @@ pub struct TestApp {
     pub aws: Provisioner,
     /// A plain HTTP client for fetching presigned URLs.
     pub http: reqwest::Client,
+    /// The functions' configuration, for running one as a separate process.
+    pub env: HashMap<String, String>,
 }
 
 /// A handler's answer, with the body parsed as JSON when it is JSON.
@@ -77,6 +79,52 @@ pub fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
         .map(|(k, v)| (k.as_str().to_owned(), v))
         .collect();
     record
+}
+
+/// Does what Lambda's SQS event source mapping does, once: receives a batch from the real
+/// queue, invokes the worker with it (and the invocation's deadline, if any), and deletes the
+/// messages it did not report failed.
+pub async fn deliver_once(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    worker: &Worker,
+    wait_secs: i32,
+    deadline: Option<haul::clock::EpochMs>,
+) -> Result<Vec<Outcome>, Box<dyn std::error::Error + Send + Sync>> {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_secs)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    let messages = received.messages.unwrap_or_default();
+    let records: Vec<SqsMessage> = messages.iter().map(lambda_record).collect();
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let response = worker.handle_batch(records.clone(), deadline).await;
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    let mut outcomes = Vec::new();
+    for record in &records {
+        let id = record.message_id.as_deref().unwrap_or_default();
+        if failed.contains(&id) {
+            outcomes.push(Outcome::Retry);
+        } else {
+            sqs.delete_message()
+                .queue_url(queue_url)
+                .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
+                .send()
+                .await?;
+            outcomes.push(Outcome::Ack);
+        }
+    }
+    Ok(outcomes)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -124,11 +172,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("PRESIGN_TTL_SECONDS", options.presign_ttl_secs.to_string()),
         ("ORIGIN_TIMEOUT_SECONDS", "5".into()),
         ("VISIBILITY_EXTENSION_SECONDS", "3".into()),
+        // Tests pass the invocation deadline they want; no margin on top.
+        ("DEADLINE_MARGIN_MS", "0".into()),
     ]);
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = Services::from_sdk_config(config, &sdk);
     let worker = Worker::new(services.clone()).expect("worker builds");
     TestApp {
+        env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         services,
         worker,
         origin,
@@ -210,46 +261,15 @@ impl TestApp {
     /// Does what Lambda's SQS event source mapping does, once: receives a batch from the real
     /// queue, invokes the worker with it, and deletes the messages it did not report failed.
     pub async fn deliver(&self, wait_secs: i32) -> Vec<Outcome> {
-        let received = self
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&self.resources.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(wait_secs)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive from the work queue");
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            return Vec::new();
-        }
-        let records: Vec<SqsMessage> = messages.iter().map(lambda_record).collect();
-        let response = self.worker.handle_batch(records.clone()).await;
-        let failed: Vec<&str> = response
-            .batch_item_failures
-            .iter()
-            .map(|f| f.item_identifier.as_str())
-            .collect();
-        let mut outcomes = Vec::new();
-        for record in &records {
-            let id = record.message_id.as_deref().unwrap_or_default();
-            if failed.contains(&id) {
-                outcomes.push(Outcome::Retry);
-            } else {
-                self.aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&self.resources.queue_url)
-                    .receipt_handle(record.receipt_handle.clone().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("delete handled message");
-                outcomes.push(Outcome::Ack);
-            }
-        }
-        outcomes
+        deliver_once(
+            &self.aws.sqs,
+            &self.resources.queue_url,
+            &self.worker,
+            wait_secs,
+            None,
+        )
+        .await
+        .expect("deliver from the work queue")
     }
 
     /// Delivers messages until the job is terminal; returns its final status body.

@@ -8,11 +8,11 @@ pub use plan::PartPlan;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures_util::future::join_all;
-use haul::clock::now_ms;
+use haul::clock::{EpochMs, now_ms};
 use haul::job::JobFailure;
 use haul::metrics;
 use haul::queue::WorkMessage;
-use haul::store::{Changes, StoreError};
+use haul::store::StoreError;
 use haul::{Job, JobId, JobStatus, Services};
 use tracing::Instrument;
 
@@ -78,8 +78,18 @@ impl Worker {
     }
 
     /// Handles one SQS batch, reporting only the messages to retry.
-    pub async fn handle_batch(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
-        let outcomes = join_all(records.iter().map(|record| self.handle_record(record))).await;
+    /// `deadline` is when the invocation is cut off (Lambda's, in epoch milliseconds).
+    pub async fn handle_batch(
+        &self,
+        records: Vec<SqsMessage>,
+        deadline: Option<EpochMs>,
+    ) -> SqsBatchResponse {
+        let outcomes = join_all(
+            records
+                .iter()
+                .map(|record| self.handle_record(record, deadline)),
+        )
+        .await;
         let mut response = SqsBatchResponse::default();
         for (record, outcome) in records.iter().zip(outcomes) {
             if outcome == Outcome::Retry {
@@ -89,7 +99,7 @@ impl Worker {
         response
     }
 
-    pub async fn handle_record(&self, record: &SqsMessage) -> Outcome {
+    pub async fn handle_record(&self, record: &SqsMessage, deadline: Option<EpochMs>) -> Outcome {
         let body = record.body.as_deref().unwrap_or("");
         match serde_json::from_str::<WorkMessage>(body) {
             Ok(message) => {
@@ -98,7 +108,9 @@ impl Worker {
                     .receipt_handle
                     .as_deref()
                     .map(|handle| self.keep_hidden(handle.to_owned()));
-                self.process(message.job_id).instrument(span).await
+                self.process(message.job_id, deadline)
+                    .instrument(span)
+                    .await
             }
             Err(err) => {
                 // Kept (not acknowledged) so the redrive policy parks it in the DLQ for a look.
@@ -125,7 +137,7 @@ impl Worker {
         }))
     }
 
-    pub async fn process(&self, id: JobId) -> Outcome {
+    pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
         let config = &self.services.config;
         let now = now_ms();
         let stale_before = now - config.stale_after.as_millis() as i64;
@@ -156,7 +168,10 @@ impl Worker {
         tracing::info!(attempt, file_id = %job.file_id, "job started");
         let started = std::time::Instant::now();
 
-        match transfer::run(self, &job).await {
+        // Stop early enough to record where we are and hand over before Lambda's cut-off.
+        let hand_over_at =
+            deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
+        match transfer::run(self, &job, hand_over_at).await {
             Ok(artifact) => {
                 match self
                     .services
@@ -203,8 +218,31 @@ impl Worker {
                 tracing::info!("job stopped by a cancel or a takeover");
                 Outcome::Ack
             }
+            Err(TransferError::OutOfTime { bytes_done }) => {
+                self.continue_later(&job, bytes_done).await
+            }
             Err(TransferError::Permanent(failure)) => self.fail(&job, failure).await,
             Err(TransferError::Transient(failure)) => self.retry_later(&job, failure).await,
+        }
+    }
+
+    /// The invocation is about to end mid-transfer: queue the job again without spending an
+    /// attempt (the next claim counts it back), and send the continuation message.
+    async fn continue_later(&self, job: &Job, bytes_done: u64) -> Outcome {
+        tracing::info!(bytes_done, "deadline near; handing over to a continuation");
+        let requeued = self
+            .services
+            .jobs
+            .requeue(job.id, job.attempts, false, now_ms())
+            .await;
+        match requeued {
+            Ok(_) => match self.services.queue.send(job.id).await {
+                Ok(()) => Outcome::Ack,
+                // Queued but not sent: SQS's own redelivery of this message carries on.
+                Err(_) => Outcome::Retry,
+            },
+            Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Outcome::Ack,
+            Err(_) => Outcome::Retry,
         }
     }
 
@@ -253,13 +291,7 @@ impl Worker {
         let requeued = self
             .services
             .jobs
-            .transition(
-                job.id,
-                JobStatus::Queued,
-                Changes::default(),
-                Some(job.attempts),
-                now_ms(),
-            )
+            .requeue(job.id, job.attempts, true, now_ms())
             .await;
         match requeued {
             Ok(_) => Outcome::Retry,

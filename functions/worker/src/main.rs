@@ -9,7 +9,12 @@ async fn main() -> Result<(), Error> {
     let worker = Worker::new(Services::from_env(Config::from_env()?).await)?;
     let worker = &worker;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload.records).await)
+        let deadline = event.context.deadline as i64;
+        Ok::<SqsBatchResponse, Error>(
+            worker
+                .handle_batch(event.payload.records, Some(deadline))
+                .await,
+        )
     }))
     .await
 }

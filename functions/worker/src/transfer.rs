@@ -13,7 +13,7 @@ use haul::artifacts::{ArtifactError, ArtifactStore};
 use tokio::task::JoinSet;
 
 use crate::plan::PartPlan;
-use haul::clock::now_ms;
+use haul::clock::{EpochMs, now_ms};
 use haul::job::{Artifact, Checkpoint, JobFailure};
 use haul::store::{Progress, StoreError};
 use reqwest::StatusCode;
@@ -32,6 +32,9 @@ pub enum TransferError {
     Permanent(JobFailure),
     /// The job was cancelled or handed to another worker; nothing was left in S3.
     Stopped,
+    /// The invocation's deadline is near: the parts so far are in S3 and the upload is
+    /// recorded, for a continuation to resume.
+    OutOfTime { bytes_done: u64 },
 }
 
 fn failure(code: &str, message: impl Into<String>) -> JobFailure {
@@ -125,21 +128,42 @@ fn validator_of(response: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> {
+pub async fn run(
+    worker: &Worker,
+    job: &Job,
+    hand_over_at: Option<EpochMs>,
+) -> Result<Artifact, TransferError> {
     let url = worker.origin_url(job);
     let resume = resume_point(worker, job).await;
+    let mut resume = resume;
     let mut request = worker.http.get(&url);
     if let Some(point) = &resume {
         request = request
             .header(RANGE, format!("bytes={}-", point.offset))
             .header(IF_RANGE, &point.validator);
     }
-    let response = request.send().await.map_err(|err| {
-        transient(
-            "origin_unreachable",
-            format!("cannot reach the origin: {}", without_url(&err)),
+    let send = |request: reqwest::RequestBuilder| async move {
+        request.send().await.map_err(|err| {
+            transient(
+                "origin_unreachable",
+                format!("cannot reach the origin: {}", without_url(&err)),
+            )
+        })
+    };
+    let mut response = send(request).await?;
+    if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
+        && let Some(point) = resume.take()
+    {
+        // The file shrank below what was stored: start over.
+        let key = ArtifactStore::key_for(job.id);
+        abort_quietly(
+            &worker.services.artifacts,
+            &key,
+            &point.checkpoint.upload_id,
         )
-    })?;
+        .await;
+        response = send(worker.http.get(&url)).await?;
+    }
     let status = response.status();
     if !status.is_success() {
         let err = classify_status(status);
@@ -208,6 +232,7 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
             Upload::new(worker, job, &content_type, plan, validator)
         }
     };
+    upload.hand_over_at = hand_over_at;
     let outcome = upload.stream(response, bytes_total).await;
     match outcome {
         Ok((size, checksum_crc32c)) => Ok(Artifact {
@@ -218,7 +243,11 @@ pub async fn run(worker: &Worker, job: &Job) -> Result<Artifact, TransferError> 
             checksum_crc32c,
         }),
         // A resumable upload stays open for the next attempt; anything else is aborted.
-        Err(err @ TransferError::Transient(_)) if upload.resumable() => Err(err),
+        Err(err @ (TransferError::Transient(_) | TransferError::OutOfTime { .. }))
+            if upload.resumable() =>
+        {
+            Err(err)
+        }
         Err(err) => {
             upload.abort().await;
             Err(err)
@@ -295,6 +324,8 @@ struct Upload<'a> {
     validator: Option<String>,
     /// Bytes already in S3 from an earlier attempt.
     start: u64,
+    /// When to stop and hand over to a continuation (resumable uploads only).
+    hand_over_at: Option<EpochMs>,
 }
 
 /// When to write progress. Each write is a DynamoDB write, so the pause between two grows
@@ -367,6 +398,7 @@ impl<'a> Upload<'a> {
             ),
             validator,
             start: 0,
+            hand_over_at: None,
         }
     }
 
@@ -434,6 +466,14 @@ impl<'a> Upload<'a> {
             while buffer.len() >= self.next_part_size() {
                 let part = buffer.split_to(self.next_part_size()).freeze();
                 self.send_part(part).await?;
+                let rest = bytes_total.map(|total| total.saturating_sub(bytes_done));
+                if rest != Some(0) && self.out_of_time() {
+                    // Everything before `buffer` is in parts: wait for them, then hand over.
+                    self.settle().await?;
+                    let done = bytes_done - buffer.len() as u64;
+                    self.heartbeat(done, bytes_total).await?;
+                    return Err(TransferError::OutOfTime { bytes_done: done });
+                }
             }
             if self.pacing.due(bytes_done, bytes_total) {
                 self.heartbeat(bytes_done, bytes_total).await?;
@@ -470,6 +510,20 @@ impl<'a> Upload<'a> {
                 Ok(())
             }
         }
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.resumable() && self.hand_over_at.is_some_and(|at| now_ms() >= at)
+    }
+
+    /// Waits for every part in flight.
+    async fn settle(&mut self) -> Result<(), TransferError> {
+        if let Some(multipart) = self.multipart.as_mut() {
+            while !multipart.uploading.is_empty() {
+                collect_one(multipart).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Queues a part for upload, first waiting for a slot when all are busy.

@@ -104,7 +104,7 @@ async fn the_status_download_worker_and_cleanup_events_drive_one_job_to_completi
     );
 
     let sqs: SqsEvent = serde_json::from_str(&event_text("worker-sqs.json")).unwrap();
-    let response = app.worker.handle_batch(sqs.records).await;
+    let response = app.worker.handle_batch(sqs.records, None).await;
     assert!(response.batch_item_failures.is_empty());
     let status = send_event(&app, "status.json").await;
     assert_eq!(status.body["status"], "completed", "{:?}", status.body);

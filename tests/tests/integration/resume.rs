@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use haul::clock::now_ms;
-use haul_tests::harness::AppOptions;
+use haul_tests::harness::{AppOptions, deliver_once};
 use haul_tests::{OriginBehavior, TestApp, spawn_app_with};
 
 use crate::sha256_hex;
@@ -119,4 +119,47 @@ async fn a_file_changed_between_attempts_is_downloaded_again_from_the_start() {
     );
     // It asked to resume, the origin said the file changed (200), and the upload restarted.
     assert!(app.origin.range_requests()[1].is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_longer_than_its_invocation_completes_by_continuations() {
+    let app = app(true).await;
+    let id = app.start_job(94).await;
+    let mut invocations = 0;
+    loop {
+        let status = app.status(id).await.body;
+        if status["status"] == "completed" {
+            break;
+        }
+        assert!(invocations < 40, "no completion: {status}");
+        // Each invocation may run 400 ms before it must hand over: about one part.
+        let deadline = now_ms() + 400;
+        deliver_once(
+            &app.aws.sqs,
+            &app.resources.queue_url,
+            &app.worker,
+            2,
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        invocations += 1;
+    }
+    assert!(invocations >= 2, "finished in {invocations} invocation(s)");
+    let done = app.status(id).await.body;
+    assert_eq!(done["attempts"], 1, "continuations are not attempts");
+    let bytes = app.fetch(done["result"]["url"].as_str().unwrap()).await;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(94)));
+    let resumed = app
+        .origin
+        .range_requests()
+        .iter()
+        .filter(|r| r.is_some())
+        .count();
+    assert_eq!(
+        resumed,
+        invocations - 1,
+        "every continuation resumes with a range"
+    );
+    assert_eq!(app.incomplete_uploads().await, 0);
 }
