@@ -49,6 +49,8 @@ pub struct OriginBehavior {
     pub truncate_at: Option<u64>,
     /// Per-file size and transfer time, overriding `size` and `chunk_delay` (the dev catalog).
     pub catalog: Option<Catalog>,
+    /// Break off this many responses halfway through the body before serving normally.
+    pub break_first: u32,
     /// Serve `Range: bytes=N-` (honouring `If-Range`) and advertise it with an ETag.
     pub ranges: bool,
     /// The files' version: changing it changes every file's bytes and ETag.
@@ -65,6 +67,7 @@ impl Default for OriginBehavior {
             missing: HashSet::new(),
             truncate_at: None,
             catalog: None,
+            break_first: 0,
             ranges: false,
             version: 0,
         }
@@ -76,6 +79,7 @@ struct Shared {
     behavior: Mutex<OriginBehavior>,
     requests: AtomicU32,
     failures_left: AtomicU32,
+    breaks_left: AtomicU32,
     /// The `Range` header of every request, in order.
     ranges: Mutex<Vec<Option<String>>>,
 }
@@ -100,6 +104,7 @@ impl Origin {
     pub async fn start_on(addr: &str, behavior: OriginBehavior) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             failures_left: AtomicU32::new(behavior.fail_first),
+            breaks_left: AtomicU32::new(behavior.break_first),
             behavior: Mutex::new(behavior),
             requests: AtomicU32::new(0),
             ranges: Mutex::new(Vec::new()),
@@ -221,7 +226,16 @@ async fn serve_file(
     };
     let offset = start.unwrap_or(0);
     let bytes_id = versioned(id, behavior.version);
-    let send_until = behavior.truncate_at.unwrap_or(size).min(size);
+    let breaking = shared
+        .breaks_left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let truncate_at = if breaking {
+        Some(offset + (size - offset) / 2)
+    } else {
+        behavior.truncate_at
+    };
+    let send_until = truncate_at.unwrap_or(size).min(size);
     let stream = futures_util::stream::unfold(offset, move |offset| async move {
         if offset == u64::MAX {
             return None;

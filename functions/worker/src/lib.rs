@@ -18,6 +18,18 @@ use tracing::Instrument;
 
 pub use transfer::TransferError;
 
+/// 0.5 s, 1 s, 2 s, … plus up to 250 ms of jitter, so retries of many jobs do not align.
+fn backoff(try_number: u32) -> std::time::Duration {
+    let base = 500u64 << try_number.saturating_sub(1).min(6);
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0),
+    ) % 250;
+    std::time::Duration::from_millis(base + jitter)
+}
+
 /// Stops a background task when the work it accompanies ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -120,6 +132,51 @@ impl Worker {
         }
     }
 
+    /// Runs the transfer, retrying within this invocation (with exponential backoff and
+    /// jitter) when the body broke off or S3 failed mid-way: the retry resumes from the parts
+    /// already stored. An origin that answers with an error status goes back to SQS instead.
+    async fn transfer_with_retries(
+        &self,
+        claimed: &Job,
+        hand_over_at: Option<EpochMs>,
+    ) -> Result<haul::job::Artifact, TransferError> {
+        const IN_INVOCATION_TRIES: u32 = 3;
+        let mut job = claimed.clone();
+        let mut try_number = 1;
+        loop {
+            let result = transfer::run(self, &job, hand_over_at).await;
+            let retryable = matches!(
+                &result,
+                Err(TransferError::Transient(f))
+                    if matches!(f.code.as_str(), "origin_interrupted" | "origin_truncated" | "storage_error")
+            );
+            if !retryable || try_number >= IN_INVOCATION_TRIES {
+                return result;
+            }
+            let pause = backoff(try_number);
+            if hand_over_at.is_some_and(|at| now_ms() + pause.as_millis() as EpochMs >= at) {
+                return result;
+            }
+            tracing::warn!(
+                try_number,
+                pause_ms = pause.as_millis() as u64,
+                "transfer broke off; retrying"
+            );
+            tokio::time::sleep(pause).await;
+            try_number += 1;
+            // The retry resumes from the checkpoint the failed try left on the job.
+            job = match self.services.jobs.get(job.id).await {
+                Ok(Some(current))
+                    if current.status == JobStatus::Running
+                        && current.attempts == claimed.attempts =>
+                {
+                    current
+                }
+                _ => return Err(TransferError::Stopped),
+            };
+        }
+    }
+
     /// Renews the message's invisibility until the returned guard is dropped.
     fn keep_hidden(&self, receipt_handle: String) -> AbortOnDrop {
         let queue = self.services.queue.clone();
@@ -171,7 +228,7 @@ impl Worker {
         // Stop early enough to record where we are and hand over before Lambda's cut-off.
         let hand_over_at =
             deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
-        match transfer::run(self, &job, hand_over_at).await {
+        match self.transfer_with_retries(&job, hand_over_at).await {
             Ok(artifact) => {
                 match self
                     .services

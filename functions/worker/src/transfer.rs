@@ -246,6 +246,8 @@ pub async fn run(
         Err(err @ (TransferError::Transient(_) | TransferError::OutOfTime { .. }))
             if upload.resumable() =>
         {
+            // Let the parts already on their way land: they are what the next try resumes.
+            let _ = upload.settle().await;
             Err(err)
         }
         Err(err) => {
@@ -326,6 +328,8 @@ struct Upload<'a> {
     start: u64,
     /// When to stop and hand over to a continuation (resumable uploads only).
     hand_over_at: Option<EpochMs>,
+    /// Last time the job was read to see whether it was cancelled.
+    last_cancel_check: Instant,
 }
 
 /// When to write progress. Each write is a DynamoDB write, so the pause between two grows
@@ -399,6 +403,7 @@ impl<'a> Upload<'a> {
             validator,
             start: 0,
             hand_over_at: None,
+            last_cancel_check: Instant::now(),
         }
     }
 
@@ -526,8 +531,28 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
+    /// Between parts, at most once a second: has the job been cancelled (or taken over)?
+    /// Progress writes also notice it, but they are spaced out for cost.
+    async fn check_cancelled(&mut self) -> Result<(), TransferError> {
+        if self.last_cancel_check.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.last_cancel_check = Instant::now();
+        match self.worker.services.jobs.get(self.job.id).await {
+            Ok(Some(job))
+                if job.status == haul::JobStatus::Running && job.attempts == self.job.attempts =>
+            {
+                Ok(())
+            }
+            Ok(_) => Err(TransferError::Stopped),
+            // A failed read proves nothing; the next progress write checks again.
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Queues a part for upload, first waiting for a slot when all are busy.
     async fn send_part(&mut self, part: Bytes) -> Result<(), TransferError> {
+        self.check_cancelled().await?;
         if self.multipart.is_none() {
             let upload_id = self
                 .artifacts()

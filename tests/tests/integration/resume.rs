@@ -91,6 +91,56 @@ async fn a_killed_worker_s_job_resumes_from_its_checkpoint_with_a_range_request(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_killed_with_sigkill_resumes_in_a_new_process_byte_identical() {
+    let app = app(true).await;
+    let id = app.start_job(95).await;
+    let worker = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_worker-once"))
+            .envs(&app.env)
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("worker process starts")
+    };
+
+    let mut first = worker();
+    loop {
+        let job = app.services.jobs.get(id).await.unwrap().unwrap();
+        if job.bytes_done > 12 * MIB {
+            break;
+        }
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.start_kill().unwrap(); // SIGKILL: no cleanup code runs
+    first.wait().await.unwrap();
+
+    let later = now_ms() + app.services.config.stale_after.as_millis() as i64 + 1_000;
+    let report = haul_cleanup::run_cleanup(&app.services, later)
+        .await
+        .unwrap();
+    assert_eq!(report.requeued_stale, 1, "{report:?}");
+    // The killed process's message comes back too; each process takes one batch.
+    for _ in 0..4 {
+        let status = worker().wait().await.unwrap();
+        assert!(status.success());
+        if app.status(id).await.body["status"] == "completed" {
+            break;
+        }
+    }
+    let bytes = stored_bytes(&app, id).await;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(95)));
+    let ranges = app.origin.range_requests();
+    assert!(
+        ranges.iter().flatten().any(|r| r != "bytes=0-"),
+        "the new process did not resume: {ranges:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_range_support_the_next_attempt_starts_clean() {
     let app = app(false).await;
     let id = app.start_job(92).await;

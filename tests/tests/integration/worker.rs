@@ -340,3 +340,38 @@ async fn a_transfer_longer_than_the_visibility_timeout_keeps_its_message_hidden(
     assert_eq!(app.status(id).await.body["status"], "completed");
     assert_eq!(app.origin.requests(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_breaks_off_is_retried_within_the_invocation_from_its_stored_parts() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 16 * 1024 * 1024,
+            chunk: 256 * 1024,
+            break_first: 1,
+            ranges: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(111).await;
+
+    assert_eq!(
+        app.deliver(5).await,
+        vec![Outcome::Ack],
+        "done in one invocation"
+    );
+    let done = app.status(id).await.body;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        done["attempts"], 1,
+        "an in-invocation retry is not an attempt"
+    );
+    let bytes = app.fetch(done["result"]["url"].as_str().unwrap()).await;
+    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(111)));
+    // Broke off at 8 MiB with one 5 MiB part stored: the retry asked for the rest.
+    assert_eq!(
+        app.origin.range_requests(),
+        vec![None, Some(format!("bytes={}-", 5 * 1024 * 1024))]
+    );
+}
