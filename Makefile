@@ -3,11 +3,12 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help dev dev-down test lint unit stack-up stack-down
+.PHONY: help dev dev-down test bench lint stack-up stack-down
 
 help:
 	@echo "make dev    start the local stack (LocalStack S3/SQS + DynamoDB Local) and create haul's resources"
 	@echo "make test   install what is missing, start the stack, run fmt, clippy and every test, stop what it started"
+	@echo "make bench  worker throughput vs awscli and peak memory (release build; writes target/bench/worker.json)"
 	@echo "make dev-down  stop the local stack"
 
 dev:
@@ -25,3 +26,6 @@ lint:
 
 test:
 	@scripts/test.sh
+
+bench:
+	@scripts/bench.sh
