@@ -447,14 +447,17 @@ impl<'a> Upload<'a> {
         response: reqwest::Response,
         bytes_total: Option<u64>,
     ) -> Result<(u64, Option<String>), TransferError> {
-        let mut buffer = BytesMut::with_capacity(self.next_part_size().min(1 << 20));
+        // One allocation per part, filled to the byte: a growing buffer would double its
+        // capacity past the part size and leave the allocator fragmented.
+        let mut buffer = BytesMut::with_capacity(self.next_part_size());
         let mut bytes_done: u64 = self.start;
+        let mut stored: u64 = self.start;
         // The first progress write publishes the total and proves the job is still ours.
         self.heartbeat(bytes_done, bytes_total).await?;
 
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|err| {
+            let mut chunk = chunk.map_err(|err| {
                 transient(
                     "origin_interrupted",
                     format!("reading the file: {}", without_url(&err)),
@@ -467,17 +470,22 @@ impl<'a> Upload<'a> {
                     "the origin sent more than it announced",
                 ));
             }
-            buffer.extend_from_slice(&chunk);
-            while buffer.len() >= self.next_part_size() {
-                let part = buffer.split_to(self.next_part_size()).freeze();
+            while !chunk.is_empty() {
+                let take = (self.next_part_size() - buffer.len()).min(chunk.len());
+                buffer.extend_from_slice(&chunk.split_to(take));
+                if buffer.len() < self.next_part_size() {
+                    continue;
+                }
+                let part = std::mem::replace(&mut buffer, BytesMut::new()).freeze();
+                stored += part.len() as u64;
                 self.send_part(part).await?;
-                let rest = bytes_total.map(|total| total.saturating_sub(bytes_done));
+                buffer = BytesMut::with_capacity(self.next_part_size());
+                let rest = bytes_total.map(|total| total.saturating_sub(stored));
                 if rest != Some(0) && self.out_of_time() {
-                    // Everything before `buffer` is in parts: wait for them, then hand over.
+                    // Everything up to `stored` is in parts: let them land, then hand over.
                     self.settle().await?;
-                    let done = bytes_done - buffer.len() as u64;
-                    self.heartbeat(done, bytes_total).await?;
-                    return Err(TransferError::OutOfTime { bytes_done: done });
+                    self.heartbeat(stored, bytes_total).await?;
+                    return Err(TransferError::OutOfTime { bytes_done: stored });
                 }
             }
             if self.pacing.due(bytes_done, bytes_total) {

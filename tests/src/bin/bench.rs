@@ -57,6 +57,16 @@ async fn main() -> Result<(), BoxError> {
     .await;
     let mut env = app.env.clone();
     env.insert("VISIBILITY_EXTENSION_SECONDS".into(), "300".into());
+    // The deployed worker's own settings (allocator tuning), from template.yaml.
+    let template = haul_tests::template::Template::load()?;
+    let variables = &template.properties("WorkerFunction")["Environment"]["Variables"];
+    for (name, value) in variables.as_mapping().into_iter().flatten() {
+        if let (Some(name), Some(value)) = (name.as_str(), value.as_str())
+            && name.starts_with("MALLOC_")
+        {
+            env.insert(name.to_owned(), value.to_owned());
+        }
+    }
 
     let worker_run = |file_id: u64, size: u64| {
         app.origin.update(|b| b.size = size);
