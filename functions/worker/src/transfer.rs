@@ -94,6 +94,17 @@ async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoint> {
     }
 }
 
+/// Gives up a previous attempt's upload for good.
+async fn abandon(worker: &Worker, job: &Job, point: &ResumePoint) {
+    let key = ArtifactStore::key_for(job.id);
+    abort_quietly(
+        &worker.services.artifacts,
+        &key,
+        &point.checkpoint.upload_id,
+    )
+    .await;
+}
+
 async fn abort_quietly(artifacts: &ArtifactStore, key: &str, upload_id: &str) {
     if let Err(err) = artifacts.abort_multipart(key, upload_id).await {
         tracing::warn!(error = %err, "cannot abort multipart upload");
@@ -155,26 +166,14 @@ pub async fn run(
         && let Some(point) = resume.take()
     {
         // The file shrank below what was stored: start over.
-        let key = ArtifactStore::key_for(job.id);
-        abort_quietly(
-            &worker.services.artifacts,
-            &key,
-            &point.checkpoint.upload_id,
-        )
-        .await;
+        abandon(worker, job, &point).await;
         response = send(worker.http.get(&url)).await?;
     }
     let status = response.status();
     if !status.is_success() {
         let err = classify_status(status);
         if let (TransferError::Permanent(_), Some(point)) = (&err, &resume) {
-            let key = ArtifactStore::key_for(job.id);
-            abort_quietly(
-                &worker.services.artifacts,
-                &key,
-                &point.checkpoint.upload_id,
-            )
-            .await;
+            abandon(worker, job, point).await;
         }
         return Err(err);
     }
@@ -192,13 +191,7 @@ pub async fn run(
         },
         Some(point) => {
             tracing::info!("origin sent the whole file; restarting the upload");
-            let key = ArtifactStore::key_for(job.id);
-            abort_quietly(
-                &worker.services.artifacts,
-                &key,
-                &point.checkpoint.upload_id,
-            )
-            .await;
+            abandon(worker, job, &point).await;
             (None, response.content_length())
         }
         None => (None, response.content_length()),
