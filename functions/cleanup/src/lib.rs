@@ -87,7 +87,6 @@ async fn recover_stale_running(
         .await?
     {
         // Fenced by the attempt seen: if the worker moved on meanwhile, nothing happens.
-        let fence = Some(job.attempts);
         if job.attempts >= config.max_attempts {
             let failure = JobFailure {
                 code: "worker_lost".into(),
@@ -96,7 +95,11 @@ async fn recover_stale_running(
                     config.max_attempts
                 ),
             };
-            match services.jobs.fail(job.id, fence, &failure, now).await {
+            match services
+                .jobs
+                .fail(job.id, Some(job.attempts), &failure, now)
+                .await
+            {
                 Ok(_) => report.failed_stale += 1,
                 Err(StoreError::Conflict(_)) => {}
                 Err(err) => {
@@ -106,11 +109,7 @@ async fn recover_stale_running(
             }
             continue;
         }
-        match services
-            .jobs
-            .transition(job.id, JobStatus::Queued, Changes::default(), fence, now)
-            .await
-        {
+        match services.jobs.requeue(job.id, job.attempts, true, now).await {
             Ok(_) => match services.queue.send(job.id).await {
                 Ok(()) => report.requeued_stale += 1,
                 Err(err) => {
