@@ -52,6 +52,34 @@ impl fmt::Display for JobId {
     }
 }
 
+/// Who a job belongs to: the `sub` claim of the caller's JWT when the API runs with an
+/// authorizer. Without one, jobs have no owner and their random ids are the only secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner(String);
+
+impl Owner {
+    /// Longest `sub` accepted; OIDC providers use far less.
+    pub const MAX_LEN: usize = 255;
+
+    pub fn new(sub: impl Into<String>) -> Result<Self, JobError> {
+        let sub = sub.into();
+        if sub.is_empty() || sub.len() > Self::MAX_LEN || sub.chars().any(char::is_control) {
+            return Err(JobError::InvalidOwner);
+        }
+        Ok(Self(sub))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The origin's identifier of a file: a positive integer no larger than 2^53 - 1, so that it
 /// survives every JSON parser (JavaScript numbers included) unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -84,6 +112,8 @@ pub enum JobError {
     InvalidJobId,
     #[error("file_id must be an integer between 1 and 9007199254740991")]
     InvalidFileId,
+    #[error("owner must be 1 to 255 characters without control characters")]
+    InvalidOwner,
     #[error("unknown job status {0:?}")]
     UnknownStatus(String),
     #[error("job record is missing or has a malformed attribute {0:?}")]
@@ -216,6 +246,8 @@ pub struct Job {
     /// DynamoDB writes this job has cost so far.
     pub write_count: u32,
     pub client_request_id: Option<String>,
+    /// Set when the API runs with an authorizer; only this caller may see the job.
+    pub owner: Option<Owner>,
     pub created_at: EpochMs,
     pub started_at: Option<EpochMs>,
     /// Last write of any kind; while running, the worker's progress heartbeat.
@@ -244,6 +276,7 @@ impl Job {
             bytes_per_second: None,
             write_count: 1,
             client_request_id,
+            owner: None,
             created_at: now,
             started_at: None,
             updated_at: now,
@@ -252,6 +285,17 @@ impl Job {
             failure: None,
             checkpoint: None,
         }
+    }
+
+    pub fn owned_by(mut self, owner: Option<Owner>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Whether `caller` may see this job. Without an authorizer neither side has an owner;
+    /// a job created under one stays hidden from anonymous callers.
+    pub fn is_visible_to(&self, caller: Option<&Owner>) -> bool {
+        self.owner.as_ref() == caller
     }
 
     /// Seconds left at the latest rate, while running with a known total.

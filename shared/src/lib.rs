@@ -4,6 +4,7 @@
 pub mod artifacts;
 pub mod clock;
 pub mod config;
+pub mod idempotency;
 pub mod job;
 pub mod metrics;
 pub mod problem;
@@ -15,6 +16,6 @@ pub mod store;
 pub mod telemetry;
 
 pub use config::Config;
-pub use job::{FileId, Job, JobError, JobId, JobStatus};
+pub use job::{FileId, Job, JobError, JobId, JobStatus, Owner};
 pub use problem::ApiError;
 pub use services::Services;

@@ -30,6 +30,10 @@ pub enum ApiError {
     JobNotReady { status: JobStatus },
     #[error("the job is already {status}")]
     JobAlreadyFinished { status: JobStatus },
+    #[error("this Idempotency-Key was already used with a different request body")]
+    IdempotencyKeyReused,
+    #[error("the token does not identify a caller")]
+    Forbidden,
     /// A dependency (DynamoDB, SQS, S3) failed; the request may be retried.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -61,6 +65,8 @@ impl ApiError {
             ApiError::JobNotReady { .. } | ApiError::JobAlreadyFinished { .. } => {
                 StatusCode::CONFLICT
             }
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -79,6 +85,8 @@ impl ApiError {
             ApiError::JobNotFound => "job_not_found",
             ApiError::JobNotReady { .. } => "job_not_ready",
             ApiError::JobAlreadyFinished { .. } => "job_already_finished",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::Forbidden => "forbidden",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -96,6 +104,8 @@ impl ApiError {
             ApiError::JobNotFound => "Job not found",
             ApiError::JobNotReady { .. } => "Job not ready",
             ApiError::JobAlreadyFinished { .. } => "Job already finished",
+            ApiError::IdempotencyKeyReused => "Idempotency key reused",
+            ApiError::Forbidden => "Forbidden",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
         }

@@ -6,7 +6,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
-use crate::job::{FileId, JobId};
+use crate::job::{FileId, JobId, Owner};
 use crate::problem::ApiError;
 
 /// Largest initiate body accepted. A valid one is well under 1 KiB.
@@ -111,6 +111,45 @@ pub fn request_id(request: &Request) -> String {
         })
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A header's value as text, or `None` when absent. A value that is not visible ASCII is an
+/// invalid field named `field` (the header's display name).
+pub fn header_text<'r>(
+    request: &'r Request,
+    name: &str,
+    field: &str,
+) -> Result<Option<&'r str>, ApiError> {
+    request
+        .headers()
+        .get(name)
+        .map(|value| {
+            value.to_str().map_err(|_| {
+                ApiError::invalid_field(field, format!("the {field} header must be ASCII"))
+            })
+        })
+        .transpose()
+}
+
+/// Who is calling: the `sub` claim that API Gateway's JWT authorizer verified, or `None` when
+/// the API runs without an authorizer. A verified token without a usable `sub` is refused
+/// rather than treated as anonymous.
+pub fn caller(request: &Request) -> Result<Option<Owner>, ApiError> {
+    let jwt = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref())
+        }
+        _ => None,
+    };
+    match jwt {
+        None => Ok(None),
+        Some(jwt) => jwt
+            .claims
+            .get("sub")
+            .and_then(|sub| Owner::new(sub.as_str()).ok())
+            .map(Some)
+            .ok_or(ApiError::Forbidden),
+    }
 }
 
 /// Routes a request path the same way behind API Gateway (`/v1/...`, or with a stage prefix)

@@ -8,8 +8,10 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use haul::{Config, JobId, Services};
 use haul_worker::{Outcome, Worker};
+use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::http::{HeaderMap, Method, StatusCode};
-use lambda_http::{Body, Request};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 
 use crate::origin::{Origin, OriginBehavior};
@@ -205,6 +207,36 @@ impl TestApp {
             builder = builder.header(*name, *value);
         }
         let request: Request = builder.body(body.into()).expect("valid test request");
+        self.dispatch(request).await
+    }
+
+    /// Like [`TestApp::call`], as API Gateway's JWT authorizer would pass it on: with the
+    /// verified claims (`sub` = `caller`) in the request context.
+    pub async fn call_as(
+        &self,
+        caller: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
+            "requestId": "test-request",
+            "authorizer": { "jwt": { "claims": { "sub": caller }, "scopes": null } },
+            "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1",
+                      "sourceIp": "127.0.0.1", "userAgent": "haul-tests" }
+        }))
+        .expect("a valid request context");
+        let request: Request = builder
+            .body(body.into())
+            .expect("valid test request")
+            .with_request_context(RequestContext::ApiGatewayV2(context));
         self.dispatch(request).await
     }
 

@@ -1,15 +1,23 @@
 //! `POST /v1/download/initiate`: validates, records the job as `queued`, enqueues it and
 //! answers 202 at once. The download itself happens in the worker.
+//!
+//! With an idempotency key (header or `clientRequestId`), the job and the key are written in
+//! one transaction; a retry with the same key and payload gets the first answer again.
 
 use haul::clock::{now_ms, rfc3339};
+use haul::idempotency::{self, IdempotencyKey};
 use haul::job::DEFAULT_POLL_SECS;
-use haul::request::{InitiateRequest, Route, download_route, require_json};
-use haul::response::{json, request_path, serve};
-use haul::store::StoreError;
-use haul::{ApiError, Job, JobId, Services};
-use lambda_http::http::{Method, StatusCode, header};
+use haul::request::{InitiateRequest, Route, caller, download_route, header_text, require_json};
+use haul::response::{request_path, serve};
+use haul::store::{Created, KeyClaim, StoreError};
+use haul::{ApiError, Job, JobId, Owner, Services};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Set (to `true`) on an answer that repeats an earlier request's.
+pub const REPLAYED_HEADER: &str = "idempotency-replayed";
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,6 +28,23 @@ pub struct Accepted {
     pub download_url: String,
     pub next_poll_in_ms: u64,
     pub created_at: String,
+}
+
+impl Accepted {
+    fn of(job: &Job) -> Self {
+        Self {
+            job_id: job.id,
+            status: job.status,
+            status_url: status_url(job.id),
+            download_url: format!("/v1/download/{}", job.id),
+            next_poll_in_ms: job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS) * 1000,
+            created_at: rfc3339(job.created_at),
+        }
+    }
+}
+
+fn status_url(id: JobId) -> String {
+    format!("/v1/download/status/{id}")
 }
 
 pub async fn handle(services: &Services, request: Request) -> Response<Body> {
@@ -35,45 +60,87 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     }
     require_json(&request)?;
     let input = InitiateRequest::parse(request.body().as_ref())?;
+    let key = idempotency::key_of(
+        header_text(&request, IDEMPOTENCY_KEY_HEADER, "Idempotency-Key")?,
+        &input,
+    )?;
+    let owner = caller(&request)?;
 
+    let now = now_ms();
     let job = Job::new_queued(
         JobId::new_random(),
         input.file_id,
-        input.client_request_id,
-        now_ms(),
-    );
-    services.jobs.create(&job).await.map_err(|err| match err {
-        // A v4 collision is not going to happen; if the store says so, something is wrong.
-        StoreError::Conflict(_) => ApiError::Internal(Box::new(err)),
-        other => ApiError::unavailable(other),
-    })?;
+        input.client_request_id.clone(),
+        now,
+    )
+    .owned_by(owner.clone());
+    let body =
+        serde_json::to_string(&Accepted::of(&job)).map_err(|e| ApiError::Internal(Box::new(e)))?;
+
+    match key {
+        None => services.jobs.create(&job).await.map_err(store_failure)?,
+        Some(key) => {
+            match create_with_key(services, &job, &input, &key, owner.as_ref(), &body).await? {
+                Created::New => {}
+                Created::Replay { job_id, response } => {
+                    tracing::info!(job_id = %job_id, "idempotent replay");
+                    return accepted(job_id, response, true);
+                }
+                Created::KeyReused => return Err(ApiError::IdempotencyKeyReused),
+            }
+        }
+    }
     // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
     // started, so the client still gets its 202 and the job still runs.
     if let Err(err) = services.queue.send(job.id).await {
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
     tracing::info!(job_id = %job.id, file_id = %job.file_id, "job accepted");
+    accepted(job.id, body, false)
+}
 
-    let status_url = format!("/v1/download/status/{}", job.id);
-    let body = Accepted {
-        job_id: job.id,
-        status: job.status,
-        download_url: format!("/v1/download/{}", job.id),
-        status_url: status_url.clone(),
-        next_poll_in_ms: job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS) * 1000,
-        created_at: rfc3339(job.created_at),
+async fn create_with_key(
+    services: &Services,
+    job: &Job,
+    input: &InitiateRequest,
+    key: &IdempotencyKey,
+    owner: Option<&Owner>,
+    body: &str,
+) -> Result<Created, ApiError> {
+    let claim = KeyClaim {
+        record_id: key.record_id(owner),
+        fingerprint: idempotency::fingerprint(input),
+        response: body.to_owned(),
+        now: job.created_at,
     };
-    let mut response = json(StatusCode::ACCEPTED, &body)?;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        status_url
-            .parse()
-            .map_err(|e| ApiError::Internal(Box::new(e)))?,
-    );
-    headers.insert(
-        header::RETRY_AFTER,
-        job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS).into(),
-    );
+    services
+        .jobs
+        .create_with_key(job, &claim)
+        .await
+        .map_err(store_failure)
+}
+
+fn store_failure(err: StoreError) -> ApiError {
+    match err {
+        // A v4 collision is not going to happen; if the store says so, something is wrong.
+        StoreError::Conflict(_) | StoreError::Malformed(_) => ApiError::Internal(Box::new(err)),
+        other => ApiError::unavailable(other),
+    }
+}
+
+fn accepted(id: JobId, body: String, replayed: bool) -> Result<Response<Body>, ApiError> {
+    let mut response = Response::builder()
+        .status(StatusCode::ACCEPTED)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .header(header::LOCATION, status_url(id))
+        .header(header::RETRY_AFTER, DEFAULT_POLL_SECS)
+        .body(Body::Text(body))
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
     Ok(response)
 }

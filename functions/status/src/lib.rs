@@ -6,10 +6,10 @@
 
 use haul::clock::{now_ms, rfc3339};
 use haul::job::JobFailure;
-use haul::request::{Route, download_route, parse_job_id};
+use haul::request::{Route, caller, download_route, parse_job_id};
 use haul::response::{json, request_path, serve};
 use haul::store::StoreError;
-use haul::{ApiError, Job, JobId, JobStatus, Services};
+use haul::{ApiError, Job, JobId, JobStatus, Owner, Services};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -60,16 +60,18 @@ pub async fn handle(services: &Services, request: Request) -> Response<Body> {
 async fn route(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
     let path = request_path(&request);
     let method = request.method();
+    let caller = caller(&request)?;
+    let caller = caller.as_ref();
     match download_route(&path) {
         Some(Route::Status(raw)) if method == Method::GET || method == Method::HEAD => {
-            status(services, parse_job_id(raw)?).await
+            status(services, parse_job_id(raw)?, caller).await
         }
         Some(Route::Status(_)) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
         Some(Route::Download(raw)) if method == Method::GET || method == Method::HEAD => {
-            download(services, parse_job_id(raw)?).await
+            download(services, parse_job_id(raw)?, caller).await
         }
         Some(Route::Download(raw)) if method == Method::DELETE => {
-            cancel(services, parse_job_id(raw)?).await
+            cancel(services, parse_job_id(raw)?, caller).await
         }
         Some(Route::Download(_)) => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD, DELETE",
@@ -82,17 +84,24 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
     }
 }
 
-async fn load(services: &Services, id: JobId) -> Result<Job, ApiError> {
+/// The job, if `caller` may see it. Someone else's job is "not found", exactly like a job
+/// that does not exist, so ids cannot be probed.
+async fn load(services: &Services, id: JobId, caller: Option<&Owner>) -> Result<Job, ApiError> {
     services
         .jobs
         .get(id)
         .await
         .map_err(ApiError::unavailable)?
+        .filter(|job| job.is_visible_to(caller))
         .ok_or(ApiError::JobNotFound)
 }
 
-async fn status(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
-    let job = load(services, id).await?;
+async fn status(
+    services: &Services,
+    id: JobId,
+    caller: Option<&Owner>,
+) -> Result<Response<Body>, ApiError> {
+    let job = load(services, id, caller).await?;
     let view = view(services, &job).await?;
     let mut response = json(StatusCode::OK, &view)?;
     if let Some(seconds) = job.poll_after_seconds() {
@@ -103,8 +112,12 @@ async fn status(services: &Services, id: JobId) -> Result<Response<Body>, ApiErr
     Ok(response)
 }
 
-async fn download(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
-    let job = load(services, id).await?;
+async fn download(
+    services: &Services,
+    id: JobId,
+    caller: Option<&Owner>,
+) -> Result<Response<Body>, ApiError> {
+    let job = load(services, id, caller).await?;
     let Some(result) = presigned_result(services, &job).await? else {
         return Err(ApiError::JobNotReady { status: job.status });
     };
@@ -116,7 +129,13 @@ async fn download(services: &Services, id: JobId) -> Result<Response<Body>, ApiE
         .map_err(|e| ApiError::Internal(Box::new(e)))
 }
 
-async fn cancel(services: &Services, id: JobId) -> Result<Response<Body>, ApiError> {
+async fn cancel(
+    services: &Services,
+    id: JobId,
+    caller: Option<&Owner>,
+) -> Result<Response<Body>, ApiError> {
+    // Only whoever may see the job may cancel it.
+    load(services, id, caller).await?;
     let now = now_ms();
     let job = services
         .jobs

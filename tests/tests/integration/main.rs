@@ -5,6 +5,7 @@ mod api_contract;
 mod cleanup;
 mod events;
 mod flow;
+mod idempotency;
 mod resume;
 mod template;
 mod worker;

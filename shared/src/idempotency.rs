@@ -1,0 +1,135 @@
+//! Idempotent initiates: a client that retries `POST /v1/download/initiate` with the same key
+//! gets the job it already started instead of a second one.
+//!
+//! The key comes from the `Idempotency-Key` header or the body's `clientRequestId`. It is
+//! stored next to the jobs, under a partition key derived from the owner and the key, in the
+//! same transaction that creates the job, so a key never exists without its job and two
+//! concurrent requests with one key cannot both create one.
+
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::job::Owner;
+use crate::problem::ApiError;
+use crate::request::InitiateRequest;
+
+/// How long a key keeps answering with its job. Retries come within seconds to hours;
+/// a day covers a client that retries after an outage.
+pub const KEY_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_KEY_LEN: usize = 128;
+/// Partition key prefix of key records; job ids are UUIDs and can never start with it.
+pub const RECORD_PREFIX: &str = "idem#";
+
+/// A validated idempotency key: 1 to 128 printable ASCII characters, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = !raw.is_empty()
+            && raw.len() <= MAX_KEY_LEN
+            && raw.bytes().all(|b| b.is_ascii_graphic());
+        valid.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key's record id: scoped to the owner, so two callers' keys never collide, and
+    /// hashed, so neither the key nor the owner's `sub` ends up in a partition key.
+    pub fn record_id(&self, owner: Option<&Owner>) -> String {
+        let mut hash = Sha256::new();
+        hash.update(owner.map(Owner::as_str).unwrap_or("").as_bytes());
+        hash.update([0]);
+        hash.update(self.0.as_bytes());
+        format!("{RECORD_PREFIX}{}", hex(&hash.finalize()))
+    }
+}
+
+/// The key a request carries. Header and body may both name it, but then they must agree.
+pub fn key_of(
+    header: Option<&str>,
+    input: &InitiateRequest,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let header = header
+        .map(|raw| {
+            IdempotencyKey::parse(raw).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "Idempotency-Key",
+                    "the Idempotency-Key header must be 1 to 128 printable ASCII characters",
+                )
+            })
+        })
+        .transpose()?;
+    let body = input
+        .client_request_id
+        .as_deref()
+        .and_then(IdempotencyKey::parse);
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::invalid_field(
+            "clientRequestId",
+            "clientRequestId and the Idempotency-Key header differ; send one, or the same in both",
+        )),
+        (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// What a retry must repeat to count as the same request: the payload, normalised, hashed.
+/// The key itself and how it was sent are not part of it.
+pub fn fingerprint(input: &InitiateRequest) -> String {
+    let canonical = format!("file_id={}", input.file_id.get());
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(body: &str) -> InitiateRequest {
+        InitiateRequest::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn keys_are_scoped_per_owner() {
+        let key = IdempotencyKey::parse("retry-1").unwrap();
+        let alice = Owner::new("alice").unwrap();
+        let bob = Owner::new("bob").unwrap();
+        assert_ne!(key.record_id(Some(&alice)), key.record_id(Some(&bob)));
+        assert_ne!(key.record_id(Some(&alice)), key.record_id(None));
+        assert_eq!(key.record_id(Some(&alice)), key.record_id(Some(&alice)));
+        assert!(key.record_id(None).starts_with(RECORD_PREFIX));
+    }
+
+    #[test]
+    fn the_header_and_the_body_must_agree() {
+        let body = input(r#"{"file_id": 1, "clientRequestId": "a"}"#);
+        assert_eq!(key_of(Some("a"), &body).unwrap().unwrap().as_str(), "a");
+        assert!(key_of(Some("b"), &body).is_err());
+        assert_eq!(key_of(None, &body).unwrap().unwrap().as_str(), "a");
+        let plain = input(r#"{"file_id": 1}"#);
+        assert_eq!(key_of(None, &plain).unwrap(), None);
+        assert!(key_of(Some(""), &plain).is_err());
+        assert!(key_of(Some("has space"), &plain).is_err());
+        assert!(key_of(Some(&"k".repeat(129)), &plain).is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_payload_not_the_key() {
+        let a = input(r#"{"file_id": 1, "clientRequestId": "a"}"#);
+        let b = input(r#"{"file_id": 1, "clientRequestId": "b"}"#);
+        let c = input(r#"{"file_id": 2, "clientRequestId": "a"}"#);
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&c));
+    }
+}
