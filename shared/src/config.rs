@@ -44,6 +44,12 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// Time allowed to connect to the origin, and between two reads of its body.
     pub origin_timeout: Duration,
+    /// Queued or running jobs one caller may have at once (authorizer on); 0 = no limit.
+    pub max_active_jobs_per_owner: u32,
+    /// Visible messages in the work queue above which initiate answers 503; 0 = no limit.
+    pub max_queue_backlog: u64,
+    /// How long one reading of the queue's backlog is trusted.
+    pub backlog_check_interval: Duration,
 }
 
 impl Config {
@@ -108,6 +114,10 @@ impl Config {
             ),
             deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 30_000)?),
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
+            max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)
+                as u32,
+            max_queue_backlog: number("MAX_QUEUE_BACKLOG", 10_000)?,
+            backlog_check_interval: Duration::from_secs(number("BACKLOG_CHECK_SECONDS", 5)?.max(1)),
         })
     }
 }

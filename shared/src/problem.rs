@@ -34,6 +34,13 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the token does not identify a caller")]
     Forbidden,
+    #[error("job history needs the API to run with an authorizer")]
+    HistoryDisabled,
+    #[error("this caller already has {limit} queued or running jobs")]
+    TooManyActiveJobs { limit: u32 },
+    /// The work queue's backlog is over its limit: new work is refused until it drains.
+    #[error("the service is busy; retry later")]
+    Overloaded,
     /// A dependency (DynamoDB, SQS, S3) failed; the request may be retried.
     #[error("the service is temporarily unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -61,7 +68,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RouteNotFound | ApiError::JobNotFound => StatusCode::NOT_FOUND,
+            ApiError::RouteNotFound | ApiError::JobNotFound | ApiError::HistoryDisabled => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::TooManyActiveJobs { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::JobNotReady { .. } | ApiError::JobAlreadyFinished { .. } => {
                 StatusCode::CONFLICT
             }
@@ -87,6 +98,9 @@ impl ApiError {
             ApiError::JobAlreadyFinished { .. } => "job_already_finished",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Forbidden => "forbidden",
+            ApiError::HistoryDisabled => "history_disabled",
+            ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
+            ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -106,6 +120,9 @@ impl ApiError {
             ApiError::JobAlreadyFinished { .. } => "Job already finished",
             ApiError::IdempotencyKeyReused => "Idempotency key reused",
             ApiError::Forbidden => "Forbidden",
+            ApiError::HistoryDisabled => "History disabled",
+            ApiError::TooManyActiveJobs { .. } => "Too many active jobs",
+            ApiError::Overloaded => "Overloaded",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
         }
@@ -145,8 +162,13 @@ impl ApiError {
         if let ApiError::MethodNotAllowed { allow } = &self {
             response = response.header(header::ALLOW, HeaderValue::from_static(allow));
         }
-        if matches!(self, ApiError::Unavailable(_)) {
-            response = response.header(header::RETRY_AFTER, "2");
+        match self {
+            ApiError::Unavailable(_) => response = response.header(header::RETRY_AFTER, "2"),
+            ApiError::TooManyActiveJobs { .. } => {
+                response = response.header(header::RETRY_AFTER, "10")
+            }
+            ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
+            _ => {}
         }
         let text = Value::Object(body).to_string();
         response

@@ -1,8 +1,13 @@
 //! The work queue on SQS: one message per job start, carrying only the job id.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
 
 use crate::job::JobId;
 
@@ -21,6 +26,8 @@ pub struct QueueError(String);
 pub struct JobQueue {
     client: Client,
     queue_url: String,
+    /// The last backlog reading and when it was taken, shared by the clones of this queue.
+    backlog: Arc<Mutex<Option<(Instant, u64)>>>,
 }
 
 impl JobQueue {
@@ -28,7 +35,34 @@ impl JobQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            backlog: Arc::default(),
         }
+    }
+
+    /// Messages waiting in the queue, read from SQS at most once per `max_age` (per process):
+    /// a busy initiate function asks SQS every few seconds, not on every request.
+    pub async fn backlog(&self, max_age: Duration) -> Result<u64, QueueError> {
+        let mut cached = self.backlog.lock().await;
+        if let Some((taken, value)) = *cached
+            && taken.elapsed() < max_age
+        {
+            return Ok(value);
+        }
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
+        let value = output
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        *cached = Some((Instant::now(), value));
+        Ok(value)
     }
 
     /// Keeps a received message hidden for `seconds` more, so a long transfer is not handed

@@ -160,6 +160,9 @@ pub fn download_route(path: &str) -> Option<Route<'_>> {
     if segments.last() == Some(&"health") && !segments.contains(&"download") {
         return Some(Route::Health);
     }
+    if segments.ends_with(&["v1", "downloads"]) {
+        return Some(Route::List);
+    }
     let start = segments
         .windows(2)
         .position(|pair| pair == ["v1", "download"])?;
@@ -176,6 +179,8 @@ pub enum Route<'a> {
     /// `GET /health`: the API is up (for load balancers and `make dev`).
     Health,
     Initiate,
+    /// `GET /v1/downloads`: the caller's jobs (with an authorizer only).
+    List,
     Status(&'a str),
     Download(&'a str),
 }
@@ -273,6 +278,12 @@ mod tests {
         assert_eq!(download_route("/v1/download/status/a/b"), None);
         assert_eq!(download_route("/v1/download"), None);
         assert_eq!(download_route("/health"), Some(Route::Health));
+        assert_eq!(download_route("/v1/downloads"), Some(Route::List));
+        assert_eq!(
+            download_route("/lambda-url/status/v1/downloads/"),
+            Some(Route::List)
+        );
+        assert_eq!(download_route("/v1/downloads/x"), None);
         assert_eq!(download_route("/v1/download/health/x"), None);
     }
 }

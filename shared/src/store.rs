@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 
 use crate::clock::EpochMs;
 use crate::idempotency::KEY_LIFETIME;
@@ -19,6 +19,9 @@ use crate::job::{
 /// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
 /// stale jobs of one status with a Query instead of scanning the table.
 pub const STATUS_INDEX: &str = "status-updatedAt";
+/// Global secondary index (partition `owner`, sort `createdAt`): a caller's jobs, newest
+/// first. Only jobs created under an authorizer carry `owner`, so only they are indexed.
+pub const OWNER_INDEX: &str = "owner-createdAt";
 /// Epoch-seconds attribute DynamoDB's TTL deletes records by.
 pub const TTL_ATTRIBUTE: &str = "ttl";
 /// Records outlive their file by this long, so late polls still get a clear `expired`.
@@ -45,6 +48,30 @@ where
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     StoreError::Dynamo(DisplayErrorContext(err).to_string())
+}
+
+/// Where the next page of an owner's jobs starts: after this job. Clients see it as an
+/// opaque token (`<createdAt>.<jobId>`); the owner always comes from the caller, never from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: EpochMs,
+    pub job_id: JobId,
+}
+
+impl PageCursor {
+    pub fn parse(token: &str) -> Option<Self> {
+        let (created_at, job_id) = token.split_once('.')?;
+        Some(Self {
+            created_at: created_at.parse().ok().filter(|ms: &EpochMs| *ms >= 0)?,
+            job_id: job_id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.job_id)
+    }
 }
 
 /// An idempotency key to store with a new job.
@@ -587,6 +614,86 @@ impl JobStore {
                 return Ok(jobs);
             }
         }
+    }
+
+    /// One page of an owner's jobs, newest first, from the owner index (eventually
+    /// consistent: a job created a moment ago may show on the next call).
+    pub async fn list_by_owner(
+        &self,
+        owner: &Owner,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<(Vec<Job>, Option<PageCursor>), StoreError> {
+        let start_key = after.map(|cursor| {
+            HashMap::from([
+                ("jobId".to_owned(), s(cursor.job_id.to_string())),
+                ("owner".to_owned(), s(owner.as_str())),
+                ("createdAt".to_owned(), n(cursor.created_at)),
+            ])
+        });
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        let jobs = page
+            .items()
+            .iter()
+            .map(from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match (&page.last_evaluated_key, jobs.last()) {
+            (Some(_), Some(last)) => Some(PageCursor {
+                created_at: last.created_at,
+                job_id: last.id,
+            }),
+            _ => None,
+        };
+        Ok((jobs, next))
+    }
+
+    /// How many of an owner's jobs created since `since` are queued or running.
+    pub async fn count_active(&self, owner: &Owner, since: EpochMs) -> Result<u32, StoreError> {
+        let mut count = 0;
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner AND createdAt >= :since")
+                .filter_expression("#status IN (:queued, :running)")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":since", n(since))
+                .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+                .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            count += page.count.max(0) as u32;
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+
+    /// Whether a live idempotency key record exists (a retry of a request already accepted).
+    pub async fn key_exists(&self, record_id: &str, now: EpochMs) -> Result<bool, StoreError> {
+        Ok(self.live_key(record_id, now).await?.is_some())
     }
 
     /// Every update also counts itself in `writeCount`, so the cost of a job is on its record.

@@ -191,6 +191,26 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
 }
 
+/// API Gateway hands functions the query string already parsed; do the same.
+fn with_query(request: Request) -> Request {
+    let Some(query) = request.uri().query().map(str::to_owned) else {
+        return request;
+    };
+    let pairs: HashMap<String, Vec<String>> =
+        url_pairs(&query).fold(HashMap::new(), |mut map, (k, v)| {
+            map.entry(k).or_default().push(v);
+            map
+        });
+    request.with_query_string_parameters(pairs)
+}
+
+fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k.to_owned(), v.to_owned())
+    })
+}
+
 impl TestApp {
     /// Sends a request to the function API Gateway would route it to.
     pub async fn call(
@@ -207,7 +227,7 @@ impl TestApp {
             builder = builder.header(*name, *value);
         }
         let request: Request = builder.body(body.into()).expect("valid test request");
-        self.dispatch(request).await
+        self.dispatch(with_query(request)).await
     }
 
     /// Like [`TestApp::call`], as API Gateway's JWT authorizer would pass it on: with the
@@ -237,7 +257,7 @@ impl TestApp {
             .body(body.into())
             .expect("valid test request")
             .with_request_context(RequestContext::ApiGatewayV2(context));
-        self.dispatch(request).await
+        self.dispatch(with_query(request)).await
     }
 
     /// Routes like the HTTP API in `template.yaml`: initiate has its own function.

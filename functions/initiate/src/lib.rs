@@ -4,7 +4,7 @@
 //! With an idempotency key (header or `clientRequestId`), the job and the key are written in
 //! one transaction; a retry with the same key and payload gets the first answer again.
 
-use haul::clock::{now_ms, rfc3339};
+use haul::clock::{EpochMs, now_ms, rfc3339};
 use haul::idempotency::{self, IdempotencyKey};
 use haul::job::DEFAULT_POLL_SECS;
 use haul::request::{InitiateRequest, Route, caller, download_route, header_text, require_json};
@@ -14,6 +14,10 @@ use haul::{ApiError, Job, JobId, Owner, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+
+/// Jobs older than this no longer count against the active-job limit, whatever their state:
+/// it bounds the count query, and a job queued or running for a day is stuck, not active.
+pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Set (to `true`) on an answer that repeats an earlier request's.
@@ -65,8 +69,9 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         &input,
     )?;
     let owner = caller(&request)?;
-
     let now = now_ms();
+    admit(services, owner.as_ref(), key.as_ref(), now).await?;
+
     let job = Job::new_queued(
         JobId::new_random(),
         input.file_id,
@@ -97,6 +102,51 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     }
     tracing::info!(job_id = %job.id, file_id = %job.file_id, "job accepted");
     accepted(job.id, body, false)
+}
+
+/// Abuse and overload controls, checked before anything is written: the caller's active-job
+/// limit (a retry of an accepted request still gets its replay), and the queue's backlog.
+async fn admit(
+    services: &Services,
+    owner: Option<&Owner>,
+    key: Option<&IdempotencyKey>,
+    now: EpochMs,
+) -> Result<(), ApiError> {
+    let config = &services.config;
+    if config.max_queue_backlog > 0 {
+        match services.queue.backlog(config.backlog_check_interval).await {
+            Ok(backlog) if backlog > config.max_queue_backlog => {
+                tracing::warn!(backlog, "queue backlog over its limit; refusing new work");
+                return Err(ApiError::Overloaded);
+            }
+            Ok(_) => {}
+            // Not knowing the backlog is no reason to refuse work: the queue absorbs it.
+            Err(err) => tracing::warn!(error = %err, "queue backlog unknown"),
+        }
+    }
+    let limit = config.max_active_jobs_per_owner;
+    if let (Some(owner), true) = (owner, limit > 0) {
+        let since = now - ACTIVE_WINDOW.as_millis() as EpochMs;
+        let active = services
+            .jobs
+            .count_active(owner, since)
+            .await
+            .map_err(ApiError::unavailable)?;
+        if active >= limit {
+            let retry = match key {
+                Some(key) => services
+                    .jobs
+                    .key_exists(&key.record_id(Some(owner)), now)
+                    .await
+                    .map_err(ApiError::unavailable)?,
+                None => false,
+            };
+            if !retry {
+                return Err(ApiError::TooManyActiveJobs { limit });
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn create_with_key(

@@ -2,16 +2,17 @@
 //! - `GET /v1/download/status/{jobId}`: progress, and once completed a freshly presigned URL;
 //! - `GET /v1/download/{jobId}`: 302 to a freshly presigned URL;
 //! - `DELETE /v1/download/{jobId}`: cancels a queued or running job;
+//! - `GET /v1/downloads`: the caller's jobs, newest first (with an authorizer);
 //! - `GET /health`: liveness.
 
 use haul::clock::{now_ms, rfc3339};
 use haul::job::JobFailure;
 use haul::request::{Route, caller, download_route, parse_job_id};
 use haul::response::{json, request_path, serve};
-use haul::store::StoreError;
+use haul::store::{PageCursor, StoreError};
 use haul::{ApiError, Job, JobId, JobStatus, Owner, Services};
 use lambda_http::http::{Method, StatusCode, header};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -80,6 +81,10 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
         Some(Route::Health) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
+        Some(Route::List) if method == Method::GET || method == Method::HEAD => {
+            list(services, &request, caller).await
+        }
+        Some(Route::List) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
         Some(Route::Initiate) | None => Err(ApiError::RouteNotFound),
     }
 }
@@ -148,6 +153,62 @@ async fn cancel(
         })?;
     tracing::info!(job_id = %id, "job cancelled");
     json(StatusCode::OK, &view(services, &job).await?)
+}
+
+/// Jobs per page of `GET /v1/downloads`, unless `limit` says otherwise (1 to 100).
+pub const DEFAULT_PAGE_SIZE: u32 = 20;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobPage {
+    pub items: Vec<StatusView>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+async fn list(
+    services: &Services,
+    request: &Request,
+    caller: Option<&Owner>,
+) -> Result<Response<Body>, ApiError> {
+    let Some(owner) = caller else {
+        return Err(ApiError::HistoryDisabled);
+    };
+    let query = request.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|q| q.first(name));
+    let limit = match param("limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_field("limit", "limit must be an integer from 1 to 100")
+            })?,
+    };
+    let cursor = param("cursor")
+        .map(|raw| {
+            PageCursor::parse(raw).ok_or_else(|| {
+                ApiError::invalid_field("cursor", "cursor must be a nextCursor from this API")
+            })
+        })
+        .transpose()?;
+    let (jobs, next) = services
+        .jobs
+        .list_by_owner(owner, limit, cursor.as_ref())
+        .await
+        .map_err(ApiError::unavailable)?;
+    let mut items = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        items.push(view(services, job).await?);
+    }
+    json(
+        StatusCode::OK,
+        &JobPage {
+            items,
+            next_cursor: next.map(|c| c.to_string()),
+        },
+    )
 }
 
 /// A presigned URL minted now, for completed jobs only.

@@ -6,6 +6,7 @@ mod cleanup;
 mod events;
 mod flow;
 mod idempotency;
+mod limits;
 mod resume;
 mod template;
 mod worker;

@@ -184,29 +184,45 @@ fn every_function_is_a_cargo_lambda_binary_with_a_log_group_that_expires() {
 }
 
 #[test]
-fn every_api_route_of_the_contract_is_routed() {
+fn every_api_route_of_the_contract_is_routed_and_behind_the_authorizer_when_one_is_set() {
     let t = template();
     let mut routes = Vec::new();
-    for name in functions(&t) {
-        for event in t.properties(&name)["Events"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-            .map(|(_, e)| e)
-        {
-            if event["Type"] == "HttpApi" {
-                routes.push(event["Properties"]["Path"].as_str().unwrap().to_owned());
-            }
+    for name in t.resources_of_type("AWS::ApiGatewayV2::Route") {
+        let route = t.properties(&name);
+        let key = route["RouteKey"].as_str().unwrap().to_owned();
+        let auth = &route["AuthorizationType"];
+        if key == "GET /health" {
+            assert_eq!(auth.as_str(), Some("NONE"), "health stays open");
+        } else {
+            // `!If [HasJwtAuth, JWT, NONE]`, with the authorizer's id under the same condition.
+            let Value::Tagged(tagged) = auth else {
+                panic!("{key}: authorization must follow HasJwtAuth, got {auth:?}");
+            };
+            assert_eq!(tagged.tag, "If", "{key}");
+            assert_eq!(tagged.value[0], "HasJwtAuth", "{key}");
+            assert_eq!(tagged.value[1], "JWT", "{key}");
+            assert_eq!(tagged.value[2], "NONE", "{key}");
+            let Value::Tagged(id) = &route["AuthorizerId"] else {
+                panic!("{key}: AuthorizerId must follow HasJwtAuth");
+            };
+            assert_eq!(id.value[0], "HasJwtAuth", "{key}");
         }
+        routes.push(key);
     }
     routes.sort();
     assert_eq!(
         routes,
         [
-            "/health",
-            "/v1/download/initiate",
-            "/v1/download/status/{jobId}",
-            "/v1/download/{jobId}",
+            "ANY /v1/download/initiate",
+            "ANY /v1/download/status/{jobId}",
+            "ANY /v1/download/{jobId}",
+            "GET /health",
+            "GET /v1/downloads",
         ]
     );
+    assert_eq!(
+        t.resource("JwtAuthorizer")["Condition"].as_str(),
+        Some("HasJwtAuth")
+    );
+    assert_eq!(t.parameter_default("JwtIssuer").as_deref(), Some(""));
 }

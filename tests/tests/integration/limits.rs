@@ -1,0 +1,171 @@
+//! Job history per caller, and the abuse and overload controls in front of initiate.
+
+use std::time::Duration;
+
+use haul_tests::harness::{TestApp, TestResponse};
+use haul_tests::spawn_app;
+use lambda_http::Body;
+use lambda_http::http::{Method, StatusCode};
+
+const PATH: &str = "/v1/download/initiate";
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+async fn start_as(app: &TestApp, caller: &str, key: &str, file_id: u64) -> TestResponse {
+    app.call_as(
+        caller,
+        Method::POST,
+        PATH,
+        &[JSON, ("idempotency-key", key)],
+        format!("{{\"file_id\": {file_id}}}"),
+    )
+    .await
+}
+
+fn accepted_id(response: &TestResponse) -> String {
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
+    response.body["jobId"].as_str().unwrap().to_owned()
+}
+
+async fn list_as(app: &TestApp, caller: &str, query: &str) -> TestResponse {
+    app.call_as(
+        caller,
+        Method::GET,
+        &format!("/v1/downloads{query}"),
+        &[],
+        Body::Empty,
+    )
+    .await
+}
+
+fn ids(page: &TestResponse) -> Vec<String> {
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["jobId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_lists_only_their_own_jobs_newest_first_page_by_page() {
+    let app = spawn_app().await;
+    let mut alice = Vec::new();
+    for (i, file_id) in [70001, 70002, 70003].into_iter().enumerate() {
+        alice.push(accepted_id(
+            &start_as(&app, "alice", &format!("a{i}"), file_id).await,
+        ));
+        // createdAt has millisecond resolution; keep the order unambiguous.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let bob = accepted_id(&start_as(&app, "bob", "b0", 70004).await);
+
+    let first = list_as(&app, "alice", "?limit=2").await;
+    assert_eq!(ids(&first), [alice[2].clone(), alice[1].clone()]);
+    let cursor = first.body["nextCursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second = list_as(&app, "alice", &format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), [alice[0].clone()]);
+    assert!(second.body["nextCursor"].is_null(), "{:?}", second.body);
+    assert_eq!(second.body["items"][0]["status"], "queued");
+
+    assert_eq!(ids(&list_as(&app, "bob", "").await), [bob]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_authorizer_history_is_off_and_bad_page_parameters_are_named() {
+    let app = spawn_app().await;
+    let anonymous = app
+        .call(Method::GET, "/v1/downloads", &[], Body::Empty)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::NOT_FOUND);
+    assert_eq!(anonymous.body["code"], "history_disabled");
+
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=101", "limit"),
+        ("?limit=x", "limit"),
+        ("?cursor=nonsense", "cursor"),
+        ("?cursor=12.not-a-uuid", "cursor"),
+    ] {
+        let page = list_as(&app, "alice", query).await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(page.body["field"], field, "{query}");
+    }
+    let post = app
+        .call_as("alice", Method::POST, "/v1/downloads", &[], Body::Empty)
+        .await;
+    assert_eq!(post.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_at_the_active_job_limit_gets_429_but_retries_still_replay() {
+    let mut app = spawn_app().await;
+    app.services.config.max_active_jobs_per_owner = 2;
+    let first = accepted_id(&start_as(&app, "alice", "k1", 70001).await);
+    accepted_id(&start_as(&app, "alice", "k2", 70002).await);
+
+    let third = start_as(&app, "alice", "k3", 70003).await;
+    assert_eq!(
+        third.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        third.body
+    );
+    assert_eq!(third.body["code"], "too_many_active_jobs");
+    assert_eq!(third.header("retry-after"), Some("10"));
+    // A retry of an accepted request is not new work.
+    let retry = start_as(&app, "alice", "k1", 70001).await;
+    assert_eq!(accepted_id(&retry), first);
+    assert_eq!(retry.header("idempotency-replayed"), Some("true"));
+    // The limit is per caller.
+    accepted_id(&start_as(&app, "bob", "k3", 70003).await);
+
+    // A finished job frees its slot.
+    let cancel = app
+        .call_as(
+            "alice",
+            Method::DELETE,
+            &format!("/v1/download/{first}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK);
+    accepted_id(&start_as(&app, "alice", "k3", 70003).await);
+    assert_eq!(app.queue_depth(&app.resources.queue_url).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_over_the_limit_gets_503_and_the_depth_is_read_only_every_few_seconds() {
+    let mut app = spawn_app().await;
+    app.services.config.max_queue_backlog = 1;
+    app.services.config.backlog_check_interval = Duration::from_secs(60);
+    // The first request reads an empty queue; that reading is trusted for a minute, so
+    // these all pass even though the backlog grows past the limit.
+    for file_id in [70001, 70002, 70003] {
+        assert_eq!(app.initiate(file_id).await.status, StatusCode::ACCEPTED);
+    }
+    assert_eq!(app.queue_depth(&app.resources.queue_url).await, 3);
+
+    // A process with a fresh reading refuses new work until the queue drains.
+    let mut fresh = app.services.clone();
+    fresh.queue = haul::queue::JobQueue::new(app.aws.sqs.clone(), &app.resources.queue_url);
+    app.services = fresh;
+    let refused = app.initiate(70004).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["code"], "overloaded");
+    assert_eq!(refused.header("retry-after"), Some("30"));
+    assert_eq!(
+        app.queue_depth(&app.resources.queue_url).await,
+        3,
+        "nothing was queued"
+    );
+}
