@@ -22,6 +22,8 @@ else
   eval "$(scripts/stack.sh up)"
 fi
 eval "$(scripts/tools.sh dev)"
+# The browser page (web/dist), built only when it is missing or older than its sources.
+web/build.sh || echo "dev: the browser page could not be built; make dev goes on without it" >&2
 
 # Build the functions first, so the watcher's first requests do not wait on a cold build.
 cargo build --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup

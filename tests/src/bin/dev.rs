@@ -4,13 +4,22 @@
 //! - runs the functions under `cargo lambda watch` on the production paths;
 //! - delivers SQS messages to the worker like Lambda's event source mapping, and fires
 //!   cleanup on a timer;
+//! - serves the browser page (`web/dist`) with `/v1/*` and `/health` proxied to the API, so the
+//!   page and the API share an origin;
 //! - prints a line once `GET /health` answers, and stops everything on Ctrl-C.
 
+use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use haul_tests::harness::lambda_record;
 use haul_tests::provision::{Provisioner, QueueSettings};
 use haul_tests::template::Template;
@@ -52,7 +61,7 @@ async fn main() -> Result<(), BoxError> {
     let port = env_or("HAUL_DEV_PORT", "9000");
     let api = format!("http://127.0.0.1:{port}");
     let max_receive_count = Template::load()?.max_receive_count()?;
-    let sdk = aws_config::load_from_env().await;
+    let sdk = haul::services::sdk_config().await;
     let aws = Provisioner::new(&sdk);
     let resources = aws
         .ensure(
@@ -112,6 +121,10 @@ async fn main() -> Result<(), BoxError> {
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .process_group(0);
+    // Tests that must not see the functions restart when a source file changes under them.
+    if env_or("HAUL_DEV_NO_RELOAD", "0") == "1" {
+        watch.arg("--ignore-changes");
+    }
     let mut watch = watch
         .spawn()
         .map_err(|e| format!("cannot run cargo lambda watch: {e}"))?;
@@ -119,8 +132,15 @@ async fn main() -> Result<(), BoxError> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
         .build()?;
+    let page = serve_web(&env_or("HAUL_DEV_WEB_PORT", "9200"), web_dir(), &api).await;
     wait_healthy(&http, &api).await?;
-    println!("haul dev is ready: {api} (try: curl {api}/health)");
+    match page {
+        Ok(page) => println!("haul dev is ready: {api} (try: curl {api}/health); page: {page}"),
+        Err(err) => {
+            eprintln!("dev: not serving the page: {err}");
+            println!("haul dev is ready: {api} (try: curl {api}/health)");
+        }
+    }
 
     for _ in 0..POLLERS {
         tokio::spawn(deliver_forever(
@@ -262,5 +282,176 @@ async fn cleanup_forever(http: reqwest::Client, api: String) {
         if let Err(err) = http.post(&invoke).json(&event).send().await {
             eprintln!("dev: cleanup invoke failed: {err}");
         }
+    }
+}
+
+/// Where the built page is: `HAUL_DEV_WEB_DIR`, else `web/dist` in this repository.
+fn web_dir() -> PathBuf {
+    match std::env::var("HAUL_DEV_WEB_DIR") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist"),
+    }
+}
+
+struct Web {
+    dir: PathBuf,
+    api: String,
+    /// Redirects are the client's business (the download route's 302 goes to S3).
+    http: reqwest::Client,
+}
+
+/// Serves the page on 127.0.0.1:`port` and proxies the API's routes; answers the page's URL.
+/// A port in use is not fatal: make dev still runs the API.
+async fn serve_web(port: &str, dir: PathBuf, api: &str) -> Result<String, BoxError> {
+    let addr = format!("127.0.0.1:{port}");
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if !dir.join("index.html").is_file() {
+        eprintln!(
+            "dev: {} has no built page (run web/build.sh); serving a notice",
+            dir.display()
+        );
+    }
+    let web = Arc::new(Web {
+        dir,
+        api: api.to_owned(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()?,
+    });
+    let app = Router::new().fallback(web_route).with_state(web);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            eprintln!("dev: page server stopped: {err}");
+        }
+    });
+    Ok(format!("http://{addr}/"))
+}
+
+async fn web_route(State(web): State<Arc<Web>>, request: Request) -> Response {
+    let path = request.uri().path();
+    if path == "/health" || path.starts_with("/v1/") {
+        return proxy(&web, request).await;
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "GET, HEAD")],
+        )
+            .into_response();
+    }
+    static_file(&web.dir, path).await
+}
+
+/// Hop-by-hop headers and those the HTTP stacks set themselves.
+fn forwarded(name: &header::HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "host"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "transfer-encoding"
+            | "content-length"
+    )
+}
+
+async fn proxy(web: &Web, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let target = format!(
+        "{}{}",
+        web.api,
+        parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |pq| pq.as_str())
+    );
+    // The API refuses bodies over 16 KiB; forward a little more so it can say so itself.
+    let body = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(body) => body,
+        Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
+    };
+    let mut outbound = web.http.request(parts.method, &target).body(body);
+    for (name, value) in &parts.headers {
+        if forwarded(name) {
+            outbound = outbound.header(name, value);
+        }
+    }
+    let answer = match outbound.send().await {
+        Ok(answer) => answer,
+        Err(err) => {
+            eprintln!("dev: proxy to {target} failed: {err}");
+            return (
+                StatusCode::BAD_GATEWAY,
+                [(header::RETRY_AFTER, "2")],
+                "the API is not answering",
+            )
+                .into_response();
+        }
+    };
+    let status = answer.status();
+    let mut headers = HeaderMap::new();
+    for (name, value) in answer.headers() {
+        if forwarded(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    match answer.bytes().await {
+        Ok(bytes) => (status, headers, bytes).into_response(),
+        Err(err) => {
+            eprintln!("dev: proxy read from {target} failed: {err}");
+            (StatusCode::BAD_GATEWAY, "the API's answer broke off").into_response()
+        }
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("map" | "json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("ico") => "image/x-icon",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn static_file(dir: &Path, path: &str) -> Response {
+    let relative = Path::new(path.trim_start_matches('/'));
+    // Plain names only: no `..`, no absolute parts, no dot-files.
+    let safe = relative.components().all(|c| match c {
+        Component::Normal(name) => !name.to_string_lossy().starts_with('.'),
+        _ => false,
+    });
+    if !safe {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
+    let mut file = dir.join(relative);
+    if path.ends_with('/') || file.is_dir() {
+        file = file.join("index.html");
+    }
+    match tokio::fs::read(&file).await {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type(&file))),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            Body::from(bytes),
+        )
+            .into_response(),
+        Err(_) if path == "/" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "The page is not built yet: run web/build.sh (make dev does it when npm is installed).\n",
+        )
+            .into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
 }
