@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::source::SourcePolicy;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
@@ -50,6 +52,14 @@ pub struct Config {
     pub max_queue_backlog: u64,
     /// How long one reading of the queue's backlog is trusted.
     pub backlog_check_interval: Duration,
+    /// Which client-given URLs may be fetched (`ALLOWED_SOURCE_HOSTS`; none by default).
+    pub sources: SourcePolicy,
+    /// Largest file fetched from a client-given URL.
+    pub source_max_bytes: u64,
+    /// Longest one fetch from a client-given URL may take, body included.
+    pub source_max_time: Duration,
+    /// Redirects followed from a client-given URL, each one checked like the URL itself.
+    pub source_max_redirects: usize,
 }
 
 impl Config {
@@ -92,6 +102,18 @@ impl Config {
                 reason: "must be between 1 and 1000".into(),
             });
         }
+        let sources = SourcePolicy::new(
+            &get("ALLOWED_SOURCE_HOSTS").unwrap_or_default(),
+            // Test-only, for origins on loopback; deliberately loud to set.
+            matches!(
+                get("UNSAFE_ALLOW_LOOPBACK_SOURCES").as_deref(),
+                Some("1" | "true")
+            ),
+        )
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "ALLOWED_SOURCE_HOSTS",
+            reason: "comma-separated hosts (files.example.com) or suffixes (*.example.com)".into(),
+        })?;
         Ok(Self {
             table_name: required("JOBS_TABLE")?,
             queue_url: required("JOBS_QUEUE_URL")?,
@@ -118,6 +140,10 @@ impl Config {
                 as u32,
             max_queue_backlog: number("MAX_QUEUE_BACKLOG", 10_000)?,
             backlog_check_interval: Duration::from_secs(number("BACKLOG_CHECK_SECONDS", 5)?.max(1)),
+            sources,
+            source_max_bytes: number("SOURCE_MAX_BYTES", 5 * 1024 * 1024 * 1024)?,
+            source_max_time: Duration::from_secs(number("SOURCE_MAX_SECONDS", 900)?.max(1)),
+            source_max_redirects: number("SOURCE_MAX_REDIRECTS", 5)?.min(20) as usize,
         })
     }
 }

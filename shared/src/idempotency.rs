@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::job::Owner;
 use crate::problem::ApiError;
 use crate::request::InitiateRequest;
+use crate::source::Source;
 
 /// How long a key keeps answering with its job. Retries come within seconds to hours;
 /// a day covers a client that retries after an outage.
@@ -80,7 +81,10 @@ pub fn key_of(
 /// What a retry must repeat to count as the same request: the payload, normalised, hashed.
 /// The key itself and how it was sent are not part of it.
 pub fn fingerprint(input: &InitiateRequest) -> String {
-    let canonical = format!("file_id={}", input.file_id.get());
+    let canonical = match &input.source {
+        Source::File(id) => format!("file_id={}", id.get()),
+        Source::Url(url) => format!("url={}", url.as_str()),
+    };
     hex(&Sha256::digest(canonical.as_bytes()))
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::EpochMs;
+use crate::source::Source;
 
 /// A job identifier: a random (v4) UUID in its canonical hyphenated lowercase form.
 /// Random so that, without an authorizer, knowing one job's id tells nothing about another's.
@@ -235,7 +236,7 @@ pub const DEFAULT_POLL_SECS: u64 = 2;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
     pub id: JobId,
-    pub file_id: FileId,
+    pub source: Source,
     pub status: JobStatus,
     /// Number of times a worker has started the job.
     pub attempts: u32,
@@ -266,9 +267,18 @@ impl Job {
         client_request_id: Option<String>,
         now: EpochMs,
     ) -> Self {
+        Self::new_from(id, Source::File(file_id), client_request_id, now)
+    }
+
+    pub fn new_from(
+        id: JobId,
+        source: Source,
+        client_request_id: Option<String>,
+        now: EpochMs,
+    ) -> Self {
         Self {
             id,
-            file_id,
+            source,
             status: JobStatus::Queued,
             attempts: 0,
             bytes_done: 0,

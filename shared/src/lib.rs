@@ -12,6 +12,7 @@ pub mod queue;
 pub mod request;
 pub mod response;
 pub mod services;
+pub mod source;
 pub mod store;
 pub mod telemetry;
 

@@ -34,6 +34,9 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the token does not identify a caller")]
     Forbidden,
+    /// A client-given URL the service will not fetch (off, not allowlisted, or non-public).
+    #[error("{0}")]
+    SourceNotAllowed(String),
     #[error("job history needs the API to run with an authorizer")]
     HistoryDisabled,
     #[error("this caller already has {limit} queued or running jobs")]
@@ -62,9 +65,10 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) | ApiError::InvalidField { .. } | ApiError::InvalidJobId => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::MalformedJson(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::InvalidJobId
+            | ApiError::SourceNotAllowed(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::JobAlreadyFinished { .. } => "job_already_finished",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Forbidden => "forbidden",
+            ApiError::SourceNotAllowed(_) => "source_not_allowed",
             ApiError::HistoryDisabled => "history_disabled",
             ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
             ApiError::Overloaded => "overloaded",
@@ -120,6 +125,7 @@ impl ApiError {
             ApiError::JobAlreadyFinished { .. } => "Job already finished",
             ApiError::IdempotencyKeyReused => "Idempotency key reused",
             ApiError::Forbidden => "Forbidden",
+            ApiError::SourceNotAllowed(_) => "Source not allowed",
             ApiError::HistoryDisabled => "History disabled",
             ApiError::TooManyActiveJobs { .. } => "Too many active jobs",
             ApiError::Overloaded => "Overloaded",
@@ -146,6 +152,9 @@ impl ApiError {
         match &self {
             ApiError::InvalidField { field, .. } => {
                 body.insert("field".into(), json!(field));
+            }
+            ApiError::SourceNotAllowed(_) => {
+                body.insert("field".into(), json!("url"));
             }
             ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));

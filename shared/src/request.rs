@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::job::{FileId, JobId, Owner};
 use crate::problem::ApiError;
+use crate::source::{Source, SourceUrl};
 
 /// Largest initiate body accepted. A valid one is well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -16,7 +17,7 @@ pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 128;
 /// A valid `POST /v1/download/initiate` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InitiateRequest {
-    pub file_id: FileId,
+    pub source: Source,
     pub client_request_id: Option<String>,
 }
 
@@ -37,11 +38,20 @@ impl InitiateRequest {
                 "the body must be a JSON object",
             ));
         };
-        let file_id = parse_file_id(fields.remove("file_id"))?;
+        let source = match (fields.remove("file_id"), fields.remove("url")) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid_field(
+                    "url",
+                    "send either file_id or url, not both",
+                ));
+            }
+            (None, Some(url)) => Source::Url(parse_url(url)?),
+            (file_id, None) => Source::File(parse_file_id(file_id)?),
+        };
         let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
         reject_unknown(&fields)?;
         Ok(Self {
-            file_id,
+            source,
             client_request_id,
         })
     }
@@ -49,11 +59,19 @@ impl InitiateRequest {
 
 fn parse_file_id(value: Option<Value>) -> Result<FileId, ApiError> {
     const WHAT: &str = "file_id must be an integer between 1 and 9007199254740991";
-    let value = value.ok_or_else(|| ApiError::invalid_field("file_id", "file_id is required"))?;
+    let value =
+        value.ok_or_else(|| ApiError::invalid_field("file_id", "file_id (or url) is required"))?;
     let number = value
         .as_u64()
         .ok_or_else(|| ApiError::invalid_field("file_id", WHAT))?;
     FileId::new(number).map_err(|_| ApiError::invalid_field("file_id", WHAT))
+}
+
+fn parse_url(value: Value) -> Result<SourceUrl, ApiError> {
+    let Value::String(raw) = value else {
+        return Err(ApiError::invalid_field("url", "url must be a string"));
+    };
+    SourceUrl::parse(&raw).map_err(|refusal| ApiError::invalid_field("url", refusal.to_string()))
 }
 
 fn parse_client_request_id(value: Option<Value>) -> Result<Option<String>, ApiError> {
@@ -76,7 +94,7 @@ fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
         None => Ok(()),
         Some(name) => Err(ApiError::invalid_field(
             name.chars().take(64).collect::<String>(),
-            "unknown field; allowed fields are file_id and clientRequestId",
+            "unknown field; allowed fields are file_id, url and clientRequestId",
         )),
     }
 }
@@ -203,7 +221,7 @@ mod tests {
     #[test]
     fn a_minimal_body_parses() {
         let parsed = InitiateRequest::parse(br#"{"file_id": 70000}"#).unwrap();
-        assert_eq!(parsed.file_id.get(), 70000);
+        assert_eq!(parsed.source, Source::File(FileId::new(70000).unwrap()));
         assert_eq!(parsed.client_request_id, None);
     }
 
@@ -236,6 +254,10 @@ mod tests {
                 "clientRequestId",
             ),
             (br#"{"file_id": 1, "fileId": 1}"#, "fileId"),
+            (br#"{"file_id": 1, "url": "https://a.example/x"}"#, "url"),
+            (br#"{"url": 5}"#, "url"),
+            (br#"{"url": "ftp://a.example/x"}"#, "url"),
+            (br#"{"url": "http://2130706433/"}"#, "url"),
             (br#"[1]"#, ""),
         ] {
             let err = InitiateRequest::parse(body).unwrap_err();

@@ -15,6 +15,7 @@ use crate::idempotency::KEY_LIFETIME;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
 };
+use crate::source::{Source, SourceUrl};
 
 /// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
 /// stale jobs of one status with a Query instead of scanning the table.
@@ -756,7 +757,6 @@ where
 fn to_item(job: &Job) -> Item {
     let mut item: Item = HashMap::from([
         ("jobId".to_owned(), s(job.id.to_string())),
-        ("fileId".to_owned(), n(job.file_id.get())),
         ("status".to_owned(), s(job.status.as_str())),
         ("attempts".to_owned(), n(job.attempts)),
         ("bytesDone".to_owned(), n(job.bytes_done)),
@@ -771,6 +771,8 @@ fn to_item(job: &Job) -> Item {
     put("bytesTotal", job.bytes_total.map(n));
     put("bytesPerSecond", job.bytes_per_second.map(n));
     put("writeCount", Some(n(job.write_count.max(1))));
+    put("fileId", job.source.file_id().map(|id| n(id.get())));
+    put("sourceUrl", job.source.url().map(|url| s(url.as_str())));
     put("clientRequestId", job.client_request_id.clone().map(s));
     put("owner", job.owner.as_ref().map(|o| s(o.as_str())));
     put("startedAt", job.started_at.map(n));
@@ -819,7 +821,12 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
     }
 
     let id: JobId = required(string(item, "jobId"), "jobId")?.parse()?;
-    let file_id = FileId::new(required(number(item, "fileId")?, "fileId")?)?;
+    let source = match string(item, "sourceUrl") {
+        Some(url) => {
+            Source::Url(SourceUrl::parse(url).map_err(|_| JobError::MalformedRecord("sourceUrl"))?)
+        }
+        None => Source::File(FileId::new(required(number(item, "fileId")?, "fileId")?)?),
+    };
     let status: JobStatus = required(string(item, "status"), "status")?.parse()?;
     let artifact = match string(item, "s3Key") {
         Some(key) => Some(Artifact {
@@ -847,7 +854,7 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
     });
     Ok(Job {
         id,
-        file_id,
+        source,
         status,
         attempts: number(item, "attempts")?.unwrap_or(0),
         bytes_done: number(item, "bytesDone")?.unwrap_or(0),
@@ -879,6 +886,9 @@ mod tests {
             1_700_000_000_000,
         )
         .owned_by(Some(Owner::new("auth0|user-7").unwrap()));
+        let mut from_url = job.clone();
+        from_url.source = Source::Url(SourceUrl::parse("https://files.example.com/a.bin").unwrap());
+        assert_eq!(from_item(&to_item(&from_url)).unwrap(), from_url);
         job.status = JobStatus::Completed;
         job.attempts = 2;
         job.bytes_done = 10;

@@ -111,6 +111,8 @@ impl Origin {
         });
         let app = Router::new()
             .route("/files/{id}", get(serve_file))
+            .route("/redirect/{*target}", get(redirect_to))
+            .route("/hops/{n}", get(hop))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -170,6 +172,22 @@ impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// `302` to whatever follows `/redirect/` (an absolute URL), for redirect vetting tests.
+async fn redirect_to(Path(target): Path<String>) -> Response {
+    // Axum's wildcard drops one slash of `http://`; put the URL back together.
+    let target = target.replacen(":/", "://", 1).replacen(":///", "://", 1);
+    (StatusCode::FOUND, [(header::LOCATION, target)]).into_response()
+}
+
+/// A chain of `n` redirects ending at `/files/1`.
+async fn hop(Path(n): Path<u32>) -> Response {
+    let next = match n {
+        0 => "/files/1".to_owned(),
+        n => format!("/hops/{}", n - 1),
+    };
+    (StatusCode::FOUND, [(header::LOCATION, next)]).into_response()
 }
 
 async fn serve_file(

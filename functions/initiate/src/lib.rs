@@ -9,6 +9,7 @@ use haul::idempotency::{self, IdempotencyKey};
 use haul::job::DEFAULT_POLL_SECS;
 use haul::request::{InitiateRequest, Route, caller, download_route, header_text, require_json};
 use haul::response::{request_path, serve};
+use haul::source::Source;
 use haul::store::{Created, KeyClaim, StoreError};
 use haul::{ApiError, Job, JobId, Owner, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
@@ -72,9 +73,16 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     let now = now_ms();
     admit(services, owner.as_ref(), key.as_ref(), now).await?;
 
-    let job = Job::new_queued(
+    if let Source::Url(url) = &input.source {
+        services
+            .config
+            .sources
+            .check(url.as_url())
+            .map_err(|refusal| ApiError::SourceNotAllowed(refusal.to_string()))?;
+    }
+    let job = Job::new_from(
         JobId::new_random(),
-        input.file_id,
+        input.source.clone(),
         input.client_request_id.clone(),
         now,
     )
@@ -100,7 +108,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     if let Err(err) = services.queue.send(job.id).await {
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
-    tracing::info!(job_id = %job.id, file_id = %job.file_id, "job accepted");
+    tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
     accepted(job.id, body, false)
 }
 

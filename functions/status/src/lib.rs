@@ -19,7 +19,10 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub job_id: JobId,
-    pub file_id: u64,
+    /// Set for jobs started with a `file_id`.
+    pub file_id: Option<u64>,
+    /// Set for jobs started with a `url`.
+    pub source_url: Option<String>,
     pub status: JobStatus,
     pub progress: Progress,
     /// Seconds left at the current rate, while running with a known size.
@@ -239,7 +242,8 @@ async fn presigned_result(services: &Services, job: &Job) -> Result<Option<Resul
 async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
     Ok(StatusView {
         job_id: job.id,
-        file_id: job.file_id.get(),
+        file_id: job.source.file_id().map(|id| id.get()),
+        source_url: job.source.url().map(|url| url.as_str().to_owned()),
         status: job.status,
         progress: Progress {
             percent: job.percent(),

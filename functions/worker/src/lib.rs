@@ -1,6 +1,7 @@
 //! The SQS-triggered worker: claims a job, streams the file from the origin into S3 and
 //! records the outcome. Every step is safe to repeat, because SQS delivers at least once.
 
+mod fetch;
 mod plan;
 mod transfer;
 
@@ -12,6 +13,7 @@ use haul::clock::{EpochMs, now_ms};
 use haul::job::JobFailure;
 use haul::metrics;
 use haul::queue::WorkMessage;
+use haul::source::Source;
 use haul::store::StoreError;
 use haul::{Job, JobId, JobStatus, Services};
 use tracing::Instrument;
@@ -43,7 +45,10 @@ impl Drop for AbortOnDrop {
 #[derive(Clone, Debug)]
 pub struct Worker {
     pub services: Services,
+    /// For the configured origin.
     pub http: reqwest::Client,
+    /// For client-given URLs: every address and redirect vetted (see `fetch`).
+    pub sources: reqwest::Client,
     origin_url_template: String,
 }
 
@@ -77,16 +82,29 @@ impl Worker {
             .read_timeout(timeout)
             .user_agent(concat!("haul-worker/", env!("CARGO_PKG_VERSION")))
             .build()?;
+        let config = &services.config;
+        let sources = fetch::source_client(
+            &config.sources,
+            timeout,
+            config.source_max_time,
+            config.source_max_redirects,
+        )?;
         Ok(Self {
             services,
             http,
+            sources,
             origin_url_template,
         })
     }
 
+    /// Where the job's file is fetched from, and with which client.
     pub fn origin_url(&self, job: &Job) -> String {
-        self.origin_url_template
-            .replace("{file_id}", &job.file_id.to_string())
+        match &job.source {
+            Source::File(id) => self
+                .origin_url_template
+                .replace("{file_id}", &id.to_string()),
+            Source::Url(url) => url.as_str().to_owned(),
+        }
     }
 
     /// Handles one SQS batch, reporting only the messages to retry.
@@ -222,7 +240,7 @@ impl Worker {
             }
         };
         let attempt = job.attempts;
-        tracing::info!(attempt, file_id = %job.file_id, "job started");
+        tracing::info!(attempt, source = %job.source, "job started");
         let started = std::time::Instant::now();
 
         // Stop early enough to record where we are and hand over before Lambda's cut-off.

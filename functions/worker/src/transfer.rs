@@ -22,7 +22,8 @@ use reqwest::header::{
     RANGE,
 };
 
-use crate::Worker;
+use crate::{Worker, fetch};
+use haul::source::Source;
 
 #[derive(Debug)]
 pub enum TransferError {
@@ -145,9 +146,24 @@ pub async fn run(
     hand_over_at: Option<EpochMs>,
 ) -> Result<Artifact, TransferError> {
     let url = worker.origin_url(job);
-    let resume = resume_point(worker, job).await;
-    let mut resume = resume;
-    let mut request = worker.http.get(&url);
+    let (client, limits) = match &job.source {
+        Source::File(_) => (&worker.http, None),
+        Source::Url(source) => {
+            // Checked at initiate too; checked again because the rules may have changed since.
+            let config = &worker.services.config;
+            config
+                .sources
+                .check(source.as_url())
+                .map_err(|refusal| blocked(refusal.to_string()))?;
+            let limits = SourceLimits {
+                max_bytes: config.source_max_bytes,
+                deadline: Instant::now() + config.source_max_time,
+            };
+            (&worker.sources, Some(limits))
+        }
+    };
+    let mut resume = resume_point(worker, job).await;
+    let mut request = client.get(&url);
     if let Some(point) = &resume {
         request = request
             .header(RANGE, format!("bytes={}-", point.offset))
@@ -155,19 +171,33 @@ pub async fn run(
     }
     let send = |request: reqwest::RequestBuilder| async move {
         request.send().await.map_err(|err| {
+            if let Some(reason) = fetch::blocked_reason(&err) {
+                return blocked(reason);
+            }
+            if limits.is_some_and(|l| l.expired()) {
+                return too_slow();
+            }
             transient(
                 "origin_unreachable",
                 format!("cannot reach the origin: {}", without_url(&err)),
             )
         })
     };
-    let mut response = send(request).await?;
+    let mut response = match send(request).await {
+        Ok(response) => response,
+        Err(err) => {
+            if let (TransferError::Permanent(_), Some(point)) = (&err, &resume) {
+                abandon(worker, job, point).await;
+            }
+            return Err(err);
+        }
+    };
     if response.status() == StatusCode::RANGE_NOT_SATISFIABLE
         && let Some(point) = resume.take()
     {
         // The file shrank below what was stored: start over.
         abandon(worker, job, &point).await;
-        response = send(worker.http.get(&url)).await?;
+        response = send(client.get(&url)).await?;
     }
     let status = response.status();
     if !status.is_success() {
@@ -196,6 +226,14 @@ pub async fn run(
         }
         None => (None, response.content_length()),
     };
+    if let (Some(limits), Some(total)) = (limits, bytes_total)
+        && total > limits.max_bytes
+    {
+        if let Some(point) = &resumed {
+            abandon(worker, job, point).await;
+        }
+        return Err(too_large(limits.max_bytes));
+    }
     let content_type = response
         .headers()
         .get(CONTENT_TYPE)
@@ -208,7 +246,14 @@ pub async fn run(
         .get(CONTENT_DISPOSITION)
         .and_then(|v| v.to_str().ok())
         .and_then(file_name_from_disposition)
-        .unwrap_or_else(|| format!("file-{}", job.file_id));
+        .or_else(|| match &job.source {
+            Source::Url(source) => file_name_from_url(source.as_url()),
+            Source::File(_) => None,
+        })
+        .unwrap_or_else(|| match job.source.file_id() {
+            Some(id) => format!("file-{id}"),
+            None => "download".to_owned(),
+        });
 
     let mut upload = match resumed {
         Some(point) => {
@@ -226,6 +271,7 @@ pub async fn run(
         }
     };
     upload.hand_over_at = hand_over_at;
+    upload.limits = limits;
     let outcome = upload.stream(response, bytes_total).await;
     match outcome {
         Ok((size, checksum_crc32c)) => Ok(Artifact {
@@ -323,6 +369,45 @@ struct Upload<'a> {
     hand_over_at: Option<EpochMs>,
     /// Last time the job was read to see whether it was cancelled.
     last_cancel_check: Instant,
+    /// Caps for client-given URLs.
+    limits: Option<SourceLimits>,
+}
+
+/// What one fetch from a client-given URL may cost.
+#[derive(Debug, Clone, Copy)]
+struct SourceLimits {
+    max_bytes: u64,
+    deadline: Instant,
+}
+
+impl SourceLimits {
+    fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+fn blocked(reason: String) -> TransferError {
+    TransferError::Permanent(failure("source_blocked", reason))
+}
+
+fn too_large(max: u64) -> TransferError {
+    TransferError::Permanent(failure(
+        "source_too_large",
+        format!("the file is larger than the {max} bytes this service fetches"),
+    ))
+}
+
+fn too_slow() -> TransferError {
+    TransferError::Permanent(failure(
+        "source_too_slow",
+        "the source took longer than this service allows for one fetch",
+    ))
+}
+
+/// The last path segment of a URL, as a safe file name.
+fn file_name_from_url(url: &haul::source::Url) -> Option<String> {
+    let last = url.path_segments()?.rev().find(|s| !s.is_empty())?;
+    file_name_from_disposition(&format!("filename=\"{last}\""))
 }
 
 /// When to write progress. Each write is a DynamoDB write, so the pause between two grows
@@ -396,6 +481,7 @@ impl<'a> Upload<'a> {
             validator,
             start: 0,
             hand_over_at: None,
+            limits: None,
             last_cancel_check: Instant::now(),
         }
     }
@@ -450,13 +536,25 @@ impl<'a> Upload<'a> {
 
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
+            let limits = self.limits;
             let mut chunk = chunk.map_err(|err| {
+                if limits.is_some_and(|l| l.expired()) {
+                    return too_slow();
+                }
                 transient(
                     "origin_interrupted",
                     format!("reading the file: {}", without_url(&err)),
                 )
             })?;
             bytes_done += chunk.len() as u64;
+            if let Some(limits) = limits {
+                if bytes_done > limits.max_bytes {
+                    return Err(too_large(limits.max_bytes));
+                }
+                if limits.expired() {
+                    return Err(too_slow());
+                }
+            }
             if bytes_total.is_some_and(|total| bytes_done > total) {
                 return Err(transient(
                     "origin_size_mismatch",

@@ -8,6 +8,7 @@ mod flow;
 mod idempotency;
 mod limits;
 mod resume;
+mod sources;
 mod template;
 mod worker;
 
