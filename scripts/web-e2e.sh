@@ -51,6 +51,22 @@ echo "web-e2e: make dev ready after $(($(date +%s) - started_at)) s"
 curl -fsS "$HAUL_WEB_URL" | grep -q 'src="app.js"' || fail "the page is not served at $HAUL_WEB_URL"
 curl -fsS "${HAUL_WEB_URL}health" | grep -q '"ok"' || fail "/health is not proxied"
 
+# cargo lambda watch starts (and may first build) each function on its first invocation: run one
+# job through initiate, the worker and status before the browser's timeouts start counting.
+warm_at=$(date +%s)
+job=$(curl -fsS -X POST "${HAUL_WEB_URL}v1/download/initiate" -H 'content-type: application/json' \
+  -d '{"file_id": 1}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobId"])') \
+  || fail "warm-up initiate"
+status=""
+for _ in $(seq 1 1200); do
+  status=$(curl -fsS "${HAUL_WEB_URL}v1/download/status/$job" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])') || status=""
+  [ "$status" = completed ] && break
+  sleep 0.5
+done
+[ "$status" = completed ] || fail "warm-up job still ${status:-unanswered}"
+echo "web-e2e: functions warm after $(($(date +%s) - warm_at)) s"
+
 tests_at=$(date +%s)
 (cd web && node --test --test-concurrency=1 --test-reporter=spec e2e/) || {
   echo "web-e2e: screenshots in target/web-e2e/" >&2

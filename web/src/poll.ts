@@ -66,6 +66,8 @@ export interface Accepted {
 export interface Api {
   /** Where the API lives, without a trailing slash; "" means the page's own origin. */
   baseUrl: string;
+  /** Sent with every request, e.g. `{ authorization: "Bearer <token>" }` behind the JWT authorizer. */
+  headers?: Record<string, string>;
   /** Replaces the global `fetch` (tests, instrumentation). */
   fetch?: typeof fetch;
 }
@@ -285,7 +287,8 @@ async function request(api: Api, path: string, init: RequestInit, now: () => num
   const doFetch = api.fetch ?? globalThis.fetch.bind(globalThis);
   let response: Response;
   try {
-    response = await doFetch(url(api, path), { cache: "no-store", ...init });
+    const headers = { ...api.headers, ...(init.headers as Record<string, string> | undefined) };
+    response = await doFetch(url(api, path), { cache: "no-store", ...init, headers });
   } catch (error) {
     if (init.signal?.aborted) throw abortReason(init.signal);
     throw new TransientError(`network error: ${error instanceof Error ? error.message : String(error)}`, null, null);

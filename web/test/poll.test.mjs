@@ -199,12 +199,13 @@ test("startDownload sends the idempotency key and retries with the same key", as
     () => json(accepted, 202),
   ]);
   const { sleep, delays } = recordingSleep();
-  const got = await startDownload({ baseUrl: "http://api.test", fetch }, 7, { idempotencyKey: "key-1", sleep, random: () => 0.5 });
+  const got = await startDownload({ baseUrl: "http://api.test", fetch, headers: { authorization: "Bearer t" } }, 7, { idempotencyKey: "key-1", sleep, random: () => 0.5 });
   assert.deepEqual(got, accepted);
   assert.equal(calls.length, 3);
   for (const call of calls) {
     assert.equal(call.init.method, "POST");
     assert.equal(call.init.headers["idempotency-key"], "key-1");
+    assert.equal(call.init.headers.authorization, "Bearer t");
     assert.equal(call.init.body, JSON.stringify({ file_id: 7 }));
   }
   assert.deepEqual(delays, [500, 1000]);
