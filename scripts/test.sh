@@ -53,5 +53,8 @@ cargo test --workspace -- --test-threads="${HAUL_TEST_THREADS:-8}"
 step "make dev, end to end"
 scripts/dev-e2e.sh
 
+step "command-line client, end to end"
+scripts/cli-e2e.sh
+
 step "browser page, end to end (headless Chromium)"
 scripts/web-e2e.sh
