@@ -1,5 +1,9 @@
 //! Everything a handler needs, built once per cold start and shared by reference.
 
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
 use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::queue::JobQueue;
@@ -13,26 +17,55 @@ pub struct Services {
     pub artifacts: ArtifactStore,
 }
 
+/// The HTTP client of every SDK client: hyper 1 with rustls on ring, the same HTTP and TLS
+/// stack (and crypto provider) as reqwest's, so a function carries only one of each. Its
+/// connector (and the trust store) is built when the first request needs it, then reused.
+pub fn http_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The SDK configuration from the standard AWS environment (credentials, region and
+/// `AWS_ENDPOINT_URL*` overrides), so local and deployed runs share this code path.
+pub async fn sdk_config() -> SdkConfig {
+    sdk_loader().load().await
+}
+
+/// `aws_config::from_env()` with haul's HTTP client. Use this rather than aws-config's own
+/// loaders: without the SDK's default client features they have no HTTP client at all.
+pub fn sdk_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+}
+
 impl Services {
-    /// Builds the SDK clients from the standard AWS environment (credentials, region and
-    /// `AWS_ENDPOINT_URL*` overrides), so local and deployed runs share this code path.
     pub async fn from_env(config: Config) -> Self {
-        let sdk = aws_config::load_from_env().await;
-        Self::from_sdk_config(config, &sdk)
+        Self::from_sdk_config(config, &sdk_config().await)
     }
 
-    pub fn from_sdk_config(config: Config, sdk: &aws_config::SdkConfig) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(sdk)
+    pub fn from_sdk_config(config: Config, sdk: &SdkConfig) -> Self {
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(config.s3_force_path_style)
             .build();
+        Self::from_clients(
+            config,
+            aws_sdk_dynamodb::Client::new(sdk),
+            aws_sdk_sqs::Client::new(sdk),
+            aws_sdk_s3::Client::from_conf(s3),
+        )
+    }
+
+    /// Assembles the services from ready clients (the bench passes instrumented ones).
+    pub fn from_clients(
+        config: Config,
+        dynamodb: aws_sdk_dynamodb::Client,
+        sqs: aws_sdk_sqs::Client,
+        s3: aws_sdk_s3::Client,
+    ) -> Self {
         Self {
-            jobs: JobStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &config.table_name,
-                config.retention,
-            ),
-            queue: JobQueue::new(aws_sdk_sqs::Client::new(sdk), &config.queue_url),
-            artifacts: ArtifactStore::new(aws_sdk_s3::Client::from_conf(s3_config), &config.bucket),
+            jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
+            queue: JobQueue::new(sqs, &config.queue_url),
+            artifacts: ArtifactStore::new(s3, &config.bucket),
             config,
         }
     }

@@ -139,7 +139,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         "the integration tests need the local stack: run `make test`, or `scripts/stack.sh up` \
          and `eval \"$(scripts/stack.sh env)\"` first"
     );
-    let sdk = aws_config::load_from_env().await;
+    let sdk = haul::services::sdk_config().await;
     let aws = Provisioner::new(&sdk);
     let prefix = format!(
         "haul-t-{}",

@@ -9,7 +9,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let prefix = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "haul-dev".to_owned());
-    let sdk = aws_config::load_from_env().await;
+    let sdk = haul::services::sdk_config().await;
     let settings = QueueSettings {
         visibility_timeout_secs: 60,
         max_receive_count: Template::load()?.max_receive_count()?,

@@ -11,7 +11,7 @@ use haul_worker::Worker;
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
     let queue_url = config.queue_url.clone();
-    let sqs = aws_sdk_sqs::Client::new(&aws_config::load_from_env().await);
+    let sqs = aws_sdk_sqs::Client::new(&haul::services::sdk_config().await);
     let worker = Worker::new(Services::from_env(config).await)?;
     let outcomes = deliver_once(&sqs, &queue_url, &worker, 10, None).await?;
     println!("{outcomes:?}");
