@@ -53,6 +53,9 @@ cargo test --workspace -- --test-threads="${HAUL_TEST_THREADS:-8}"
 step "make dev, end to end"
 scripts/dev-e2e.sh
 
+step "API contract: Schemathesis against make dev"
+scripts/schemathesis.sh
+
 step "command-line client, end to end"
 scripts/cli-e2e.sh
 

@@ -7,6 +7,7 @@ mod events;
 mod flow;
 mod idempotency;
 mod limits;
+mod openapi;
 mod resume;
 mod sources;
 mod template;
