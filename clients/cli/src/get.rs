@@ -655,17 +655,28 @@ pub async fn list(api: &Api, limit: Option<u32>, cursor: Option<&str>) -> Result
     };
     let reply = api.call(Method::GET, &path, None, &[]).await?;
     if reply.status == StatusCode::NOT_FOUND {
+        // `history_disabled` from a server without an authorizer, `route_not_found` from one
+        // that predates history.
+        let code = reply.code().unwrap_or("route_not_found").to_string();
         return Err(CliError::new(
             Exit::NotFound,
-            "history_off",
+            code,
             format!(
-                "history is off on this server ({} has no GET /v1/downloads; it lists jobs only \
-                 when the API runs with an authorizer)",
+                "history is off on this server ({} keeps a job list only when the API runs \
+                 with an authorizer; `haul status <jobId>` still works)",
                 api.base()
             ),
         ));
     }
     let body = reply.ok()?;
+    Ok(Output {
+        text: list_text(&body),
+        json: body,
+    })
+}
+
+/// A page of `GET /v1/downloads` (`{items: [status view…], nextCursor}`) as a table.
+pub fn list_text(body: &Value) -> String {
     let items = ["items", "jobs", "downloads", "data"]
         .iter()
         .find_map(|key| body.get(*key).and_then(Value::as_array))
@@ -705,10 +716,7 @@ pub async fn list(api: &Api, limit: Option<u32>, cursor: Option<&str>) -> Result
     {
         lines.push(format!("more: haul list --cursor {next}"));
     }
-    Ok(Output {
-        json: body,
-        text: lines.join("\n"),
-    })
+    lines.join("\n")
 }
 
 fn encode_query(value: &str) -> String {
@@ -779,6 +787,29 @@ mod tests {
         assert_eq!(safe_file_name(Some("dir/"), 7), "file-7.bin");
         assert_eq!(safe_file_name(Some("a\nb\u{7}.bin"), 7), "ab.bin");
         assert_eq!(safe_file_name(None, 9), "file-9.bin");
+    }
+
+    #[test]
+    fn job_pages_become_a_table() {
+        let page = serde_json::json!({
+            "items": [
+                {"jobId": "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10", "fileId": 70000, "status": "running",
+                 "progress": {"percent": 40}, "createdAt": "2026-11-25T17:53:47.402Z"},
+                {"jobId": "1c8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10", "fileId": 1, "status": "completed",
+                 "progress": {"percent": 100}, "createdAt": "2026-11-25T17:50:00.000Z"}
+            ],
+            "nextCursor": "abc"
+        });
+        let text = list_text(&page);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].starts_with("0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10"));
+        assert!(
+            lines[1].contains("70000") && lines[1].contains("running") && lines[1].contains("40")
+        );
+        assert_eq!(lines[3], "more: haul list --cursor abc");
+        let empty = list_text(&serde_json::json!({"items": [], "nextCursor": null}));
+        assert!(empty.ends_with("(no jobs)"), "{empty}");
     }
 
     #[test]

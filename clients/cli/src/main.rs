@@ -8,6 +8,7 @@ mod state;
 mod ui;
 mod verify;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -146,19 +147,23 @@ fn main() {
         }
     });
     get::remove_partial();
+    // A closed stdout (`| head`) is not worth a panic: the outcome is in the exit code.
+    let print = |text: &dyn std::fmt::Display| {
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    };
     match outcome {
         Ok(output) => {
             if cli.json {
-                println!("{}", output.json);
+                print(&output.json);
             } else {
-                println!("{}", output.text);
+                print(&output.text);
             }
         }
         Err(err) => {
             ui.clear();
             eprintln!("haul: error: {err}");
             if cli.json {
-                println!("{}", err.to_json());
+                print(&err.to_json());
             }
             std::process::exit(err.exit.code());
         }

@@ -77,8 +77,11 @@ impl Ui {
         }
     }
 
-    fn new_bar(&self, length: u64) -> ProgressBar {
-        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+    /// A bar with its style and prefix set before it first draws.
+    fn new_bar(&self, length: u64, style: ProgressStyle, prefix: String) -> ProgressBar {
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(prefix);
         bar.enable_steady_tick(Duration::from_millis(120));
         self.show(&bar);
         bar
@@ -86,9 +89,7 @@ impl Ui {
 
     pub fn job_progress(&self, job_id: &str) -> JobProgress<'_> {
         let bar = (self.mode == Mode::Bars).then(|| {
-            let bar = self.new_bar(0);
-            bar.set_style(waiting_style());
-            bar.set_prefix(format!("job {}", short(job_id)));
+            let bar = self.new_bar(0, waiting_style(), format!("job {}", short(job_id)));
             bar.set_message("starting");
             bar
         });
@@ -104,12 +105,8 @@ impl Ui {
 
     pub fn download_progress(&self, file_name: &str, size: u64) -> DownloadProgress {
         self.plain(&format!("downloading {file_name} ({})", HumanBytes(size)));
-        let bar = (self.mode == Mode::Bars).then(|| {
-            let bar = self.new_bar(size);
-            bar.set_style(download_style());
-            bar.set_prefix("download");
-            bar
-        });
+        let bar = (self.mode == Mode::Bars)
+            .then(|| self.new_bar(size, download_style(), "download".into()));
         DownloadProgress {
             bar,
             started: Instant::now(),
@@ -183,6 +180,7 @@ const PLAIN_EVERY: Duration = Duration::from_secs(10);
 impl JobProgress<'_> {
     pub fn update(&mut self, view: &StatusView) {
         if let Some(bar) = &self.bar {
+            bar.set_message(describe_progress(view));
             if let Some(total) = view.progress.bytes_total
                 && total > 0
             {
@@ -193,7 +191,6 @@ impl JobProgress<'_> {
                 bar.set_length(total);
             }
             bar.set_position(view.progress.bytes_done);
-            bar.set_message(describe_progress(view));
         }
         if self.ui.mode == Mode::Plain {
             let changed = view.status != self.last_status;
@@ -206,13 +203,13 @@ impl JobProgress<'_> {
                         HumanBytes(view.progress.bytes_done),
                         HumanBytes(total)
                     ),
-                    None => HumanBytes(view.progress.bytes_done).to_string(),
+                    None if view.progress.bytes_done > 0 => {
+                        HumanBytes(view.progress.bytes_done).to_string()
+                    }
+                    None => String::new(),
                 };
-                self.ui.plain(&format!(
-                    "job {} {amount} {}",
-                    self.job_id,
-                    describe_progress(view)
-                ));
+                let line = format!("job {} {amount} {}", self.job_id, describe_progress(view));
+                self.ui.plain(&line.replace("  ", " "));
                 self.last_line = Some(Instant::now());
             }
         }
