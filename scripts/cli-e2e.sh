@@ -90,7 +90,7 @@ bg failedjson get 900002 -o "$WORK/files/" --json
 FAILEDJSON=$!
 
 # 1. The slow job: status while it runs, cancel (twice), then `get --job` exits 5.
-for _ in $(seq 1 100); do grep -q "^haul: job " "$WORK/slow.err" && break; sleep 0.1; done
+for _ in $(seq 1 600); do grep -q "^haul: job " "$WORK/slow.err" && break; sleep 0.1; done
 slow_job=$(sed -n 's/^haul: job \([0-9a-f-]*\) for file 3$/\1/p' "$WORK/slow.err")
 [ -n "$slow_job" ] || fail "get 3 did not name its job"
 run status 0 status "$slow_job"
@@ -135,7 +135,7 @@ echo "cli-e2e: bad id exits 2, unknown job 4, unreachable API 6, list without hi
 # 4. Interrupted, then the same command again: it continues the same job.
 bg int get 9 -o "$WORK/files/nine.bin"
 INT=$!
-for _ in $(seq 1 100); do grep -q "^haul: job " "$WORK/int.err" && break; sleep 0.1; done
+for _ in $(seq 1 600); do grep -q "^haul: job " "$WORK/int.err" && break; sleep 0.1; done
 first_job=$(sed -n 's/^haul: job \([0-9a-f-]*\) for file 9$/\1/p' "$WORK/int.err")
 [ -n "$first_job" ] || fail "get 9 did not name its job"
 kill -INT "$INT"
