@@ -273,6 +273,7 @@ async fn cleanup_forever(http: reqwest::Client, api: String) {
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "000000000000",
+        "time": "1970-01-01T00:00:00Z",
         "region": "us-east-1",
         "resources": [],
         "detail": {}
