@@ -3,12 +3,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help dev dev-down test bench lint stack-up stack-down
+.PHONY: help dev dev-down test bench soak lint stack-up stack-down
 
 help:
 	@echo "make dev    start the local stack (LocalStack S3/SQS + DynamoDB Local) and create haul's resources"
 	@echo "make test   install what is missing, start the stack, run fmt, clippy and every test, stop what it started"
 	@echo "make bench  worker throughput vs awscli and peak memory (release build; writes target/bench/worker.json)"
+	@echo "make soak   500 jobs with ~10% injected faults; none lost or duplicated (writes target/soak/report.json)"
 	@echo "make dev-down  stop the local stack"
 
 dev:
@@ -29,3 +30,6 @@ test:
 
 bench:
 	@scripts/bench.sh
+
+soak:
+	@scripts/soak.sh

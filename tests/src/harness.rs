@@ -25,6 +25,9 @@ pub struct AppOptions {
     pub visibility_timeout_secs: u32,
     pub part_size_mib: u64,
     pub presign_ttl_secs: u64,
+    /// Where the functions' AWS clients send every call (e.g. a `faults::FaultProxy`), instead
+    /// of `AWS_ENDPOINT_URL*`. Provisioning and the test's own `aws` clients still go direct.
+    pub aws_endpoint: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -36,6 +39,7 @@ impl Default for AppOptions {
             visibility_timeout_secs: 1,
             part_size_mib: 5,
             presign_ttl_secs: 900,
+            aws_endpoint: None,
         }
     }
 }
@@ -159,7 +163,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .await
         .expect("origin server starts");
 
-    let env: HashMap<&str, String> = HashMap::from([
+    let mut env: HashMap<&str, String> = HashMap::from([
         ("JOBS_TABLE", resources.table.clone()),
         ("JOBS_QUEUE_URL", resources.queue_url.clone()),
         ("ARTIFACTS_BUCKET", resources.bucket.clone()),
@@ -178,7 +182,19 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("DEADLINE_MARGIN_MS", "0".into()),
     ]);
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
-    let services = Services::from_sdk_config(config, &sdk);
+    let services = match &options.aws_endpoint {
+        Some(endpoint) => {
+            // Set in code, the endpoint wins over AWS_ENDPOINT_URL_DYNAMODB too.
+            let through = haul::services::sdk_loader()
+                .endpoint_url(endpoint)
+                .load()
+                .await;
+            env.insert("AWS_ENDPOINT_URL", endpoint.clone());
+            env.insert("AWS_ENDPOINT_URL_DYNAMODB", endpoint.clone());
+            Services::from_sdk_config(config, &through)
+        }
+        None => Services::from_sdk_config(config, &sdk),
+    };
     let worker = Worker::new(services.clone()).expect("worker builds");
     TestApp {
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),

@@ -4,6 +4,7 @@
 mod api_contract;
 mod cleanup;
 mod events;
+mod faults;
 mod flow;
 mod idempotency;
 mod limits;
