@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# `make bench`: the worker's throughput against awscli's transfer engine, and its peak memory
-# at two file sizes, in one run against the local stack. Writes target/bench/worker.json.
-# Not part of `make test` (it builds in release mode and moves about 4.5 GiB).
+# `make bench`, in one run against the local stack (not part of `make test`: it builds in
+# release mode and moves about 4.8 GiB):
+#   - the worker's throughput against awscli's transfer engine, and its peak memory at two
+#     file sizes: target/bench/worker.json (tests/src/bin/bench.rs);
+#   - the API: handler latency against the bare SDK calls, cold start and zipped size of the
+#     four release function binaries, AWS requests and capacity units per job, and a load run:
+#     target/bench/api.json (tests/src/bin/bench_api/).
+# BENCH_ONLY=api or BENCH_ONLY=worker runs one of the two.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -14,7 +19,8 @@ cleanup() { [ "$started" = 1 ] && scripts/stack.sh down || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ ! -x "$BENCH_VENV/bin/aws" ] || ! grep -qx "$AWSCLI" "$BENCH_VENV/.spec" 2>/dev/null; then
+if [ "${BENCH_ONLY:-}" != api ] &&
+  { [ ! -x "$BENCH_VENV/bin/aws" ] || ! grep -qx "$AWSCLI" "$BENCH_VENV/.spec" 2>/dev/null; }; then
   echo "bench: installing $AWSCLI (the reference transfer engine)" >&2
   python3 -m venv "$BENCH_VENV"
   "$BENCH_VENV/bin/pip" install --quiet --disable-pip-version-check "$AWSCLI"
@@ -23,6 +29,15 @@ fi
 scripts/stack.sh status >/dev/null 2>&1 || started=1
 eval "$(scripts/stack.sh up)"
 
-cargo build --release --quiet -p haul-tests --bin worker-once --bin bench
+# The functions on their own, as `cargo lambda build --release` builds them, so cargo
+# resolves their dependencies' features without the bench's (a second set of artifacts).
+cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
+cargo build --release --quiet -p haul-tests --bin worker-once --bin bench --bin bench-api
 target_dir="${CARGO_TARGET_DIR:-target}"
-"$target_dir/release/bench" "$target_dir/release/worker-once" "$BENCH_VENV/bin/aws"
+only="${BENCH_ONLY:-}"
+if [ "$only" != api ]; then
+  "$target_dir/release/bench" "$target_dir/release/worker-once" "$BENCH_VENV/bin/aws"
+fi
+if [ "$only" != worker ]; then
+  "$target_dir/release/bench-api" "$target_dir/release"
+fi

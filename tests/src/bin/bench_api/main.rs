@@ -1,0 +1,359 @@
+//! `make bench` (API part): latency of the API handlers against their bare SDK calls, cold
+//! start and zipped size of the release function binaries, AWS requests and capacity units per
+//! job, and a load run. Everything against the local stack, in one run. Writes
+//! `target/bench/api.json` and prints a table.
+//!
+//! Usage: `bench-api <dir>` where `<dir>` holds the release binaries `initiate`, `status`,
+//! `worker` and `cleanup` (built as `cargo lambda build --release` builds them).
+
+mod cold;
+mod cost;
+mod counting;
+mod latency;
+mod load;
+mod stats;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use haul::{Config, Services};
+use haul_tests::OriginBehavior;
+use haul_tests::harness::{AppOptions, TestApp, spawn_app, spawn_app_with};
+use serde_json::{Map, Value, json};
+
+use crate::stats::{median, round};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const MIB: u64 = 1024 * 1024;
+const FUNCTIONS: [&str; 4] = ["initiate", "status", "worker", "cleanup"];
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `zip -9` of the binary named `bootstrap`, as a Lambda deployment package.
+fn zipped_size(binary: &Path, scratch: &Path) -> Result<u64, BoxError> {
+    std::fs::create_dir_all(scratch)?;
+    let bootstrap = scratch.join("bootstrap");
+    let archive = scratch.join("function.zip");
+    std::fs::copy(binary, &bootstrap)?;
+    let _ = std::fs::remove_file(&archive);
+    let zipped = std::process::Command::new("zip")
+        .current_dir(scratch)
+        .args(["-q", "-9", "-X", "function.zip", "bootstrap"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !zipped {
+        // Same deflate level 9, for machines without the zip tool.
+        let status = std::process::Command::new("python3")
+            .current_dir(scratch)
+            .args([
+                "-c",
+                "import zipfile; z = zipfile.ZipFile('function.zip', 'w', zipfile.ZIP_DEFLATED, compresslevel=9); z.write('bootstrap'); z.close()",
+            ])
+            .status()?;
+        if !status.success() {
+            return Err("cannot zip the bootstrap (no zip, no python3)".into());
+        }
+    }
+    Ok(std::fs::metadata(&archive)?.len())
+}
+
+fn config_of(env: &HashMap<String, String>) -> Result<Config, BoxError> {
+    Ok(Config::from_lookup(|k| env.get(k).cloned())?)
+}
+
+/// Plain clients, as the functions build them, kept so the floor calls use the very same ones.
+struct Plain {
+    services: Services,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+}
+
+fn plain(sdk: &aws_config::SdkConfig, app: &TestApp) -> Result<Plain, BoxError> {
+    let config = config_of(&app.env)?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(config.s3_force_path_style)
+            .build(),
+    );
+    Ok(Plain {
+        services: Services::from_clients(config, dynamodb.clone(), sqs.clone(), s3),
+        dynamodb,
+        sqs,
+    })
+}
+
+fn event(name: &str) -> Result<Value, BoxError> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let release = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .ok_or("usage: bench-api <dir with the release initiate, status, worker, cleanup>")?,
+    );
+    let calls = setting("BENCH_CALLS", 1000);
+    let cold_runs = setting("BENCH_COLD_RUNS", 20);
+    let load_calls = setting("BENCH_LOAD_CALLS", 1000);
+    let load_concurrency = setting("BENCH_LOAD_CONCURRENCY", 50);
+    // For working on one part: BENCH_PHASES=size,cost,latency,cold,load (the default: all).
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_default();
+    let phase = |name: &str| phases.is_empty() || phases.split(',').any(|p| p.trim() == name);
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    let mut report = Map::new();
+    report.insert(
+        "measured_at".into(),
+        haul::clock::rfc3339(haul::clock::now_ms()).into(),
+    );
+
+    for function in FUNCTIONS.into_iter().filter(|_| phase("size")) {
+        let binary = release.join(function);
+        let zip = zipped_size(&binary, &out_dir.join("zip").join(function))?;
+        let raw = std::fs::metadata(&binary)?.len();
+        report.insert(
+            format!("zip_mib_{function}"),
+            round(zip as f64 / MIB as f64, 2).into(),
+        );
+        report.insert(
+            format!("binary_mib_{function}"),
+            round(raw as f64 / MIB as f64, 2).into(),
+        );
+    }
+
+    let sdk = haul::services::sdk_config().await;
+
+    let mut jobs = None;
+    if phase("cost") {
+        eprintln!("bench: cost per job (small and large file, counted)");
+        let cost_app = spawn_app_with(AppOptions {
+            origin: OriginBehavior {
+                size: MIB,
+                chunk: MIB as usize,
+                ranges: true,
+                ..Default::default()
+            },
+            part_size_mib: 8,
+            progress_interval_ms: 400,
+            visibility_timeout_secs: 600,
+            ..Default::default()
+        })
+        .await;
+        let mut cost_env = cost_app.env.clone();
+        // The deployed default: the message's invisibility is renewed every 100 s.
+        cost_env.insert("VISIBILITY_EXTENSION_SECONDS".into(), "300".into());
+        let rig = cost::Rig::new(&sdk, config_of(&cost_env)?)?;
+        let small = cost::job(&rig, &cost_app, 1, MIB).await?;
+        // The large file arrives over about 10 s, so the worker's progress writes reach their
+        // per-job budget (about 25, as for any job over 50 s with the deployed 2 s interval).
+        cost_app
+            .origin
+            .update(|b| b.chunk_delay = Duration::from_millis(40));
+        let large = cost::job(&rig, &cost_app, 2, 256 * MIB).await?;
+        let (expire_per_job, tick, _) = cost::expire(&rig, 2).await?;
+        for (name, job) in [("small", &small), ("large", &large)] {
+            for (key, value) in cost::flat(name, job, &expire_per_job) {
+                report.insert(key, value);
+            }
+        }
+        report.insert(
+            "cost".into(),
+            cost::report(
+                &[("small", &small), ("large", &large)],
+                &expire_per_job,
+                &tick,
+            ),
+        );
+        jobs = Some((
+            small,
+            large,
+            expire_per_job,
+            config_of(&cost_env)?.retention,
+        ));
+    }
+
+    let app = spawn_app().await;
+    let completed = app.start_job(3).await;
+    let done = app
+        .work_until_done(completed, Duration::from_secs(60))
+        .await;
+    if done["status"] != "completed" {
+        return Err(format!("latency job ended {done}").into());
+    }
+    let api = plain(&sdk, &app)?;
+    if phase("latency") {
+        eprintln!("bench: latency, {calls} calls each (handler and floor interleaved)");
+        let status =
+            latency::status(&api.services, &api.dynamodb, completed, calls, 100, true).await?;
+        report.extend(status.report("status"));
+        let presign = latency::presign(&api.services, completed, calls).await?;
+        // The same poll of a job that is not finished yet: no presigning.
+        let queued = haul::Job::new_queued(
+            haul::JobId::new_random(),
+            haul::FileId::new(5)?,
+            None,
+            haul::clock::now_ms(),
+        );
+        api.services.jobs.create(&queued).await?;
+        let unsigned =
+            latency::status(&api.services, &api.dynamodb, queued.id, calls, 100, false).await?;
+        let read = latency::store_get(&api.services, &api.dynamodb, completed, calls).await?;
+        let p50 = |samples: &[f64]| round(stats::percentile(samples, 0.5), 3);
+        // Where the status handler's time over the floor goes.
+        report.insert(
+            "status_breakdown".into(),
+            json!({
+                "queued_job_ratio": round(
+                    stats::percentile(&unsigned.handler, 0.5)
+                        / stats::percentile(&unsigned.floor, 0.5),
+                    3
+                ),
+                "store_get_p50_ms": p50(&read.handler),
+                "store_get_floor_p50_ms": p50(&read.floor),
+                "presign_alone_p50_ms": p50(&presign),
+            }),
+        );
+        let initiate =
+            latency::initiate(&api.services, &api.dynamodb, &api.sqs, calls, 100).await?;
+        report.extend(initiate.report("initiate"));
+    }
+
+    let mut status_event = event("status.json")?;
+    let id = completed.to_string();
+    status_event["rawPath"] = format!("/v1/download/status/{id}").into();
+    status_event["requestContext"]["http"]["path"] = status_event["rawPath"].clone();
+    status_event["pathParameters"]["jobId"] = id.into();
+    let status_event = status_event.to_string();
+    let initiate_event = event("initiate.json")?;
+    let initiate_events = || -> Vec<String> {
+        (0..2)
+            .map(|_| {
+                let mut e = initiate_event.clone();
+                e["body"] = json!({
+                    "file_id": 70000,
+                    "clientRequestId": format!("cold-{}", uuid::Uuid::new_v4().simple()),
+                })
+                .to_string()
+                .into();
+                e.to_string()
+            })
+            .collect()
+    };
+    let mut cold = Map::new();
+    for function in FUNCTIONS.into_iter().filter(|_| phase("cold")) {
+        let memory = if function == "worker" { 512 } else { 128 };
+        let env = cold::lambda_env(function, memory, &app.env);
+        let binary = release.join(function);
+        eprintln!("bench: cold starts of {function}, {cold_runs} runs");
+        let mut runs = Vec::new();
+        // One unmeasured run first: the binary in the page cache, as on a warm host.
+        for i in 0..=cold_runs {
+            let events = match function {
+                "status" => vec![status_event.clone(), status_event.clone()],
+                "initiate" => initiate_events(),
+                _ => Vec::new(),
+            };
+            let run = cold::run(&binary, &env, &events).await?;
+            if i > 0 {
+                runs.push(run);
+            }
+        }
+        let init = cold::init_ms(&runs);
+        report.insert(
+            format!("cold_init_ms_{function}"),
+            round(median(&init), 2).into(),
+        );
+        let mut detail = json!({
+            "runs": runs.len(),
+            "init_min_ms": round(init.iter().copied().fold(f64::INFINITY, f64::min), 2),
+            "init_p90_ms": round(stats::percentile(&init, 0.9), 2),
+        });
+        let (first, second) = (cold::invoke_ms(&runs, 0), cold::invoke_ms(&runs, 1));
+        if !first.is_empty() {
+            detail["first_invoke_ms"] = round(median(&first), 2).into();
+            detail["second_invoke_ms"] = round(median(&second), 2).into();
+        }
+        cold.insert(function.to_owned(), detail);
+    }
+    if !cold.is_empty() {
+        report.insert("cold".into(), cold.into());
+    }
+
+    if phase("load") {
+        eprintln!("bench: load, {load_calls} initiates at concurrency {load_concurrency}");
+        let load_app = spawn_app().await;
+        let load_api = plain(&sdk, &load_app)?;
+        let load = load::run(
+            &load_api.services,
+            &load_api.dynamodb,
+            &load_api.sqs,
+            load_calls,
+            load_concurrency,
+        )
+        .await?;
+        report.extend(load.report(load_calls, load_concurrency));
+    }
+
+    if let Some((small, large, expire_per_job, retention)) = &jobs {
+        // API invocations billed at this run's handler p50 (local stack) when measured.
+        let p50 =
+            |key: &str, default: f64| report.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let (initiate_ms, status_ms) = (p50("initiate_p50_ms", 25.0), p50("status_p50_ms", 10.0));
+        let days = retention.as_secs_f64() / 86_400.0;
+        let scenarios = [
+            cost::Scenario {
+                name: "small: 1 MiB, one PUT, 2 polls",
+                cost: small,
+                polls: 2,
+                initiate_ms,
+                status_ms,
+                host_hour: cost::price::EC2_T4G_SMALL_HOUR,
+            },
+            cost::Scenario {
+                name: "large: 256 MiB over 10 s, 32 parts, 5 polls",
+                cost: large,
+                polls: 5,
+                initiate_ms,
+                status_ms,
+                host_hour: cost::price::EC2_C7G_LARGE_HOUR,
+            },
+        ];
+        let table: Vec<Value> = scenarios
+            .iter()
+            .map(|s| cost::per_million(s, expire_per_job, days))
+            .collect();
+        report.insert("cost_per_million".into(), table.into());
+    }
+
+    std::fs::create_dir_all(&out_dir)?;
+    let report = Value::Object(report);
+    let file = if phases.is_empty() {
+        "api.json"
+    } else {
+        "api-partial.json"
+    };
+    std::fs::write(
+        out_dir.join(file),
+        serde_json::to_string_pretty(&report)? + "\n",
+    )?;
+    println!("| measure | value |\n|---|---|");
+    for (key, value) in report.as_object().into_iter().flatten() {
+        if !value.is_object() && !value.is_array() {
+            println!("| {key} | {value} |");
+        }
+    }
+    Ok(())
+}
