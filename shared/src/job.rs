@@ -297,6 +297,16 @@ impl Job {
         }
     }
 
+    /// Whether `other` was created by the same request as this job: the fields fixed at
+    /// creation match. Later state (status, progress) may differ.
+    pub fn is_same_request_as(&self, other: &Job) -> bool {
+        self.id == other.id
+            && self.created_at == other.created_at
+            && self.source == other.source
+            && self.owner == other.owner
+            && self.client_request_id == other.client_request_id
+    }
+
     pub fn owned_by(mut self, owner: Option<Owner>) -> Self {
         self.owner = owner;
         self

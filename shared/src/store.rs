@@ -167,7 +167,7 @@ impl JobStore {
         n(secs)
     }
 
-    /// Stores a new job; fails with `Conflict` if the id exists.
+    /// Stores a new job; fails with `Conflict` if the id exists with another request's job.
     pub async fn create(&self, job: &Job) -> Result<(), StoreError> {
         let mut item = to_item(job);
         item.insert(TTL_ATTRIBUTE.into(), self.ttl_from(job.created_at));
@@ -181,7 +181,12 @@ impl JobStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => self.conflict(job.id).await,
+            Err(err) if is_condition_failure(&err) => match self.conflict::<()>(job.id).await {
+                // The SDK retried a PutItem whose answer was lost: the record it finds is the
+                // one this call wrote (a fresh v4 id, same immutable fields), so this is success.
+                Err(StoreError::Conflict(existing)) if existing.is_same_request_as(job) => Ok(()),
+                other => other,
+            },
             Err(err) => Err(dynamo(err)),
         }
     }

@@ -250,11 +250,9 @@ async fn a_failed_send_message_after_the_job_write_still_answers_202_and_cleanup
 }
 
 /// The write lands in DynamoDB but its answer is lost: the SDK's retry of the PutItem then
-/// hits its own record (`attribute_not_exists(jobId)` fails), the client gets an error for a
-/// job that exists, and that job still runs (cleanup re-drives it). A retrying client starts a
-/// second one. Needs initiate to treat a conflict on its own fresh id as success.
+/// hits its own record (`attribute_not_exists(jobId)` fails). The store recognises its own record (same id, same creation fields) and
+/// initiate answers 202, so a retrying client does not start a second job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap: initiate answers 500 when the answer to its PutItem is lost (see README, Fault tolerance)"]
 async fn a_put_item_whose_answer_is_lost_still_answers_202_for_the_job_it_created() {
     let (app, proxy) = through_proxy(AppOptions::default()).await;
     proxy.add(Rule::new("dynamodb.PutItem", Fault::LoseResponse).times(1));
