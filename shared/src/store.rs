@@ -396,12 +396,16 @@ impl JobStore {
 
     /// Claims a job for a worker: `queued → running`, or takes over a `running` job whose
     /// heartbeat stopped before `stale_before` (its worker died). Counts the attempt.
+    ///
+    /// Each claim writes a fresh token, so a claim whose answer was lost (the SDK's retry then
+    /// fails the condition against the claim itself) is recognised as this call's own.
     pub async fn claim(
         &self,
         id: JobId,
         stale_before: EpochMs,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
         let names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
         let values: Item = HashMap::from([
             (":queued".to_owned(), s(JobStatus::Queued.as_str())),
@@ -410,20 +414,50 @@ impl JobStore {
             (":now".to_owned(), n(now)),
             (":one".to_owned(), n(1)),
             (":zero".to_owned(), n(0)),
+            (":token".to_owned(), s(token.clone())),
         ]);
-        self.update(
-            id,
-            "SET #status = :running, attempts = attempts + :one, updatedAt = :now, \
-             startedAt = if_not_exists(startedAt, :now), bytesDone = :zero \
-             REMOVE bytesTotal"
-                .to_owned(),
-            "attribute_exists(jobId) AND (#status = :queued OR \
-             (#status = :running AND updatedAt < :stale))"
-                .to_owned(),
-            names,
-            values,
-        )
-        .await
+        let claimed = self
+            .update(
+                id,
+                "SET #status = :running, attempts = attempts + :one, updatedAt = :now, \
+                 startedAt = if_not_exists(startedAt, :now), bytesDone = :zero, \
+                 claimToken = :token REMOVE bytesTotal"
+                    .to_owned(),
+                "attribute_exists(jobId) AND (#status = :queued OR \
+                 (#status = :running AND updatedAt < :stale))"
+                    .to_owned(),
+                names,
+                values,
+            )
+            .await;
+        match claimed {
+            Err(StoreError::Conflict(job)) if job.status == JobStatus::Running => {
+                match self.claim_token(id).await? {
+                    Some(current) if current == token => {
+                        tracing::info!(job_id = %id, "claim answer was lost; the claim is ours");
+                        Ok(*job)
+                    }
+                    _ => Err(StoreError::Conflict(job)),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn claim_token(&self, id: JobId) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .projection_expression("claimToken")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(output
+            .item
+            .and_then(|item| item.get("claimToken")?.as_s().ok().cloned()))
     }
 
     /// Records progress, which doubles as the worker's heartbeat. Fails with `Conflict` once

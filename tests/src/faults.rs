@@ -83,6 +83,8 @@ pub struct Rule {
     remaining: Option<u32>,
     /// Chance that a matching request gets the fault.
     probability: f64,
+    /// Matching requests to let through before the rule starts firing.
+    skip: u32,
 }
 
 impl Rule {
@@ -94,12 +96,19 @@ impl Rule {
             fault,
             remaining: None,
             probability: 1.0,
+            skip: 0,
         }
     }
 
     /// Fires this many times, then stops matching.
     pub fn times(mut self, n: u32) -> Self {
         self.remaining = Some(n);
+        self
+    }
+
+    /// Lets the first `n` matching requests through untouched.
+    pub fn after(mut self, n: u32) -> Self {
+        self.skip = n;
         self
     }
 
@@ -295,6 +304,10 @@ impl Shared {
         let fault = self.rules.lock().ok().and_then(|mut rules| {
             rules.iter_mut().find_map(|rule| {
                 if !rule.matches(operation) || rule.remaining == Some(0) {
+                    return None;
+                }
+                if rule.skip > 0 {
+                    rule.skip -= 1;
                     return None;
                 }
                 if rule.probability < 1.0 && self.roll() >= rule.probability {

@@ -4,6 +4,7 @@
 
 pub mod faults;
 pub mod harness;
+pub mod logs;
 pub mod origin;
 pub mod provision;
 pub mod template;

@@ -10,7 +10,7 @@ pub use plan::PartPlan;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures_util::future::join_all;
 use haul::clock::{EpochMs, now_ms};
-use haul::job::JobFailure;
+use haul::job::{Artifact, JobFailure};
 use haul::metrics;
 use haul::queue::WorkMessage;
 use haul::source::Source;
@@ -255,23 +255,18 @@ impl Worker {
                     .await
                 {
                     Ok(_) => {
-                        let seconds = started.elapsed().as_secs_f64();
-                        tracing::info!(
-                            bytes = artifact.size,
-                            duration_ms = (seconds * 1000.0) as u64,
-                            "job completed"
-                        );
-                        let size = artifact.size as f64;
-                        metrics::emit(
-                            "worker",
-                            &[
-                                ("JobsCompleted", "Count", 1.0),
-                                ("DurationMs", "Milliseconds", seconds * 1000.0),
-                                ("Bytes", "Bytes", size),
-                                ("Throughput", "Bytes/Second", size / seconds.max(0.001)),
-                            ],
-                            &[("jobId", id.to_string().into())],
-                        );
+                        completed(id, &artifact, started);
+                        Outcome::Ack
+                    }
+                    // The completion landed but its answer was lost, and the SDK's retry met
+                    // it: this attempt's own write, so it is counted like any other.
+                    Err(StoreError::Conflict(current))
+                        if current.status == JobStatus::Completed
+                            && current.attempts == attempt
+                            && current.artifact.as_ref().map(|a| (&a.key, a.size))
+                                == Some((&artifact.key, artifact.size)) =>
+                    {
+                        completed(id, &artifact, started);
                         Outcome::Ack
                     }
                     Err(StoreError::Conflict(current)) => {
@@ -395,4 +390,25 @@ impl Worker {
             tracing::warn!(error = %err, key, "cannot delete object");
         }
     }
+}
+
+/// Logs and meters a completion this attempt recorded.
+fn completed(id: JobId, artifact: &Artifact, started: std::time::Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        bytes = artifact.size,
+        duration_ms = (seconds * 1000.0) as u64,
+        "job completed"
+    );
+    let size = artifact.size as f64;
+    metrics::emit(
+        "worker",
+        &[
+            ("JobsCompleted", "Count", 1.0),
+            ("DurationMs", "Milliseconds", seconds * 1000.0),
+            ("Bytes", "Bytes", size),
+            ("Throughput", "Bytes/Second", size / seconds.max(0.001)),
+        ],
+        &[("jobId", id.to_string().into())],
+    );
 }

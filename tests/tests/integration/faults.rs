@@ -362,28 +362,74 @@ async fn when_every_claim_fails_the_message_reaches_the_dlq_but_cleanup_still_ru
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_claim_whose_answer_is_lost_is_taken_back_by_cleanup_and_completes() {
+async fn a_claim_whose_answer_is_lost_is_recognised_by_its_worker_and_the_job_completes_at_once() {
     let (app, proxy) = through_proxy(AppOptions {
         max_attempts: 3,
         ..Default::default()
     })
     .await;
     let id = app.start_job(19).await;
-    // The claim lands; the worker sees its own retry conflict and steps back.
+    // The claim lands but its answer is lost; the SDK's retry fails the claim's condition
+    // against the claim itself, and the worker must see that the claim is its own.
     proxy.add(Rule::new("dynamodb.UpdateItem", Fault::LoseResponse).times(1));
-    assert_eq!(app.deliver(5).await, vec![Outcome::Retry]);
-    let stuck = app.services.jobs.get(id).await.unwrap().unwrap();
-    assert_eq!(stuck.status, JobStatus::Running);
-    assert_eq!(app.origin.requests(), 0);
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    assert_eq!(proxy.injected("dynamodb.UpdateItem"), 1);
 
-    // Its heartbeat never comes: cleanup hands the job to the next delivery.
-    let report = run_cleanup(&app.services, later(app.services.config.stale_after))
-        .await
-        .expect("cleanup runs");
-    assert_eq!(report.requeued_stale, 1, "{report:?}");
-    let done = app.work_until_done(id, Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 2);
+    let done = app.status(id).await.body;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 1);
+    assert_eq!(app.origin.requests(), 1);
     assert_stored_file(&app, &done, 19).await;
+}
+
+/// The completion write lands but its answer is lost: the worker recognises its own
+/// completion (same attempt, same object) instead of taking it for a cancel or a takeover,
+/// so the job counts as completed once, in the log and the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_answer_is_lost_is_counted_once_as_the_worker_s_own() {
+    // No timed progress writes, so every small job makes the same writes in the same order.
+    let (app, proxy) = through_proxy(AppOptions {
+        progress_interval_ms: 3_600_000,
+        ..Default::default()
+    })
+    .await;
+    // A first job shows how many job writes a small download makes; the completion is the last.
+    let first = app.start_job(21).await;
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    assert_eq!(app.status(first).await.body["status"], "completed");
+    let writes = u32::try_from(proxy.seen("dynamodb.UpdateItem")).unwrap();
+    assert!(writes >= 2, "a claim and a completion at least: {writes}");
+
+    let second = app.start_job(22).await;
+    proxy.add(
+        Rule::new("dynamodb.UpdateItem", Fault::LoseResponse)
+            .after(writes - 1)
+            .times(1),
+    );
+    let logs = haul_tests::logs::capture();
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    assert_eq!(proxy.injected("dynamodb.UpdateItem"), 1);
+    let done = app.status(second).await.body;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_stored_file(&app, &done, 22).await;
+    assert_eq!(logs.count("job completed"), 1, "{}", logs.text());
+    assert_eq!(logs.count("job changed before completion"), 0);
+}
+
+/// Another worker's live claim is not mistaken for one's own: only the token written by this
+/// call counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_claimed_by_another_worker_is_still_a_conflict() {
+    let app = spawn_app().await;
+    let id = app.start_job(20).await;
+    let now = now_ms();
+    let first = app.services.jobs.claim(id, 0, now).await;
+    assert!(first.is_ok(), "{first:?}");
+    let second = app.services.jobs.claim(id, 0, now).await;
+    assert!(
+        matches!(&second, Err(haul::store::StoreError::Conflict(job)) if job.status == JobStatus::Running),
+        "{second:?}"
+    );
 }
 
 // --- races and duplicates --------------------------------------------------------------
