@@ -1,7 +1,8 @@
 //! Finished files on S3: multipart upload pieces for the worker, presigned GETs for clients,
 //! deletion for cancel and expiry.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 
 use crate::clock::EpochMs;
 use crate::job::JobId;
+use crate::presign::{Plan, Presigner};
 
 #[derive(Debug, thiserror::Error)]
 #[error("s3: {0}")]
@@ -32,14 +34,27 @@ pub struct PresignedUrl {
 pub struct ArtifactStore {
     client: Client,
     bucket: String,
+    presigner: Arc<Presigner>,
 }
 
 impl ArtifactStore {
-    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+    /// `sdk` gives the credentials and region that presigned URLs are signed with; they must
+    /// be the ones `client` was built from.
+    pub fn new(client: Client, bucket: impl Into<String>, sdk: &aws_config::SdkConfig) -> Self {
+        let presigner = Presigner::new(
+            sdk.credentials_provider(),
+            client.config().region().map(|r| r.as_ref().to_owned()),
+        );
         Self {
             client,
             bucket: bucket.into(),
+            presigner: Arc::new(presigner),
         }
+    }
+
+    /// Whether presigning has switched to direct signing (see `presign`).
+    pub fn presigns_directly(&self) -> bool {
+        matches!(self.presigner.plan(), Plan::Fast(_))
     }
 
     /// One key per job: a redelivered or retried job overwrites its own object and can never
@@ -223,20 +238,52 @@ impl ArtifactStore {
         ttl: Duration,
         now: EpochMs,
     ) -> Result<PresignedUrl, ArtifactError> {
-        let config = PresigningConfig::expires_in(ttl).map_err(s3_error)?;
+        let disposition = content_disposition(file_name);
+        let time = SystemTime::UNIX_EPOCH + Duration::from_millis(now.max(0) as u64);
+        let url = match self.presigner.plan() {
+            Plan::Fast(base) => self
+                .presigner
+                .sign(&base, key, &disposition, time, ttl)
+                .await
+                .map_err(|e| ArtifactError(e.to_string()))?,
+            Plan::Sdk { learn } => {
+                let url = self.presign_with_sdk(key, &disposition, time, ttl).await?;
+                if learn {
+                    self.presigner
+                        .learn(&url, key, &disposition, time, ttl)
+                        .await;
+                }
+                url
+            }
+        };
+        Ok(PresignedUrl {
+            url,
+            expires_at: now + ttl.as_millis() as EpochMs,
+        })
+    }
+
+    async fn presign_with_sdk(
+        &self,
+        key: &str,
+        disposition: &str,
+        time: SystemTime,
+        ttl: Duration,
+    ) -> Result<String, ArtifactError> {
+        let config = PresigningConfig::builder()
+            .start_time(time)
+            .expires_in(ttl)
+            .build()
+            .map_err(s3_error)?;
         let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .response_content_disposition(content_disposition(file_name))
+            .response_content_disposition(disposition)
             .presigned(config)
             .await
             .map_err(s3_error)?;
-        Ok(PresignedUrl {
-            url: request.uri().to_owned(),
-            expires_at: now + ttl.as_millis() as EpochMs,
-        })
+        Ok(request.uri().to_owned())
     }
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod idempotency;
 pub mod job;
 pub mod metrics;
+pub mod presign;
 pub mod problem;
 pub mod queue;
 pub mod request;

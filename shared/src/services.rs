@@ -49,15 +49,18 @@ impl Services {
             .build();
         Self::from_clients(
             config,
+            sdk,
             aws_sdk_dynamodb::Client::new(sdk),
             aws_sdk_sqs::Client::new(sdk),
             aws_sdk_s3::Client::from_conf(s3),
         )
     }
 
-    /// Assembles the services from ready clients (the bench passes instrumented ones).
+    /// Assembles the services from ready clients (the bench passes instrumented ones) built
+    /// from `sdk`.
     pub fn from_clients(
         config: Config,
+        sdk: &SdkConfig,
         dynamodb: aws_sdk_dynamodb::Client,
         sqs: aws_sdk_sqs::Client,
         s3: aws_sdk_s3::Client,
@@ -65,7 +68,7 @@ impl Services {
         Self {
             jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
             queue: JobQueue::new(sqs, &config.queue_url),
-            artifacts: ArtifactStore::new(s3, &config.bucket),
+            artifacts: ArtifactStore::new(s3, &config.bucket, sdk),
             config,
         }
     }

@@ -171,6 +171,54 @@ async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() 
     );
 }
 
+/// The first presign goes through the SDK and teaches the direct signer; the ones after are
+/// signed directly, and S3 (with signature validation on) accepts them, names included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presigned_urls_after_the_first_are_signed_directly_and_s3_accepts_them() {
+    let app = spawn_app().await;
+    let id = app.start_job(31).await;
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed");
+    let key = haul::artifacts::ArtifactStore::key_for(id);
+    let artifacts = &app.services.artifacts;
+    let ttl = Duration::from_secs(60);
+
+    let first = app.status(id).await.body["result"]["url"].clone();
+    assert!(first.is_string(), "{done}");
+    assert!(
+        artifacts.presigns_directly(),
+        "the SDK's URL was not reproduced"
+    );
+
+    for name in ["file-31.bin", "résumé final (2).pdf", "a\"b;c%20d+e.txt"] {
+        let signed = artifacts
+            .presign_get(&key, name, ttl, haul::clock::now_ms())
+            .await
+            .unwrap();
+        let fetched = app.http.get(&signed.url).send().await.unwrap();
+        assert_eq!(fetched.status(), 200, "{name}: {}", signed.url);
+        let disposition = fetched
+            .headers()
+            .get("content-disposition")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        assert_eq!(
+            disposition.as_deref(),
+            Some(haul::artifacts::content_disposition(name).as_str())
+        );
+        let bytes = fetched.bytes().await.unwrap();
+        assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(31)));
+    }
+
+    // Still a real signature: another key with the same query is refused.
+    let signed = artifacts
+        .presign_get(&key, "x.bin", ttl, haul::clock::now_ms())
+        .await
+        .unwrap();
+    let other = signed.url.replace(&key, &format!("{key}x"));
+    let refused = app.http.get(&other).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_file_completes_as_an_empty_object() {
     let app = spawn_app_with(AppOptions {

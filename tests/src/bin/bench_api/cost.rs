@@ -46,7 +46,7 @@ impl Rig {
                 .interceptor(tally.clone())
                 .build(),
         );
-        let services = Services::from_clients(config, dynamodb, sqs.clone(), s3);
+        let services = Services::from_clients(config, sdk, dynamodb, sqs.clone(), s3);
         Ok(Self {
             worker: Worker::new(services.clone())?,
             services,

@@ -86,7 +86,7 @@ fn plain(sdk: &aws_config::SdkConfig, app: &TestApp) -> Result<Plain, BoxError> 
             .build(),
     );
     Ok(Plain {
-        services: Services::from_clients(config, dynamodb.clone(), sqs.clone(), s3),
+        services: Services::from_clients(config, sdk, dynamodb.clone(), sqs.clone(), s3),
         dynamodb,
         sqs,
     })
