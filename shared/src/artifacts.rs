@@ -313,6 +313,79 @@ pub fn content_disposition(file_name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_config::{BehaviorVersion, Region};
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+
+    fn sorted_query(url: &str) -> (String, Vec<(String, String)>) {
+        let parsed = url::Url::parse(url).unwrap();
+        let mut pairs: Vec<_> = parsed.query_pairs().into_owned().collect();
+        pairs.sort();
+        (parsed[..url::Position::AfterPath].to_owned(), pairs)
+    }
+
+    /// Nothing is sent: presigning is local, so this checks the direct signer against the SDK
+    /// for layouts the local stack does not use (virtual-hosted AWS endpoints, session tokens).
+    #[tokio::test]
+    async fn direct_presigning_reproduces_the_sdk_for_each_endpoint_layout() {
+        let layouts = [
+            (
+                None,
+                false,
+                "https://my-bucket.s3.eu-west-1.amazonaws.com/artifacts/",
+            ),
+            (
+                None,
+                true,
+                "https://s3.eu-west-1.amazonaws.com/my-bucket/artifacts/",
+            ),
+            (
+                Some("http://127.0.0.1:4566"),
+                true,
+                "http://127.0.0.1:4566/my-bucket/artifacts/",
+            ),
+        ];
+        for (endpoint, path_style, expected_prefix) in layouts {
+            let credentials = Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                Some("session/token+with=odd chars".into()),
+                None,
+                "test",
+            );
+            let mut builder = aws_config::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(SharedCredentialsProvider::new(credentials));
+            if let Some(endpoint) = endpoint {
+                builder = builder.endpoint_url(endpoint);
+            }
+            let sdk = builder.build();
+            let client = Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(path_style)
+                    .build(),
+            );
+            let store = ArtifactStore::new(client, "my-bucket", &sdk);
+            let ttl = Duration::from_secs(900);
+            let now = 1_795_000_000_123;
+            let name = "résumé \"final\".pdf";
+
+            assert!(!store.presigns_directly());
+            let by_sdk = store.presign_get("artifacts/j-1", name, ttl, now).await;
+            let by_sdk = by_sdk.unwrap().url;
+            assert!(by_sdk.starts_with(expected_prefix), "{by_sdk}");
+            assert!(store.presigns_directly(), "not reproduced: {by_sdk}");
+            let direct = store.presign_get("artifacts/j-1", name, ttl, now).await;
+            assert_eq!(sorted_query(&direct.unwrap().url), sorted_query(&by_sdk));
+
+            // A later instant gives another signature, as the SDK would.
+            let later = store
+                .presign_get("artifacts/j-1", name, ttl, now + 1000)
+                .await;
+            assert_ne!(sorted_query(&later.unwrap().url), sorted_query(&by_sdk));
+        }
+    }
 
     #[test]
     fn content_disposition_quotes_safely_and_keeps_the_exact_name() {
