@@ -243,7 +243,7 @@ impl ArtifactStore {
         let url = match self.presigner.plan() {
             Plan::Fast(base) => self
                 .presigner
-                .sign(&base, key, &disposition, time, ttl)
+                .sign(base, key, &disposition, time, ttl)
                 .await
                 .map_err(|e| ArtifactError(e.to_string()))?,
             Plan::Sdk { learn } => {
@@ -299,14 +299,7 @@ pub fn content_disposition(file_name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for byte in file_name.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
+    let encoded = crate::presign::percent_encode(file_name, b"");
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 

@@ -44,9 +44,9 @@ pub struct Presigner {
 }
 
 /// What a caller should do for one presign.
-pub enum Plan {
+pub enum Plan<'a> {
     /// Sign directly below this verified prefix.
-    Fast(String),
+    Fast(&'a str),
     /// Use the SDK. `learn` is set while the fast path is still undecided: pass the SDK's URL
     /// and the instant it was signed for to [`Presigner::learn`].
     Sdk { learn: bool },
@@ -62,9 +62,9 @@ impl Presigner {
         }
     }
 
-    pub fn plan(&self) -> Plan {
+    pub fn plan(&self) -> Plan<'_> {
         match self.base.get() {
-            Some(Some(base)) => Plan::Fast(base.clone()),
+            Some(Some(base)) => Plan::Fast(base),
             Some(None) => Plan::Sdk { learn: false },
             None => Plan::Sdk { learn: true },
         }
@@ -183,26 +183,23 @@ impl Presigner {
 
 /// The object key as S3 expects it in a path: `/`, then each segment percent-encoded.
 fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 1);
-    out.push('/');
-    for byte in key.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    format!("/{}", percent_encode(key, b"/"))
 }
 
 /// A query value with everything but the unreserved characters percent-encoded.
 fn encode_query_value(value: &str) -> String {
+    percent_encode(value, b"")
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters and `keep`.
+pub fn percent_encode(value: &str, keep: &[u8]) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(value.len() * 3 / 2);
     for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) || keep.contains(&byte) {
             out.push(byte as char);
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, Select, TransactWriteItem,
+};
 
 use crate::clock::EpochMs;
 use crate::idempotency::KEY_LIFETIME;
@@ -177,17 +181,23 @@ impl JobStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(jobId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_condition_failure(&err) => match self.conflict::<()>(job.id).await {
-                // The SDK retried a PutItem whose answer was lost: the record it finds is the
-                // one this call wrote (a fresh v4 id, same immutable fields), so this is success.
-                Err(StoreError::Conflict(existing)) if existing.is_same_request_as(job) => Ok(()),
-                other => other,
+        let refused = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().map(from_item),
+                _ => return Err(dynamo(err)),
             },
-            Err(err) => Err(dynamo(err)),
+        };
+        match refused.transpose()? {
+            // The SDK retried a PutItem whose answer was lost: the record it finds is the one
+            // this call wrote (a fresh v4 id, same immutable fields), so this is success.
+            Some(existing) if existing.is_same_request_as(job) => Ok(()),
+            Some(existing) => Err(StoreError::Conflict(Box::new(existing))),
+            // The condition failed on an item that is not there: nothing sensible to retry.
+            None => Err(StoreError::NotFound),
         }
     }
 
@@ -416,8 +426,8 @@ impl JobStore {
             (":zero".to_owned(), n(0)),
             (":token".to_owned(), s(token.clone())),
         ]);
-        let claimed = self
-            .update(
+        let refused = match self
+            .try_update(
                 id,
                 "SET #status = :running, attempts = attempts + :one, updatedAt = :now, \
                  startedAt = if_not_exists(startedAt, :now), bytesDone = :zero, \
@@ -429,35 +439,21 @@ impl JobStore {
                 names,
                 values,
             )
-            .await;
-        match claimed {
-            Err(StoreError::Conflict(job)) if job.status == JobStatus::Running => {
-                match self.claim_token(id).await? {
-                    Some(current) if current == token => {
-                        tracing::info!(job_id = %id, "claim answer was lost; the claim is ours");
-                        Ok(*job)
-                    }
-                    _ => Err(StoreError::Conflict(job)),
-                }
-            }
-            other => other,
+            .await?
+        {
+            Ok(item) => return from_item(&item),
+            Err(refused) => refused,
+        };
+        let ours = refused
+            .get("claimToken")
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|current| *current == token);
+        let job = from_item(&refused)?;
+        if ours && job.status == JobStatus::Running {
+            tracing::info!(job_id = %id, "claim answer was lost; the claim is ours");
+            return Ok(job);
         }
-    }
-
-    async fn claim_token(&self, id: JobId) -> Result<Option<String>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("jobId", s(id.to_string()))
-            .projection_expression("claimToken")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(dynamo)?;
-        Ok(output
-            .item
-            .and_then(|item| item.get("claimToken")?.as_s().ok().cloned()))
+        Err(StoreError::Conflict(Box::new(job)))
     }
 
     /// Records progress, which doubles as the worker's heartbeat. Fails with `Conflict` once
@@ -743,8 +739,27 @@ impl JobStore {
         expression: String,
         condition: String,
         names: HashMap<String, String>,
-        mut values: Item,
+        values: Item,
     ) -> Result<Job, StoreError> {
+        match self
+            .try_update(id, expression, condition, names, values)
+            .await?
+        {
+            Ok(item) => from_item(&item),
+            Err(current) => Err(StoreError::Conflict(Box::new(from_item(&current)?))),
+        }
+    }
+
+    /// The updated record, or, when the condition failed, the record as DynamoDB found it (in
+    /// the same call: no second read). A missing record is `NotFound`.
+    async fn try_update(
+        &self,
+        id: JobId,
+        expression: String,
+        condition: String,
+        names: HashMap<String, String>,
+        mut values: Item,
+    ) -> Result<Result<Item, Item>, StoreError> {
         let count = "writeCount = if_not_exists(writeCount, :wc0) + :wc1";
         let expression = match expression.split_once(" REMOVE ") {
             Some((set, remove)) => format!("{set}, {count} REMOVE {remove}"),
@@ -762,35 +777,21 @@ impl JobStore {
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(output) => {
-                let item = output
-                    .attributes
-                    .ok_or(JobError::MalformedRecord("jobId"))?;
-                Ok(from_item(&item)?)
-            }
-            Err(err) if is_condition_failure(&err) => self.conflict(id).await,
-            Err(err) => Err(dynamo(err)),
+            Ok(output) => Ok(Ok(output
+                .attributes
+                .ok_or(JobError::MalformedRecord("jobId"))?)),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => {
+                    e.item().cloned().map(Err).ok_or(StoreError::NotFound)
+                }
+                _ => Err(dynamo(err)),
+            },
         }
     }
-
-    async fn conflict<T>(&self, id: JobId) -> Result<T, StoreError> {
-        match self.get(id).await? {
-            Some(job) => Err(StoreError::Conflict(Box::new(job))),
-            None => Err(StoreError::NotFound),
-        }
-    }
-}
-
-fn is_condition_failure<E, R>(err: &SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    err.as_service_error()
-        .and_then(|e| e.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 fn to_item(job: &Job) -> Item {

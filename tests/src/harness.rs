@@ -65,6 +65,21 @@ pub struct TestResponse {
 }
 
 impl TestResponse {
+    /// A handler's response, its body parsed as JSON when it is JSON.
+    pub fn from_response(response: lambda_http::Response<Body>) -> Self {
+        let (parts, body) = response.into_parts();
+        let body = match body {
+            Body::Text(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            Body::Binary(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -283,17 +298,7 @@ impl TestApp {
         } else {
             haul_status::handle(&self.services, request).await
         };
-        let (parts, body) = response.into_parts();
-        let body = match body {
-            Body::Text(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            Body::Binary(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        TestResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        TestResponse::from_response(response)
     }
 
     pub async fn initiate(&self, file_id: u64) -> TestResponse {

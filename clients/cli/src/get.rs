@@ -436,9 +436,7 @@ async fn fetch(
                 if status == StatusCode::OK || resumed {
                     if !resumed && written > 0 {
                         // The storage sent the whole file again: start over.
-                        out.flush().await.map_err(io)?;
-                        out.get_mut().set_len(0).await.map_err(io)?;
-                        out.get_mut().seek(SeekFrom::Start(0)).await.map_err(io)?;
+                        truncate(&mut out).await.map_err(io)?;
                         crc = BlockCrc::default();
                         written = 0;
                         progress.restart();
@@ -471,9 +469,7 @@ async fn fetch(
                     }
                 } else if matches!(status.as_u16(), 206 | 416) {
                     // Not the range asked for: start over without one.
-                    out.flush().await.map_err(io)?;
-                    out.get_mut().set_len(0).await.map_err(io)?;
-                    out.get_mut().seek(SeekFrom::Start(0)).await.map_err(io)?;
+                    truncate(&mut out).await.map_err(io)?;
                     crc = BlockCrc::default();
                     written = 0;
                     progress.restart();
@@ -750,6 +746,14 @@ pub fn remove_partial() {
     {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Empties the partial file for a download that starts over.
+async fn truncate(out: &mut BufWriter<tokio::fs::File>) -> std::io::Result<()> {
+    out.flush().await?;
+    out.get_mut().set_len(0).await?;
+    out.get_mut().seek(SeekFrom::Start(0)).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -182,6 +182,17 @@ fn later(after: Duration) -> i64 {
     now_ms() + after.as_millis() as i64 + 1_000
 }
 
+/// The next cleanup run re-drives the queued job, which then completes on its first attempt.
+async fn redrive_and_finish(app: &TestApp, id: JobId, file_id: u64) {
+    let report = run_cleanup(&app.services, later(app.services.config.requeue_after))
+        .await
+        .expect("cleanup runs");
+    assert_eq!(report.redriven_queued, 1, "{report:?}");
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["attempts"], 1);
+    assert_stored_file(app, &done, file_id).await;
+}
+
 // --- initiate --------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,18 +251,13 @@ async fn a_failed_send_message_after_the_job_write_still_answers_202_and_cleanup
 
     // The next cleanup run, through the same (now healthy) proxy, sends it again.
     proxy.clear();
-    let report = run_cleanup(&app.services, later(app.services.config.requeue_after))
-        .await
-        .expect("cleanup runs");
-    assert_eq!(report.redriven_queued, 1, "{report:?}");
-    let done = app.work_until_done(id, Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 1);
-    assert_stored_file(&app, &done, 9).await;
+    redrive_and_finish(&app, id, 9).await;
 }
 
 /// The write lands in DynamoDB but its answer is lost: the SDK's retry of the PutItem then
-/// hits its own record (`attribute_not_exists(jobId)` fails). The store recognises its own record (same id, same creation fields) and
-/// initiate answers 202, so a retrying client does not start a second job.
+/// hits its own record (`attribute_not_exists(jobId)` fails). The store recognises its own
+/// record (same id, same creation fields) and initiate answers 202, so a retrying client does
+/// not start a second job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_item_whose_answer_is_lost_still_answers_202_for_the_job_it_created() {
     let (app, proxy) = through_proxy(AppOptions::default()).await;
@@ -352,13 +358,7 @@ async fn when_every_claim_fails_the_message_reaches_the_dlq_but_cleanup_still_ru
     assert_eq!(parked["attempts"], 0, "no claim went through");
 
     proxy.clear();
-    let report = run_cleanup(&app.services, later(app.services.config.requeue_after))
-        .await
-        .expect("cleanup runs");
-    assert_eq!(report.redriven_queued, 1, "{report:?}");
-    let done = app.work_until_done(id, Duration::from_secs(30)).await;
-    assert_eq!(done["attempts"], 1);
-    assert_stored_file(&app, &done, 17).await;
+    redrive_and_finish(&app, id, 17).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

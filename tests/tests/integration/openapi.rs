@@ -307,20 +307,6 @@ fn handler_codes() -> BTreeSet<String> {
     codes
 }
 
-fn into_test_response(response: lambda_http::Response<Body>) -> TestResponse {
-    let (parts, body) = response.into_parts();
-    let body = match body {
-        Body::Text(text) => serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        Body::Binary(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    TestResponse {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    }
-}
-
 /// A concrete path for a path template.
 fn concrete(path: &str, id: JobId) -> String {
     path.replace("{jobId}", &id.to_string())
@@ -487,7 +473,7 @@ fn every_problem_the_handlers_build_is_documented() {
     for error in errors {
         let code = error.code();
         covered.insert(code.to_owned());
-        let response = into_test_response(error.into_response("/v1/x", "req-1"));
+        let response = TestResponse::from_response(error.into_response("/v1/x", "req-1"));
         let status = response.status.as_str().to_owned();
         let mut misses = Vec::new();
         let matched = responses
@@ -951,15 +937,15 @@ fn the_validation_itself_catches_drift() {
     // header.
     let contract = Contract::load();
     let doc = contract.component_response("JobNotFound").clone();
-    let good = into_test_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
+    let good = TestResponse::from_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
     assert_eq!(contract.check_against(&doc, &good, false), Ok(()));
-    let mut extra = into_test_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
+    let mut extra = TestResponse::from_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
     extra.body["debug"] = json!("stack trace");
     assert!(contract.check_against(&doc, &extra, false).is_err());
-    let mut wrong = into_test_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
+    let mut wrong = TestResponse::from_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
     wrong.body["code"] = json!("invalid_job_id");
     assert!(contract.check_against(&doc, &wrong, false).is_err());
-    let no_allow = into_test_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
+    let no_allow = TestResponse::from_response(ApiError::JobNotFound.into_response("/v1/x", "r"));
     let mut as_405 = no_allow;
     as_405.status = StatusCode::METHOD_NOT_ALLOWED;
     as_405.body["status"] = json!(405);
