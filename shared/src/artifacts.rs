@@ -11,6 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
+use crate::aws_calls::Recorder;
 use crate::clock::EpochMs;
 use crate::job::JobId;
 use crate::presign::{Plan, Presigner};
@@ -35,6 +36,8 @@ pub struct ArtifactStore {
     client: Client,
     bucket: String,
     presigner: Arc<Presigner>,
+    /// Notes presigned GETs for the permission proof, when recording (see `aws_calls`).
+    recorder: Option<Recorder>,
 }
 
 impl ArtifactStore {
@@ -49,7 +52,12 @@ impl ArtifactStore {
             client,
             bucket: bucket.into(),
             presigner: Arc::new(presigner),
+            recorder: None,
         }
+    }
+
+    pub fn set_recorder(&mut self, recorder: Option<Recorder>) {
+        self.recorder = recorder;
     }
 
     /// Whether presigning has switched to direct signing (see `presign`).
@@ -238,6 +246,9 @@ impl ArtifactStore {
         ttl: Duration,
         now: EpochMs,
     ) -> Result<PresignedUrl, ArtifactError> {
+        if let Some(recorder) = &self.recorder {
+            recorder.record_presigned("GetObject", &self.bucket, key);
+        }
         let disposition = content_disposition(file_name);
         let time = SystemTime::UNIX_EPOCH + Duration::from_millis(now.max(0) as u64);
         let url = match self.presigner.plan() {

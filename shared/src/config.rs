@@ -42,6 +42,10 @@ pub struct Config {
     pub parts_in_flight: usize,
     /// While a job runs, its message is kept hidden this much longer, renewed every third of it.
     pub visibility_extension: Duration,
+    /// First wait before a job that failed transiently is tried again; doubled per attempt.
+    pub retry_base: Duration,
+    /// Longest wait between two attempts.
+    pub retry_max: Duration,
     /// How long before the invocation's deadline the worker stops to hand over.
     pub deadline_margin: Duration,
     /// Time allowed to connect to the origin, and between two reads of its body.
@@ -134,6 +138,8 @@ impl Config {
             visibility_extension: Duration::from_secs(
                 number("VISIBILITY_EXTENSION_SECONDS", 300)?.clamp(3, 43_200),
             ),
+            retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 5)?.clamp(1, 900)),
+            retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_200)),
             deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 30_000)?),
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
             max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)

@@ -254,10 +254,15 @@ pub struct Job {
     /// Last write of any kind; while running, the worker's progress heartbeat.
     pub updated_at: EpochMs,
     pub completed_at: Option<EpochMs>,
+    /// While queued after a transient failure (kept in `failure`): when the next attempt
+    /// starts, as the message's visibility was set.
+    pub next_attempt_at: Option<EpochMs>,
     pub artifact: Option<Artifact>,
     pub failure: Option<JobFailure>,
     /// The current attempt's upload, while one is open.
     pub checkpoint: Option<Checkpoint>,
+    /// The W3C trace the job was started in (the client's `traceparent`, or a new one).
+    pub trace_id: Option<crate::trace::TraceId>,
 }
 
 impl Job {
@@ -291,9 +296,11 @@ impl Job {
             started_at: None,
             updated_at: now,
             completed_at: None,
+            next_attempt_at: None,
             artifact: None,
             failure: None,
             checkpoint: None,
+            trace_id: None,
         }
     }
 
@@ -305,6 +312,11 @@ impl Job {
             && self.source == other.source
             && self.owner == other.owner
             && self.client_request_id == other.client_request_id
+    }
+
+    pub fn in_trace(mut self, trace_id: crate::trace::TraceId) -> Self {
+        self.trace_id = Some(trace_id);
+        self
     }
 
     pub fn owned_by(mut self, owner: Option<Owner>) -> Self {

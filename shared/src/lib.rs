@@ -2,6 +2,7 @@
 //! the one mapping from errors to HTTP problem responses, and tracing setup.
 
 pub mod artifacts;
+pub mod aws_calls;
 pub mod clock;
 pub mod config;
 pub mod idempotency;
@@ -16,6 +17,7 @@ pub mod services;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
 
 pub use config::Config;
 pub use job::{FileId, Job, JobError, JobId, JobStatus, Owner};

@@ -1,10 +1,11 @@
 //! Everything a handler needs, built once per cold start and shared by reference.
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::config::SharedHttpClient;
+use aws_sdk_dynamodb::config::{SharedHttpClient, SharedInterceptor};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::artifacts::ArtifactStore;
+use crate::aws_calls::{Recorder, RecordingInterceptor};
 use crate::config::Config;
 use crate::queue::JobQueue;
 use crate::store::JobStore;
@@ -44,16 +45,31 @@ impl Services {
     }
 
     pub fn from_sdk_config(config: Config, sdk: &SdkConfig) -> Self {
-        let s3 = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(config.s3_force_path_style)
-            .build();
-        Self::from_clients(
+        let recorder = Recorder::for_config(&config);
+        let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+        let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
+        let mut s3 = aws_sdk_s3::config::Builder::from(sdk);
+        if let Some(recorder) = &recorder {
+            dynamodb.push_interceptor(SharedInterceptor::new(RecordingInterceptor(
+                recorder.clone(),
+            )));
+            sqs.push_interceptor(SharedInterceptor::new(RecordingInterceptor(
+                recorder.clone(),
+            )));
+            s3.push_interceptor(SharedInterceptor::new(RecordingInterceptor(
+                recorder.clone(),
+            )));
+        }
+        let s3 = s3.force_path_style(config.s3_force_path_style).build();
+        let mut services = Self::from_clients(
             config,
             sdk,
-            aws_sdk_dynamodb::Client::new(sdk),
-            aws_sdk_sqs::Client::new(sdk),
+            aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            aws_sdk_sqs::Client::from_conf(sqs.build()),
             aws_sdk_s3::Client::from_conf(s3),
-        )
+        );
+        services.artifacts.set_recorder(recorder);
+        services
     }
 
     /// Assembles the services from ready clients (the bench passes instrumented ones) built

@@ -125,6 +125,13 @@ pub struct Progress {
     pub bytes_per_second: Option<u64>,
 }
 
+/// Why a job goes back to the queue, and when its next attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub failure: JobFailure,
+    pub next_attempt_at: EpochMs,
+}
+
 /// What a write sets besides the status: attribute name to value, plus attributes to remove.
 #[derive(Debug, Default)]
 pub struct Changes {
@@ -431,7 +438,7 @@ impl JobStore {
                 id,
                 "SET #status = :running, attempts = attempts + :one, updatedAt = :now, \
                  startedAt = if_not_exists(startedAt, :now), bytesDone = :zero, \
-                 claimToken = :token REMOVE bytesTotal"
+                 claimToken = :token REMOVE bytesTotal, errorCode, errorMessage, nextAttemptAt"
                     .to_owned(),
                 "attribute_exists(jobId) AND (#status = :queued OR \
                  (#status = :running AND updatedAt < :stale))"
@@ -519,19 +526,22 @@ impl JobStore {
             .await
     }
 
-    /// `running → queued` for attempt `attempt`. A continuation (`counts_as_attempt` false)
-    /// gives the attempt back, so the next claim's count leaves `attempts` where it was.
+    /// `running → queued` for attempt `attempt`. A continuation (`retry` is `None`) gives
+    /// the attempt back, so the next claim's count leaves `attempts` where it was. A retry
+    /// keeps the attempt and records why and when the next one starts, for the status view.
     pub async fn requeue(
         &self,
         id: JobId,
         attempt: u32,
-        counts_as_attempt: bool,
+        retry: Option<&Retry>,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
-        let changes = if counts_as_attempt {
-            Changes::default()
-        } else {
-            Changes::default().set("attempts", n(attempt.saturating_sub(1)))
+        let changes = match retry {
+            Some(retry) => Changes::default()
+                .set("errorCode", s(&retry.failure.code))
+                .set("errorMessage", s(&retry.failure.message))
+                .set("nextAttemptAt", n(retry.next_attempt_at)),
+            None => Changes::default().set("attempts", n(attempt.saturating_sub(1))),
         };
         self.transition(id, JobStatus::Queued, changes, Some(attempt), now)
             .await
@@ -833,6 +843,8 @@ fn to_item(job: &Job) -> Item {
         put("errorCode", Some(s(&failure.code)));
         put("errorMessage", Some(s(&failure.message)));
     }
+    put("nextAttemptAt", job.next_attempt_at.map(n));
+    put("traceId", job.trace_id.map(|t| s(t.to_string())));
     item
 }
 
@@ -907,6 +919,9 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         started_at: number(item, "startedAt")?,
         updated_at: required(number(item, "updatedAt")?, "updatedAt")?,
         completed_at: number(item, "completedAt")?,
+        next_attempt_at: number(item, "nextAttemptAt")?,
+        // A trace id is for following logs: an unreadable one is dropped, not an error.
+        trace_id: string(item, "traceId").and_then(|t| t.parse().ok()),
         artifact,
         failure,
         checkpoint,
@@ -935,6 +950,7 @@ mod tests {
         job.bytes_total = Some(10);
         job.started_at = Some(1_700_000_000_500);
         job.completed_at = Some(1_700_000_001_000);
+        job.trace_id = Some(crate::trace::TraceId::new_random());
         job.checkpoint = Some(Checkpoint {
             upload_id: "u-1".into(),
             part_size: 8 << 20,

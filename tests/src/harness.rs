@@ -28,6 +28,10 @@ pub struct AppOptions {
     /// Where the functions' AWS clients send every call (e.g. a `faults::FaultProxy`), instead
     /// of `AWS_ENDPOINT_URL*`. Provisioning and the test's own `aws` clients still go direct.
     pub aws_endpoint: Option<String>,
+    /// Run with the deployed timings instead of the shortened ones: the queue's visibility
+    /// timeout from `template.yaml`, the worker's default heartbeat extension (300 s) and
+    /// retry backoff (5 s, 10 s, 20 s, ...). What a user would wait for on AWS.
+    pub production_timings: bool,
 }
 
 impl Default for AppOptions {
@@ -40,6 +44,7 @@ impl Default for AppOptions {
             part_size_mib: 5,
             presign_ttl_secs: 900,
             aws_endpoint: None,
+            production_timings: false,
         }
     }
 }
@@ -160,6 +165,13 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     );
     let sdk = haul::services::sdk_config().await;
     let aws = Provisioner::new(&sdk);
+    let visibility_timeout_secs = if options.production_timings {
+        crate::template::Template::load()
+            .and_then(|t| t.queue_visibility_timeout())
+            .expect("template.yaml gives the queue's visibility timeout")
+    } else {
+        options.visibility_timeout_secs
+    };
     let prefix = format!(
         "haul-t-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -168,7 +180,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .ensure(
             &prefix,
             &QueueSettings {
-                visibility_timeout_secs: options.visibility_timeout_secs,
+                visibility_timeout_secs,
                 max_receive_count: options.max_attempts,
             },
         )
@@ -192,10 +204,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("PART_SIZE_MIB", options.part_size_mib.to_string()),
         ("PRESIGN_TTL_SECONDS", options.presign_ttl_secs.to_string()),
         ("ORIGIN_TIMEOUT_SECONDS", "5".into()),
-        ("VISIBILITY_EXTENSION_SECONDS", "3".into()),
         // Tests pass the invocation deadline they want; no margin on top.
         ("DEADLINE_MARGIN_MS", "0".into()),
     ]);
+    if !options.production_timings {
+        env.insert("VISIBILITY_EXTENSION_SECONDS", "3".into());
+        env.insert("RETRY_BASE_SECONDS", "1".into());
+        env.insert("RETRY_MAX_SECONDS", "2".into());
+    }
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = match &options.aws_endpoint {
         Some(endpoint) => {

@@ -142,6 +142,29 @@ impl Template {
             .ok_or_else(|| "template.yaml: JobsQueue has no maxReceiveCount".into())
     }
 
+    /// The queue's visibility timeout with the parameters at their defaults: a scalar, a
+    /// `!Ref` or a `!Sub` of parameters (`"${WorkerTimeoutSeconds}0"`).
+    pub fn queue_visibility_timeout(&self) -> Result<u32, BoxError> {
+        let value = &self.properties("JobsQueue")["VisibilityTimeout"];
+        let resolved = match value {
+            Value::Tagged(tagged) if tagged.tag == "Sub" => {
+                let mut text = tagged.value.as_str().unwrap_or_default().to_owned();
+                while let Some(start) = text.find("${") {
+                    let end = text[start..].find('}').map(|e| start + e);
+                    let Some(end) = end else { break };
+                    let name = &text[start + 2..end];
+                    let default = self.parameter_default(name).unwrap_or_default();
+                    text.replace_range(start..=end, &default);
+                }
+                Some(text)
+            }
+            other => self.resolve(other),
+        };
+        resolved
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| "template.yaml: JobsQueue has no VisibilityTimeout".into())
+    }
+
     /// A scalar, or a `!Ref` to a parameter (its default).
     pub fn resolve(&self, value: &Value) -> Option<String> {
         match value {

@@ -8,7 +8,7 @@
 
 use haul::clock::EpochMs;
 use haul::job::JobFailure;
-use haul::store::{Changes, StoreError};
+use haul::store::{Changes, Retry, StoreError};
 use haul::{JobStatus, Services};
 use serde::Serialize;
 
@@ -26,6 +26,10 @@ pub struct CleanupReport {
 }
 
 pub async fn run_cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
+    haul::aws_calls::as_function("cleanup", cleanup(services, now)).await
+}
+
+async fn cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
     let mut report = CleanupReport::default();
     expire_completed(services, now, &mut report).await?;
     recover_stale_running(services, now, &mut report).await?;
@@ -109,7 +113,19 @@ async fn recover_stale_running(
             }
             continue;
         }
-        match services.jobs.requeue(job.id, job.attempts, true, now).await {
+        // Sent again at once: the status says why the attempt ended and that another follows.
+        let retry = Retry {
+            failure: JobFailure {
+                code: "worker_lost".into(),
+                message: "the worker stopped reporting progress; the job was queued again".into(),
+            },
+            next_attempt_at: now,
+        };
+        match services
+            .jobs
+            .requeue(job.id, job.attempts, Some(&retry), now)
+            .await
+        {
             Ok(_) => match services.queue.send(job.id).await {
                 Ok(()) => report.requeued_stale += 1,
                 Err(err) => {

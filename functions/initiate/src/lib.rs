@@ -11,14 +11,19 @@ use haul::request::{InitiateRequest, Route, caller, download_route, header_text,
 use haul::response::{request_path, serve};
 use haul::source::Source;
 use haul::store::{Created, KeyClaim, StoreError};
+use haul::trace::TraceId;
 use haul::{ApiError, Job, JobId, Owner, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
+use tracing::Instrument;
 
 /// Jobs older than this no longer count against the active-job limit, whatever their state:
 /// it bounds the count query, and a job queued or running for a day is stuck, not active.
 pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// W3C Trace Context: read from the request, kept on the job, answered back.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Set (to `true`) on an answer that repeats an earlier request's.
@@ -53,7 +58,11 @@ fn status_url(id: JobId) -> String {
 }
 
 pub async fn handle(services: &Services, request: Request) -> Response<Body> {
-    serve(request, |request| initiate(services, request)).await
+    let span = tracing::info_span!("initiate", trace_id = tracing::field::Empty);
+    let answer = serve(request, |request| initiate(services, request));
+    haul::aws_calls::as_function("initiate", answer)
+        .instrument(span)
+        .await
 }
 
 async fn initiate(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
@@ -70,6 +79,13 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         &input,
     )?;
     let owner = caller(&request)?;
+    let trace = request
+        .headers()
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceId::from_traceparent)
+        .unwrap_or_else(TraceId::new_random);
+    tracing::Span::current().record("trace_id", tracing::field::display(trace));
     let now = now_ms();
     admit(services, owner.as_ref(), key.as_ref(), now).await?;
 
@@ -86,7 +102,8 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         input.client_request_id.clone(),
         now,
     )
-    .owned_by(owner.clone());
+    .owned_by(owner.clone())
+    .in_trace(trace);
     let body =
         serde_json::to_string(&Accepted::of(&job)).map_err(|e| ApiError::Internal(Box::new(e)))?;
 
@@ -97,7 +114,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
                 Created::New => {}
                 Created::Replay { job_id, response } => {
                     tracing::info!(job_id = %job_id, "idempotent replay");
-                    return accepted(job_id, response, true);
+                    return accepted(job_id, response, true, trace);
                 }
                 Created::KeyReused => return Err(ApiError::IdempotencyKeyReused),
             }
@@ -109,7 +126,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
     tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
-    accepted(job.id, body, false)
+    accepted(job.id, body, false, trace)
 }
 
 /// Abuse and overload controls, checked before anything is written: the caller's active-job
@@ -186,8 +203,14 @@ fn store_failure(err: StoreError) -> ApiError {
     }
 }
 
-fn accepted(id: JobId, body: String, replayed: bool) -> Result<Response<Body>, ApiError> {
+fn accepted(
+    id: JobId,
+    body: String,
+    replayed: bool,
+    trace: TraceId,
+) -> Result<Response<Body>, ApiError> {
     let mut response = Response::builder()
+        .header(TRACEPARENT_HEADER, trace.traceparent())
         .status(StatusCode::ACCEPTED)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::CACHE_CONTROL, "no-store")

@@ -6,7 +6,6 @@
 //! - `GET /health`: liveness.
 
 use haul::clock::{now_ms, rfc3339};
-use haul::job::JobFailure;
 use haul::request::{Route, caller, download_route, parse_job_id};
 use haul::response::{json, request_path, serve};
 use haul::store::{PageCursor, StoreError};
@@ -28,12 +27,28 @@ pub struct StatusView {
     /// Seconds left at the current rate, while running with a known size.
     pub eta_seconds: Option<u64>,
     pub attempts: u32,
+    /// Attempts still allowed after this one, while the job is queued or running.
+    pub retries_remaining: Option<u32>,
+    /// When the next attempt starts, while queued after a transient failure.
+    pub next_attempt_at: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub updated_at: String,
     pub completed_at: Option<String>,
+    /// The W3C trace id the job was started in (initiate's `traceparent`).
+    pub trace_id: Option<String>,
     pub result: Option<ResultView>,
-    pub error: Option<JobFailure>,
+    /// The failure that ended the job, or while queued for a retry, the last attempt's.
+    pub error: Option<ErrorView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorView {
+    pub code: String,
+    pub message: String,
+    /// Whether another attempt follows (`true` only while queued for a retry).
+    pub retryable: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,7 +73,8 @@ pub struct ResultView {
 }
 
 pub async fn handle(services: &Services, request: Request) -> Response<Body> {
-    serve(request, |request| route(services, request)).await
+    let answer = serve(request, |request| route(services, request));
+    haul::aws_calls::as_function("status", answer).await
 }
 
 async fn route(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
@@ -255,11 +271,26 @@ async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
         },
         eta_seconds: job.eta_seconds(),
         attempts: job.attempts,
+        retries_remaining: (!job.status.is_terminal()).then(|| {
+            services
+                .config
+                .max_attempts
+                .saturating_sub(job.attempts.max(1))
+        }),
+        next_attempt_at: job
+            .next_attempt_at
+            .filter(|_| job.status == JobStatus::Queued)
+            .map(rfc3339),
         created_at: rfc3339(job.created_at),
         started_at: job.started_at.map(rfc3339),
         updated_at: rfc3339(job.updated_at),
         completed_at: job.completed_at.map(rfc3339),
+        trace_id: job.trace_id.map(|t| t.to_string()),
         result: presigned_result(services, job).await?,
-        error: job.failure.clone(),
+        error: job.failure.as_ref().map(|failure| ErrorView {
+            code: failure.code.clone(),
+            message: failure.message.clone(),
+            retryable: !job.status.is_terminal(),
+        }),
     })
 }

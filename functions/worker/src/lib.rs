@@ -14,8 +14,10 @@ use haul::job::{Artifact, JobFailure};
 use haul::metrics;
 use haul::queue::WorkMessage;
 use haul::source::Source;
-use haul::store::StoreError;
+use haul::store::{Retry, StoreError};
 use haul::{Job, JobId, JobStatus, Services};
+use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument;
 
 pub use transfer::TransferError;
@@ -30,6 +32,47 @@ fn backoff(try_number: u32) -> std::time::Duration {
             .unwrap_or(0),
     ) % 250;
     std::time::Duration::from_millis(base + jitter)
+}
+
+/// How long a job waits after failed attempt `attempt` (1-based): `base`, doubled per
+/// attempt, at most `max`, plus up to a fifth more from `jitter` (0-999) so that jobs failed
+/// by one origin outage do not all come back in the same second.
+pub fn retry_delay(base: Duration, max: Duration, attempt: u32, jitter: u32) -> Duration {
+    let doubled = base.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    let delay = doubled.min(max);
+    delay + delay * jitter.min(999) / 5000
+}
+
+fn jitter() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() % 1000)
+        .unwrap_or(0)
+}
+
+/// The message's heartbeat: keeps it hidden while the job runs; `show_in` stops it and sets
+/// when the message becomes visible again.
+struct Heartbeat {
+    queue: haul::queue::JobQueue,
+    receipt_handle: String,
+    stopped: Arc<tokio::sync::Mutex<bool>>,
+    _task: AbortOnDrop,
+}
+
+impl Heartbeat {
+    async fn show_in(&self, delay: Duration) {
+        let mut stopped = self.stopped.lock().await;
+        *stopped = true;
+        let seconds = delay.as_secs_f64().ceil() as u32;
+        if let Err(err) = self
+            .queue
+            .extend_visibility(&self.receipt_handle, seconds)
+            .await
+        {
+            // The heartbeat's last extension stands: the retry comes later, not never.
+            tracing::warn!(error = %err, "cannot set the retry delay on the message");
+        }
+    }
 }
 
 /// Stops a background task when the work it accompanies ends, however it ends.
@@ -114,10 +157,13 @@ impl Worker {
         records: Vec<SqsMessage>,
         deadline: Option<EpochMs>,
     ) -> SqsBatchResponse {
-        let outcomes = join_all(
-            records
-                .iter()
-                .map(|record| self.handle_record(record, deadline)),
+        let outcomes = haul::aws_calls::as_function(
+            "worker",
+            join_all(
+                records
+                    .iter()
+                    .map(|record| self.handle_record(record, deadline)),
+            ),
         )
         .await;
         let mut response = SqsBatchResponse::default();
@@ -133,12 +179,16 @@ impl Worker {
         let body = record.body.as_deref().unwrap_or("");
         match serde_json::from_str::<WorkMessage>(body) {
             Ok(message) => {
-                let span = tracing::info_span!("job", job_id = %message.job_id);
-                let _keep_hidden = record
+                let span = tracing::info_span!(
+                    "job",
+                    job_id = %message.job_id,
+                    trace_id = tracing::field::Empty
+                );
+                let heartbeat = record
                     .receipt_handle
                     .as_deref()
                     .map(|handle| self.keep_hidden(handle.to_owned()));
-                self.process(message.job_id, deadline)
+                self.process_job(message.job_id, deadline, heartbeat.as_ref())
                     .instrument(span)
                     .await
             }
@@ -195,24 +245,62 @@ impl Worker {
         }
     }
 
-    /// Renews the message's invisibility until the returned guard is dropped.
-    fn keep_hidden(&self, receipt_handle: String) -> AbortOnDrop {
+    /// Renews the message's invisibility until the returned heartbeat is dropped or told
+    /// when the message should come back.
+    fn keep_hidden(&self, receipt_handle: String) -> Heartbeat {
         let queue = self.services.queue.clone();
         let extension = self.services.config.visibility_extension;
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                if let Err(err) = queue
-                    .extend_visibility(&receipt_handle, extension.as_secs() as u32)
-                    .await
-                {
-                    tracing::warn!(error = %err, "cannot extend message visibility");
+        let beat = Arc::new(tokio::sync::Mutex::new(false));
+        let task = {
+            let (queue, receipt_handle, beat) =
+                (queue.clone(), receipt_handle.clone(), beat.clone());
+            haul::aws_calls::spawn(async move {
+                loop {
+                    {
+                        // Held across the call, so `show_in` never races an extension.
+                        let stopped = beat.lock().await;
+                        if *stopped {
+                            return;
+                        }
+                        if let Err(err) = queue
+                            .extend_visibility(&receipt_handle, extension.as_secs() as u32)
+                            .await
+                        {
+                            tracing::warn!(error = %err, "cannot extend message visibility");
+                        }
+                    }
+                    tokio::time::sleep(extension / 3).await;
                 }
-                tokio::time::sleep(extension / 3).await;
-            }
-        }))
+            })
+        };
+        Heartbeat {
+            queue,
+            receipt_handle,
+            stopped: beat,
+            _task: AbortOnDrop(task),
+        }
     }
 
+    /// Works on job `id` as for a message without a receipt handle (no heartbeat).
     pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
+        self.process_job(id, deadline, None).await
+    }
+
+    async fn process_job(
+        &self,
+        id: JobId,
+        deadline: Option<EpochMs>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
+        haul::aws_calls::as_function("worker", self.work_on(id, deadline, heartbeat)).await
+    }
+
+    async fn work_on(
+        &self,
+        id: JobId,
+        deadline: Option<EpochMs>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
         let config = &self.services.config;
         let now = now_ms();
         let stale_before = now - config.stale_after.as_millis() as i64;
@@ -240,6 +328,10 @@ impl Worker {
             }
         };
         let attempt = job.attempts;
+        if let Some(trace) = job.trace_id {
+            // Every line of this attempt carries the trace the client started the job in.
+            tracing::Span::current().record("trace_id", tracing::field::display(trace));
+        }
         tracing::info!(attempt, source = %job.source, "job started");
         let started = std::time::Instant::now();
 
@@ -292,7 +384,9 @@ impl Worker {
                 self.continue_later(&job, bytes_done).await
             }
             Err(TransferError::Permanent(failure)) => self.fail(&job, failure).await,
-            Err(TransferError::Transient(failure)) => self.retry_later(&job, failure).await,
+            Err(TransferError::Transient(failure)) => {
+                self.retry_later(&job, failure, heartbeat).await
+            }
         }
     }
 
@@ -303,7 +397,7 @@ impl Worker {
         let requeued = self
             .services
             .jobs
-            .requeue(job.id, job.attempts, false, now_ms())
+            .requeue(job.id, job.attempts, None, now_ms())
             .await;
         match requeued {
             Ok(_) => match self.services.queue.send(job.id).await {
@@ -340,11 +434,19 @@ impl Worker {
         }
     }
 
-    /// A transient failure: put the job back to `queued` and let SQS redeliver the message
-    /// after its visibility timeout; after the last attempt the job fails for good and the
-    /// message is still returned, so the queue's redrive policy moves it to the DLQ.
-    async fn retry_later(&self, job: &Job, failure: JobFailure) -> Outcome {
-        let max = self.services.config.max_attempts;
+    /// A transient failure: put the job back to `queued` with the failure and the time of the
+    /// next attempt, and hide the message until then (5 s, 10 s, 20 s, ...): SQS redelivers
+    /// it when that visibility ends, not after the heartbeat's last, much longer extension.
+    /// After the last attempt the job fails for good and the message comes back at once, so
+    /// the queue's redrive policy moves it to the DLQ on its next receive.
+    async fn retry_later(
+        &self,
+        job: &Job,
+        failure: JobFailure,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
+        let config = &self.services.config;
+        let max = config.max_attempts;
         if job.attempts >= max {
             // No attempt will resume this upload.
             if let Ok(Some(current)) = self.services.jobs.get(job.id).await {
@@ -355,16 +457,36 @@ impl Worker {
                 message: format!("gave up after {max} attempts: {}", failure.message),
             };
             self.fail(job, failure).await;
+            if let Some(heartbeat) = heartbeat {
+                heartbeat.show_in(Duration::ZERO).await;
+            }
             return Outcome::Retry;
         }
-        tracing::warn!(code = %failure.code, reason = %failure.message, attempt = job.attempts, "transient failure; will retry");
+        let delay = retry_delay(config.retry_base, config.retry_max, job.attempts, jitter());
+        let now = now_ms();
+        let retry = Retry {
+            next_attempt_at: now + delay.as_millis() as EpochMs,
+            failure,
+        };
+        tracing::warn!(
+            code = %retry.failure.code,
+            reason = %retry.failure.message,
+            attempt = job.attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            "transient failure; will retry"
+        );
         let requeued = self
             .services
             .jobs
-            .requeue(job.id, job.attempts, true, now_ms())
+            .requeue(job.id, job.attempts, Some(&retry), now)
             .await;
         match requeued {
-            Ok(_) => Outcome::Retry,
+            Ok(_) => {
+                if let Some(heartbeat) = heartbeat {
+                    heartbeat.show_in(delay).await;
+                }
+                Outcome::Retry
+            }
             // Cancelled meanwhile: nothing left to retry.
             Err(StoreError::Conflict(current)) if current.status.is_terminal() => Outcome::Ack,
             Err(_) => Outcome::Retry,
@@ -411,4 +533,23 @@ fn completed(id: JobId, artifact: &Artifact, started: std::time::Instant) {
         ],
         &[("jobId", id.to_string().into())],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_from_the_base_up_to_the_cap_with_at_most_a_fifth_of_jitter() {
+        let (base, max) = (Duration::from_secs(5), Duration::from_secs(300));
+        let steps: Vec<u64> = (1..=9)
+            .map(|attempt| retry_delay(base, max, attempt, 0).as_secs())
+            .collect();
+        assert_eq!(steps, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_delay(base, max, 1, 999), Duration::from_millis(5999));
+        assert_eq!(
+            retry_delay(base, max, 40, 999),
+            Duration::from_millis(359_940)
+        );
+    }
 }

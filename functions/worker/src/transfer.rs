@@ -696,9 +696,9 @@ impl<'a> Upload<'a> {
         let number = multipart.next_number as i32;
         multipart.next_number += 1;
         let upload_id = multipart.upload_id.clone();
-        multipart
-            .uploading
-            .spawn(async move { artifacts.upload_part(&key, &upload_id, number, part).await });
+        haul::aws_calls::spawn_in(&mut multipart.uploading, async move {
+            artifacts.upload_part(&key, &upload_id, number, part).await
+        });
         Ok(())
     }
 

@@ -16,6 +16,7 @@ use haul_tests::faults::{Fault, FaultProxy, Rule};
 use haul_tests::harness::{AppOptions, TestApp, TestResponse, deliver_once, lambda_record};
 use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
 use haul_worker::{Outcome, Worker};
+use lambda_http::Body;
 use lambda_http::http::{Method, StatusCode};
 
 use crate::sha256_hex;
@@ -414,6 +415,57 @@ async fn a_completion_whose_answer_is_lost_is_counted_once_as_the_worker_s_own()
     assert_stored_file(&app, &done, 22).await;
     assert_eq!(logs.count("job completed"), 1, "{}", logs.text());
     assert_eq!(logs.count("job changed before completion"), 0);
+}
+
+/// A cancel that lands after the last part went up but before the completion write: the
+/// completion is refused, and the worker removes the object nobody wants any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_beats_the_completion_write_leaves_no_object_behind() {
+    let (app, proxy) = through_proxy(AppOptions {
+        progress_interval_ms: 3_600_000,
+        ..Default::default()
+    })
+    .await;
+    let first = app.start_job(23).await;
+    assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
+    assert_eq!(app.status(first).await.body["status"], "completed");
+    let writes = u32::try_from(proxy.seen("dynamodb.UpdateItem")).unwrap();
+    let first_key = format!("artifacts/{first}");
+
+    let second = app.start_job(24).await;
+    // Hold the second job's completion write while the client cancels.
+    proxy.add(
+        Rule::new("dynamodb.UpdateItem", Fault::Delay(Duration::from_secs(2)))
+            .after(writes - 1)
+            .times(1),
+    );
+    let logs = haul_tests::logs::capture();
+    let worker = app.deliver(5);
+    let cancel = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proxy.injected("dynamodb.UpdateItem") == 0 {
+            assert!(Instant::now() < deadline, "the completion write never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.call(
+            Method::DELETE,
+            &format!("/v1/download/{second}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    };
+    let (outcomes, cancelled) = tokio::join!(worker, cancel);
+    assert_eq!(outcomes, vec![Outcome::Ack]);
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(app.status(second).await.body["status"], "cancelled");
+    assert_eq!(
+        logs.count("job changed before completion"),
+        1,
+        "{}",
+        logs.text()
+    );
+    assert_eq!(app.object_keys().await, vec![first_key]);
 }
 
 /// Another worker's live claim is not mistaken for one's own: only the token written by this

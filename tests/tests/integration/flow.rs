@@ -237,3 +237,61 @@ async fn an_empty_file_completes_as_an_empty_object() {
     let bytes = app.fetch(url).await;
     assert!(bytes.is_empty());
 }
+
+/// One download can be followed from the browser to the worker: the client's W3C trace id
+/// is answered back, kept on the job and carried by the worker's log lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_traceparent_is_answered_back_kept_on_the_job_and_logged_by_the_worker() {
+    let app = spawn_app().await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let accepted = app
+        .call(
+            Method::POST,
+            "/v1/download/initiate",
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", &format!("00-{trace}-00f067aa0ba902b7-01")),
+            ],
+            r#"{"file_id": 31}"#,
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let answered = accepted
+        .header("traceparent")
+        .expect("a traceparent answer");
+    assert!(answered.starts_with(&format!("00-{trace}-")), "{answered}");
+    assert!(!answered.contains("00f067aa0ba902b7"), "a span of its own");
+    let id = accepted.body["jobId"].as_str().unwrap().parse().unwrap();
+
+    let logs = haul_tests::logs::capture();
+    let done = app.work_until_done(id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["traceId"], trace);
+    let worker_lines: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("job completed"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(worker_lines.len(), 1, "{}", logs.text());
+    assert!(worker_lines[0].contains(trace), "{}", worker_lines[0]);
+
+    // No (or a malformed) traceparent starts a new trace rather than failing.
+    let fresh = app
+        .call(
+            Method::POST,
+            "/v1/download/initiate",
+            &[
+                ("content-type", "application/json"),
+                ("traceparent", "garbage"),
+            ],
+            r#"{"file_id": 32}"#,
+        )
+        .await;
+    assert_eq!(fresh.status, StatusCode::ACCEPTED);
+    let new_trace = fresh.header("traceparent").expect("a new trace");
+    assert!(!new_trace.contains(trace));
+    let id = fresh.body["jobId"].as_str().unwrap().parse().unwrap();
+    let status = app.status(id).await.body;
+    assert_eq!(status["traceId"].as_str(), new_trace.get(3..35));
+}

@@ -106,6 +106,7 @@ fn the_table_has_ttl_and_the_index_cleanup_queries() {
         true
     );
     assert_eq!(props["SSESpecification"]["SSEEnabled"], true);
+    assert_eq!(props["DeletionProtectionEnabled"], true);
 }
 
 #[test]
@@ -213,6 +214,7 @@ fn every_api_route_of_the_contract_is_routed_and_behind_the_authorizer_when_one_
     assert_eq!(
         routes,
         [
+            "$default",
             "ANY /v1/download/initiate",
             "ANY /v1/download/status/{jobId}",
             "ANY /v1/download/{jobId}",
@@ -225,4 +227,110 @@ fn every_api_route_of_the_contract_is_routed_and_behind_the_authorizer_when_one_
         Some("HasJwtAuth")
     );
     assert_eq!(t.parameter_default("JwtIssuer").as_deref(), Some(""));
+}
+
+fn tagged<'a>(value: &'a Value, tag: &str) -> &'a Value {
+    match value {
+        Value::Tagged(t) if t.tag == tag => &t.value,
+        other => panic!("expected !{tag}, got {other:?}"),
+    }
+}
+
+/// Without a `$default` route API Gateway answers unknown paths itself with
+/// `{"message":"Not Found"}`; with it, the status function answers the documented problem.
+#[test]
+fn unmatched_requests_reach_the_status_function_which_answers_the_documented_problem() {
+    let t = template();
+    let route = t
+        .resources_of_type("AWS::ApiGatewayV2::Route")
+        .into_iter()
+        .find(|name| t.properties(name)["RouteKey"] == "$default")
+        .expect("a $default route");
+    let target = tagged(&t.properties(&route)["Target"], "Sub");
+    assert_eq!(target.as_str(), Some("integrations/${StatusIntegration}"));
+    let function = tagged(
+        &t.properties("StatusIntegration")["IntegrationUri"],
+        "GetAtt",
+    );
+    assert_eq!(function.as_str(), Some("StatusFunction.Arn"));
+}
+
+#[test]
+fn the_stage_writes_json_access_logs_with_request_route_status_latency_and_caller() {
+    let t = template();
+    let settings = &t.properties("HttpApiStage")["AccessLogSettings"];
+    let group = tagged(&settings["DestinationArn"], "GetAtt");
+    let group = group.as_str().unwrap().trim_end_matches(".Arn");
+    assert_eq!(t.resource(group)["Type"], "AWS::Logs::LogGroup");
+    assert!(!t.properties(group)["RetentionInDays"].is_null());
+    let format: serde_json::Value =
+        serde_json::from_str(settings["Format"].as_str().expect("a format")).expect("JSON");
+    for (field, variable) in [
+        ("requestId", "$context.requestId"),
+        ("route", "$context.routeKey"),
+        ("status", "$context.status"),
+        ("latencyMs", "$context.responseLatency"),
+        ("caller", "$context.authorizer.claims.sub"),
+        ("sourceIp", "$context.identity.sourceIp"),
+    ] {
+        assert_eq!(format[field], variable, "{field}");
+    }
+}
+
+#[test]
+fn alarms_watch_the_queue_age_and_the_job_failure_rate_from_the_workers_metrics() {
+    let t = template();
+    let names = t.resources_of_type("AWS::CloudWatch::Alarm");
+    let alarms: Vec<&Value> = names.iter().map(|name| t.properties(name)).collect();
+    let age = alarms
+        .iter()
+        .find(|a| a["MetricName"] == "ApproximateAgeOfOldestMessage")
+        .expect("an alarm on the queue's oldest message");
+    let queue = tagged(&age["Dimensions"][0]["Value"], "GetAtt");
+    assert_eq!(queue.as_str(), Some("JobsQueue.QueueName"));
+    let rate = alarms
+        .iter()
+        .find(|a| a["Metrics"].is_sequence())
+        .expect("a metric-math alarm on the failure rate");
+    let metrics: Vec<(String, String)> = rate["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter(|m| m["MetricStat"].is_mapping())
+        .map(|m| {
+            let metric = &m["MetricStat"]["Metric"];
+            assert_eq!(metric["Namespace"], haul::metrics::NAMESPACE);
+            assert_eq!(metric["Dimensions"][0]["Value"], "worker");
+            (
+                m["Id"].as_str().unwrap().to_owned(),
+                metric["MetricName"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = metrics.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, ["JobsFailed", "JobsCompleted"]);
+    let expression = rate["Metrics"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find_map(|m| m["Expression"].as_str())
+        .expect("an expression");
+    for (id, _) in &metrics {
+        assert!(expression.contains(id.as_str()), "{expression} misses {id}");
+    }
+}
+
+#[test]
+fn browsers_may_send_and_read_a_w3c_traceparent() {
+    let t = template();
+    let cors = &t.properties("HttpApi")["CorsConfiguration"];
+    for list in ["AllowHeaders", "ExposeHeaders"] {
+        let headers: Vec<&str> = cors[list]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(headers.contains(&"traceparent"), "{list}: {headers:?}");
+    }
 }

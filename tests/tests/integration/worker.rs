@@ -58,6 +58,76 @@ async fn two_origin_500s_then_a_200_complete_the_job_on_the_third_attempt() {
     assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(500)));
 }
 
+/// With the timings `template.yaml` deploys (the queue's 9,000 s visibility, the 300 s
+/// heartbeat extension), a failed attempt's message must come back after the retry delay,
+/// not after the heartbeat's last extension: five minutes for a single origin hiccup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_production_timings_one_origin_500_is_retried_within_seconds_and_the_wait_is_shown() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            fail_first: 1,
+            ..Default::default()
+        },
+        max_attempts: 5,
+        production_timings: true,
+        ..Default::default()
+    })
+    .await;
+    let started = Instant::now();
+    let id = app.start_job(501).await;
+
+    assert_eq!(app.deliver(5).await, vec![Outcome::Retry]);
+    let failed_at = Instant::now();
+    let waiting = app.status(id).await.body;
+    assert_eq!(waiting["status"], "queued", "{waiting}");
+    assert_eq!(waiting["attempts"], 1);
+    assert_eq!(waiting["retriesRemaining"], 4);
+    assert_eq!(waiting["error"]["code"], "origin_error");
+    assert_eq!(waiting["error"]["retryable"], true);
+    assert!(waiting["nextAttemptAt"].is_string(), "{waiting}");
+    // Nothing comes back before the first backoff step (5 s).
+    assert!(
+        app.deliver(2).await.is_empty(),
+        "redelivered before the backoff"
+    );
+
+    let done = app.work_until_done(id, Duration::from_secs(15)).await;
+    let waited = failed_at.elapsed();
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(done["error"], serde_json::Value::Null);
+    assert_eq!(done["nextAttemptAt"], serde_json::Value::Null);
+    assert!(
+        waited >= Duration::from_secs(4),
+        "the retry came after {waited:?}, before its 5 s backoff"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "a single 500 cost {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_attempt_fails_the_job_for_good_and_says_it_is_not_retryable() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            fail_first: 100,
+            ..Default::default()
+        },
+        max_attempts: 2,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(502).await;
+    let done = app.work_until_done(id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "origin_error");
+    assert_eq!(done["error"]["retryable"], false);
+    assert_eq!(done["retriesRemaining"], serde_json::Value::Null);
+    assert_eq!(done["nextAttemptAt"], serde_json::Value::Null);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_keeps_failing_ends_failed_and_its_message_in_the_dead_letter_queue() {
     let app = spawn_app_with(AppOptions {
