@@ -65,10 +65,20 @@ impl ArtifactStore {
         matches!(self.presigner.plan(), Plan::Fast(_))
     }
 
-    /// One key per job: a redelivered or retried job overwrites its own object and can never
-    /// leave a second one behind.
-    pub fn key_for(job_id: JobId) -> String {
+    /// The key of jobs recorded before each job drew its own (`artifactKey` absent): such
+    /// keys reveal the job id, so new jobs never use them.
+    pub fn legacy_key_for(job_id: JobId) -> String {
         format!("artifacts/{job_id}")
+    }
+
+    /// A fresh, unguessable key for one job's file: 256 bits from two v4 UUIDs (244 of them
+    /// random). The job id is the API's capability; a presigned URL seen in a proxy log must
+    /// not hand it out, so the key is not derived from it. Drawn once when the job is created
+    /// and kept on it: a redelivered or retried job overwrites its own object and never
+    /// leaves a second one behind.
+    pub fn new_key() -> String {
+        let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        format!("artifacts/{}{}", a.simple(), b.simple())
     }
 
     /// Stores a whole (small) object; returns S3's CRC32C of it.

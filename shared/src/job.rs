@@ -261,6 +261,9 @@ pub struct Job {
     pub failure: Option<JobFailure>,
     /// The current attempt's upload, while one is open.
     pub checkpoint: Option<Checkpoint>,
+    /// Where the job's file goes in the bucket: random, drawn at creation (see
+    /// `ArtifactStore::new_key`).
+    pub artifact_key: String,
     /// The W3C trace the job was started in (the client's `traceparent`, or a new one).
     pub trace_id: Option<crate::trace::TraceId>,
 }
@@ -300,6 +303,7 @@ impl Job {
             artifact: None,
             failure: None,
             checkpoint: None,
+            artifact_key: crate::artifacts::ArtifactStore::new_key(),
             trace_id: None,
         }
     }

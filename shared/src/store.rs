@@ -845,6 +845,7 @@ fn to_item(job: &Job) -> Item {
     }
     put("nextAttemptAt", job.next_attempt_at.map(n));
     put("traceId", job.trace_id.map(|t| s(t.to_string())));
+    put("artifactKey", Some(s(&job.artifact_key)));
     item
 }
 
@@ -920,6 +921,10 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         updated_at: required(number(item, "updatedAt")?, "updatedAt")?,
         completed_at: number(item, "completedAt")?,
         next_attempt_at: number(item, "nextAttemptAt")?,
+        artifact_key: match string(item, "artifactKey") {
+            Some(key) => key.to_owned(),
+            None => crate::artifacts::ArtifactStore::legacy_key_for(id),
+        },
         // A trace id is for following logs: an unreadable one is dropped, not an error.
         trace_id: string(item, "traceId").and_then(|t| t.parse().ok()),
         artifact,

@@ -495,11 +495,11 @@ impl Worker {
 
     async fn abort_checkpoint(&self, job: &Job) {
         if let Some(checkpoint) = &job.checkpoint {
-            let key = haul::artifacts::ArtifactStore::key_for(job.id);
+            let key = &job.artifact_key;
             if let Err(err) = self
                 .services
                 .artifacts
-                .abort_multipart(&key, &checkpoint.upload_id)
+                .abort_multipart(key, &checkpoint.upload_id)
                 .await
             {
                 tracing::warn!(error = %err, "cannot abort the recorded upload");

@@ -64,7 +64,7 @@ struct ResumePoint {
 async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoint> {
     let checkpoint = job.checkpoint.clone()?;
     let artifacts = &worker.services.artifacts;
-    let key = ArtifactStore::key_for(job.id);
+    let key = job.artifact_key.clone();
     let held = match artifacts.list_parts(&key, &checkpoint.upload_id).await {
         Ok(Some(parts)) => parts,
         Ok(None) => return None,
@@ -97,7 +97,7 @@ async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoint> {
 
 /// Gives up a previous attempt's upload for good.
 async fn abandon(worker: &Worker, job: &Job, point: &ResumePoint) {
-    let key = ArtifactStore::key_for(job.id);
+    let key = job.artifact_key.clone();
     abort_quietly(
         &worker.services.artifacts,
         &key,
@@ -470,7 +470,7 @@ impl<'a> Upload<'a> {
         Self {
             worker,
             job,
-            key: ArtifactStore::key_for(job.id),
+            key: job.artifact_key.clone(),
             content_type,
             plan,
             multipart: None,

@@ -142,6 +142,37 @@ async fn a_download_goes_from_initiate_through_the_queue_to_a_presigned_url_with
     assert_ne!(again.body["result"]["url"], body["result"]["url"]);
 }
 
+/// The job id is the API's only capability without an authorizer: a presigned URL (seen in
+/// a proxy log, a shared link) must not reveal it, in any spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_presigned_url_reveals_the_job_id() {
+    let app = spawn_app().await;
+    let mut keys = std::collections::HashSet::new();
+    for file_id in [41, 42] {
+        let id = app.start_job(file_id).await;
+        let done = app.work_until_done(id, Duration::from_secs(30)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        let redirect = app
+            .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
+            .await;
+        let located = redirect.header("location").unwrap_or_default().to_owned();
+        for url in [done["result"]["url"].as_str().unwrap(), located.as_str()] {
+            let lower = url.to_ascii_lowercase();
+            for spelling in [id.to_string(), id.to_string().replace('-', "")] {
+                assert!(!lower.contains(&spelling), "{url} reveals {spelling}");
+            }
+        }
+        let stored = app.services.jobs.get(id).await.unwrap().expect("the job");
+        let key = stored
+            .artifact_key
+            .trim_start_matches("artifacts/")
+            .to_owned();
+        assert!(key.len() >= 32, "at least 128 bits: {key}");
+        assert!(keys.insert(key), "every job draws its own key");
+    }
+    assert_eq!(app.object_keys().await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() {
     let app = spawn_app().await;
@@ -179,7 +210,8 @@ async fn presigned_urls_after_the_first_are_signed_directly_and_s3_accepts_them(
     let id = app.start_job(31).await;
     let done = app.work_until_done(id, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed");
-    let key = haul::artifacts::ArtifactStore::key_for(id);
+    let stored = app.services.jobs.get(id).await.unwrap().expect("the job");
+    let key = stored.artifact_key;
     let artifacts = &app.services.artifacts;
     let ttl = Duration::from_secs(60);
 

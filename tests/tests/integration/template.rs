@@ -334,3 +334,76 @@ fn browsers_may_send_and_read_a_w3c_traceparent() {
         assert!(headers.contains(&"traceparent"), "{list}: {headers:?}");
     }
 }
+
+/// `Fn::Equals` of `!Ref`s and literals, with the parameters in `params`.
+fn equals_holds(node: &Value, params: &std::collections::HashMap<String, String>) -> bool {
+    let operands = tagged(node, "Equals").as_sequence().expect("two operands");
+    let value = |v: &Value| match v {
+        Value::Tagged(t) if t.tag == "Ref" => params
+            .get(t.value.as_str().unwrap_or_default())
+            .cloned()
+            .unwrap_or_default(),
+        other => other.as_str().unwrap_or_default().to_owned(),
+    };
+    value(&operands[0]) == value(&operands[1])
+}
+
+/// `Key="value"` pairs of one samconfig.toml environment's `parameter_overrides`.
+fn samconfig_overrides(environment: &str) -> std::collections::HashMap<String, String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samconfig.toml");
+    let text = std::fs::read_to_string(path).expect("samconfig.toml");
+    let section = format!("[{environment}.deploy.parameters]");
+    let body = text
+        .split(&section)
+        .nth(1)
+        .expect("the environment's deploy section");
+    let body = body.split("\n[").next().unwrap_or_default();
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().starts_with("parameter_overrides"))
+        .expect("parameter_overrides");
+    let raw = line.split_once('=').unwrap().1.trim();
+    let raw = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+    raw.replace("\\\"", "\"")
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// A deploy without an authorizer must say so on purpose: CloudFormation's rule refuses the
+/// stack, with a sentence that says why, unless AllowAnonymous=true.
+#[test]
+fn an_api_without_an_authorizer_deploys_only_when_allowed_on_purpose() {
+    let t = template();
+    let rule = &t.root()["Rules"]["AnonymousOnlyOnPurpose"];
+    let assertion = &rule["Assertions"][0];
+    let description = assertion["AssertDescription"].as_str().unwrap();
+    assert!(description.contains("JwtIssuer") && description.contains("AllowAnonymous=true"));
+    let params_of = |overrides: std::collections::HashMap<String, String>| {
+        let mut params: std::collections::HashMap<String, String> = ["JwtIssuer", "AllowAnonymous"]
+            .iter()
+            .map(|p| ((*p).to_owned(), t.parameter_default(p).unwrap_or_default()))
+            .collect();
+        params.extend(overrides);
+        params
+    };
+    let deploys = |params: &std::collections::HashMap<String, String>| {
+        !equals_holds(&rule["RuleCondition"], params) || equals_holds(&assertion["Assert"], params)
+    };
+    assert!(
+        !deploys(&params_of(Default::default())),
+        "the defaults must not deploy open"
+    );
+    let with_issuer =
+        params_of([("JwtIssuer".to_owned(), "https://id.example.com/".to_owned())].into());
+    assert!(deploys(&with_issuer));
+    assert!(
+        deploys(&params_of(samconfig_overrides("default"))),
+        "dev is open on purpose"
+    );
+    assert!(
+        !deploys(&params_of(samconfig_overrides("prod"))),
+        "prod must name its JwtIssuer"
+    );
+}

@@ -301,7 +301,12 @@ pub async fn initiate(
 
 /// The presigning step of the status handler alone (no network): where its time goes.
 pub async fn presign(services: &Services, id: JobId, calls: usize) -> Result<Vec<f64>, BoxError> {
-    let key = haul::artifacts::ArtifactStore::key_for(id);
+    let key = services
+        .jobs
+        .get(id)
+        .await?
+        .ok_or("the bench's job is gone")?
+        .artifact_key;
     let mut samples = Vec::with_capacity(calls);
     for i in 0..calls + 100 {
         let call = services.artifacts.presign_get(
