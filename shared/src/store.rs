@@ -125,6 +125,13 @@ pub struct Progress {
     pub bytes_per_second: Option<u64>,
 }
 
+/// Jobs a listing found, and how many records it skipped as undecodable.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub jobs: Vec<Job>,
+    pub skipped: u32,
+}
+
 /// Why a job goes back to the queue, and when its next attempt starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retry {
@@ -137,6 +144,8 @@ pub struct Retry {
 pub struct Changes {
     set: Vec<(&'static str, AttributeValue)>,
     remove: Vec<&'static str>,
+    /// Also require the record's last write to be older than this.
+    updated_before: Option<EpochMs>,
 }
 
 impl Changes {
@@ -146,6 +155,12 @@ impl Changes {
     }
     pub fn remove(mut self, name: &'static str) -> Self {
         self.remove.push(name);
+        self
+    }
+    /// Only if nothing wrote the job since `at`: a decision taken on a listing (the index
+    /// lags, and a heartbeat may land between the listing and the write) stays true.
+    pub fn if_updated_before(mut self, at: EpochMs) -> Self {
+        self.updated_before = Some(at);
         self
     }
 }
@@ -387,6 +402,10 @@ impl JobStore {
             condition.push_str(" AND attempts = :fence");
             values.insert(":fence".into(), n(attempt));
         }
+        if let Some(at) = changes.updated_before {
+            condition.push_str(" AND updatedAt < :staleBefore");
+            values.insert(":staleBefore".into(), n(at));
+        }
         let mut set = vec!["#status = :to".to_owned(), "updatedAt = :now".to_owned()];
         for (i, (name, value)) in changes.set.into_iter().enumerate() {
             let (name_key, value_key) = (format!("#c{i}"), format!(":c{i}"));
@@ -547,6 +566,43 @@ impl JobStore {
             .await
     }
 
+    /// Cleanup's `running → queued` for a job whose worker stopped reporting: only while its
+    /// heartbeat is still older than `stale_before`, so a live worker is never re-queued.
+    pub async fn requeue_abandoned(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stale_before: EpochMs,
+        retry: &Retry,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let changes = Changes::default()
+            .set("errorCode", s(&retry.failure.code))
+            .set("errorMessage", s(&retry.failure.message))
+            .set("nextAttemptAt", n(retry.next_attempt_at))
+            .if_updated_before(stale_before);
+        self.transition(id, JobStatus::Queued, changes, Some(attempt), now)
+            .await
+    }
+
+    /// Cleanup's `running → failed` on the last attempt, under the same staleness condition.
+    pub async fn fail_abandoned(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stale_before: EpochMs,
+        failure: &JobFailure,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let changes = Changes::default()
+            .set("completedAt", n(now))
+            .set("errorCode", s(&failure.code))
+            .set("errorMessage", s(&failure.message))
+            .if_updated_before(stale_before);
+        self.transition(id, JobStatus::Failed, changes, Some(attempt), now)
+            .await
+    }
+
     /// Records (or, with `None`, forgets) the attempt's open multipart upload, so a later
     /// attempt can resume it or at least abort it. Fenced like progress.
     pub async fn record_checkpoint(
@@ -633,8 +689,9 @@ impl JobStore {
         status: JobStatus,
         before: EpochMs,
         limit: usize,
-    ) -> Result<Vec<Job>, StoreError> {
+    ) -> Result<Listing, StoreError> {
         let mut jobs = Vec::new();
+        let mut skipped_records = 0;
         let mut start_key = None;
         loop {
             let page = self
@@ -652,12 +709,23 @@ impl JobStore {
                 .await
                 .map_err(dynamo)?;
             for item in page.items() {
-                jobs.push(from_item(item)?);
+                // One undecodable record must not stop every cleanup run (and with it the
+                // re-drive and stale recovery of every other job): skip it, loudly.
+                match from_item(item) {
+                    Ok(job) => jobs.push(job),
+                    Err(err) => {
+                        skipped(item, &err);
+                        skipped_records += 1;
+                    }
+                }
             }
             start_key = page.last_evaluated_key;
             if start_key.is_none() || jobs.len() >= limit {
                 jobs.truncate(limit);
-                return Ok(jobs);
+                return Ok(Listing {
+                    jobs,
+                    skipped: skipped_records,
+                });
             }
         }
     }
@@ -691,18 +759,19 @@ impl JobStore {
             .send()
             .await
             .map_err(dynamo)?;
-        let jobs = page
+        let jobs: Vec<Job> = page
             .items()
             .iter()
-            .map(from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = match (&page.last_evaluated_key, jobs.last()) {
-            (Some(_), Some(last)) => Some(PageCursor {
-                created_at: last.created_at,
-                job_id: last.id,
-            }),
-            _ => None,
-        };
+            .filter_map(|item| from_item(item).map_err(|err| skipped(item, &err)).ok())
+            .collect();
+        // The cursor is where DynamoDB stopped, not the last job shown: a skipped record at
+        // the end of a page must neither end the listing nor be read again.
+        let next = page.last_evaluated_key.as_ref().and_then(|key| {
+            Some(PageCursor {
+                created_at: key.get("createdAt")?.as_n().ok()?.parse().ok()?,
+                job_id: key.get("jobId")?.as_s().ok()?.parse().ok()?,
+            })
+        });
         Ok((jobs, next))
     }
 
@@ -847,6 +916,18 @@ fn to_item(job: &Job) -> Item {
     put("traceId", job.trace_id.map(|t| s(t.to_string())));
     put("artifactKey", Some(s(&job.artifact_key)));
     item
+}
+
+/// Reports a record that listing skipped because it cannot be read as a job; counted by the
+/// `MalformedRecords` metric, so an alarm or a dashboard can see it.
+fn skipped(item: &Item, err: &StoreError) {
+    let id = item.get("jobId").and_then(|v| v.as_s().ok());
+    tracing::error!(job_id = ?id, error = %err, "skipped an undecodable job record");
+    crate::metrics::emit(
+        "store",
+        &[("MalformedRecords", "Count", 1.0)],
+        &[("jobId", id.cloned().unwrap_or_default().into())],
+    );
 }
 
 fn from_item(item: &Item) -> Result<Job, StoreError> {

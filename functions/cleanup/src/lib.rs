@@ -23,6 +23,8 @@ pub struct CleanupReport {
     pub failed_stale: u32,
     pub redriven_queued: u32,
     pub errors: u32,
+    /// Records that could not be read as jobs, skipped (and logged) so the rest proceed.
+    pub skipped_malformed: u32,
 }
 
 pub async fn run_cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
@@ -48,11 +50,12 @@ async fn expire_completed(
     report: &mut CleanupReport,
 ) -> Result<(), StoreError> {
     let cutoff = before(now, services.config.retention);
-    for job in services
+    let listing = services
         .jobs
         .list_stale(JobStatus::Completed, cutoff, BATCH_LIMIT)
-        .await?
-    {
+        .await?;
+    report.skipped_malformed += listing.skipped;
+    for job in listing.jobs {
         // Object first: if the delete fails the job stays `completed` and is retried next run,
         // never `expired` with a file still stored.
         if let Some(artifact) = &job.artifact
@@ -85,12 +88,14 @@ async fn recover_stale_running(
 ) -> Result<(), StoreError> {
     let config = &services.config;
     let cutoff = before(now, config.stale_after);
-    for job in services
+    let listing = services
         .jobs
         .list_stale(JobStatus::Running, cutoff, BATCH_LIMIT)
-        .await?
-    {
-        // Fenced by the attempt seen: if the worker moved on meanwhile, nothing happens.
+        .await?;
+    report.skipped_malformed += listing.skipped;
+    for job in listing.jobs {
+        // Fenced by the attempt seen and by the heartbeat still being stale: if the worker
+        // moved on or reported meanwhile (the index lags the table), nothing happens.
         if job.attempts >= config.max_attempts {
             let failure = JobFailure {
                 code: "worker_lost".into(),
@@ -101,7 +106,7 @@ async fn recover_stale_running(
             };
             match services
                 .jobs
-                .fail(job.id, Some(job.attempts), &failure, now)
+                .fail_abandoned(job.id, job.attempts, cutoff, &failure, now)
                 .await
             {
                 Ok(_) => report.failed_stale += 1,
@@ -123,7 +128,7 @@ async fn recover_stale_running(
         };
         match services
             .jobs
-            .requeue(job.id, job.attempts, Some(&retry), now)
+            .requeue_abandoned(job.id, job.attempts, cutoff, &retry, now)
             .await
         {
             Ok(_) => match services.queue.send(job.id).await {
@@ -150,11 +155,12 @@ async fn redrive_queued(
     report: &mut CleanupReport,
 ) -> Result<(), StoreError> {
     let cutoff = before(now, services.config.requeue_after);
-    for job in services
+    let listing = services
         .jobs
         .list_stale(JobStatus::Queued, cutoff, BATCH_LIMIT)
-        .await?
-    {
+        .await?;
+    report.skipped_malformed += listing.skipped;
+    for job in listing.jobs {
         // Claim the re-drive first so that overlapping runs send one message, not two.
         match services
             .jobs

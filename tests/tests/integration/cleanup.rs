@@ -123,3 +123,44 @@ async fn a_job_whose_message_was_lost_is_sent_again_and_completes() {
     let status = app.services.jobs.get(job.id).await.unwrap().unwrap();
     assert_eq!(status.status, JobStatus::Completed);
 }
+
+/// A record that cannot be read as a job (written by hand, by an older version, or cut
+/// short) is skipped, logged and counted; every other job is still recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_undecodable_record_is_skipped_and_counted_and_the_others_are_still_redriven() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let app = spawn_app().await;
+    let old = now_ms() - millis(app.services.config.requeue_after) - 60_000;
+    // A queued job whose message was lost, and a broken record beside it in the same index.
+    let job = Job::new_queued(JobId::new_random(), FileId::new(105).unwrap(), None, old);
+    app.services.jobs.create(&job).await.unwrap();
+    let expired = now_ms() - millis(app.services.config.retention) - 60_000;
+    for (status, updated_at) in [("queued", old - 1), ("completed", expired)] {
+        app.aws
+            .dynamo
+            .put_item()
+            .table_name(&app.resources.table)
+            .item("jobId", AttributeValue::S(JobId::new_random().to_string()))
+            .item("status", AttributeValue::S(status.into()))
+            .item("updatedAt", AttributeValue::N(updated_at.to_string()))
+            .item("fileId", AttributeValue::S("not a number".into()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let logs = haul_tests::logs::capture();
+    let report = run_cleanup(&app.services, now_ms())
+        .await
+        .expect("cleanup runs despite the broken records");
+    assert_eq!(report.redriven_queued, 1, "{report:?}");
+    assert_eq!(report.skipped_malformed, 2, "{report:?}");
+    assert_eq!(
+        logs.count("skipped an undecodable job record"),
+        2,
+        "{}",
+        logs.text()
+    );
+    let done = app.work_until_done(job.id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+}

@@ -798,3 +798,74 @@ async fn an_origin_that_resets_or_does_not_answer_in_time_is_retried_until_it_an
     assert_eq!(done["attempts"], 3, "{done}");
     assert_stored_file(&app, &done, 23).await;
 }
+
+/// Cleanup decides on a listing (from an index that lags the table); a heartbeat that lands
+/// between the listing and cleanup's write means the worker is alive: the write must fail.
+async fn cleanup_meets_a_heartbeat_between_listing_and_write(max_attempts: u32) -> TestApp {
+    use haul::store::Progress;
+    let (app, proxy) = through_proxy(AppOptions {
+        max_attempts,
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(61).await;
+    let stale = app.services.config.stale_after.as_millis() as i64;
+    // A claim whose heartbeat looks stale to a cleanup running now.
+    let claimed = app
+        .services
+        .jobs
+        .claim(id, 0, now_ms() - stale - 5_000)
+        .await
+        .expect("claim");
+    app.aws
+        .sqs
+        .purge_queue()
+        .queue_url(&app.resources.queue_url)
+        .send()
+        .await
+        .unwrap();
+    // Hold cleanup's write; the worker's heartbeat goes first.
+    proxy.add(
+        Rule::new(
+            "dynamodb.UpdateItem",
+            Fault::Delay(Duration::from_millis(1500)),
+        )
+        .times(1),
+    );
+    let cleanup = run_cleanup(&app.services, now_ms());
+    let heartbeat = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while proxy.injected("dynamodb.UpdateItem") == 0 {
+            assert!(Instant::now() < deadline, "cleanup never wrote");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let progress = Progress {
+            bytes_done: 1,
+            bytes_total: None,
+            bytes_per_second: None,
+        };
+        app.services
+            .jobs
+            .record_progress(id, claimed.attempts, progress, now_ms())
+            .await
+            .expect("the live worker's heartbeat lands")
+    };
+    let (report, _) = tokio::join!(cleanup, heartbeat);
+    let report = report.expect("cleanup runs");
+    assert_eq!(report.requeued_stale + report.failed_stale, 0, "{report:?}");
+    let status = app.status(id).await.body;
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(status["attempts"], 1);
+    assert_eq!(app.queue_depth(&app.resources.queue_url).await, 0);
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_does_not_requeue_a_job_whose_heartbeat_landed_after_the_listing() {
+    cleanup_meets_a_heartbeat_between_listing_and_write(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_does_not_fail_a_last_attempt_whose_heartbeat_landed_after_the_listing() {
+    cleanup_meets_a_heartbeat_between_listing_and_write(1).await;
+}

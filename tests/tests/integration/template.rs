@@ -363,7 +363,10 @@ fn samconfig_overrides(environment: &str) -> std::collections::HashMap<String, S
         .find(|l| l.trim_start().starts_with("parameter_overrides"))
         .expect("parameter_overrides");
     let raw = line.split_once('=').unwrap().1.trim();
-    let raw = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).unwrap_or(raw);
+    let raw = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(raw);
     raw.replace("\\\"", "\"")
         .split_whitespace()
         .filter_map(|pair| pair.split_once('='))
