@@ -52,6 +52,12 @@ pub struct Config {
     pub origin_timeout: Duration,
     /// Queued or running jobs one caller may have at once (authorizer on); 0 = no limit.
     pub max_active_jobs_per_owner: u32,
+    /// Job starts per caller per minute, as a token bucket (`RATE_LIMIT_PER_MINUTE`, 10);
+    /// 0 = no limit.
+    pub rate_limit_per_minute: u32,
+    /// Job starts a caller may make at once after being idle (`RATE_LIMIT_BURST`; default
+    /// the per-minute value).
+    pub rate_limit_burst: u32,
     /// Visible messages in the work queue above which initiate answers 503; 0 = no limit.
     pub max_queue_backlog: u64,
     /// How long one reading of the queue's backlog is trusted.
@@ -118,6 +124,8 @@ impl Config {
             name: "ALLOWED_SOURCE_HOSTS",
             reason: "comma-separated hosts (files.example.com) or suffixes (*.example.com)".into(),
         })?;
+        let rate_limit_per_minute =
+            number("RATE_LIMIT_PER_MINUTE", 10)?.min(u64::from(u32::MAX)) as u32;
         Ok(Self {
             table_name: required("JOBS_TABLE")?,
             queue_url: required("JOBS_QUEUE_URL")?,
@@ -144,6 +152,9 @@ impl Config {
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
             max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)
                 as u32,
+            rate_limit_per_minute,
+            rate_limit_burst: number("RATE_LIMIT_BURST", u64::from(rate_limit_per_minute))?
+                .clamp(1, u64::from(u32::MAX)) as u32,
             max_queue_backlog: number("MAX_QUEUE_BACKLOG", 10_000)?,
             backlog_check_interval: Duration::from_secs(number("BACKLOG_CHECK_SECONDS", 5)?.max(1)),
             sources,

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod presign;
 pub mod problem;
 pub mod queue;
+pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod services;

@@ -41,6 +41,9 @@ pub enum ApiError {
     HistoryDisabled,
     #[error("this caller already has {limit} queued or running jobs")]
     TooManyActiveJobs { limit: u32 },
+    /// Job starts per caller per minute, over the limit.
+    #[error("too many job starts from this caller; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     /// The work queue's backlog is over its limit: new work is refused until it drains.
     #[error("the service is busy; retry later")]
     Overloaded,
@@ -75,7 +78,9 @@ impl ApiError {
             ApiError::RouteNotFound | ApiError::JobNotFound | ApiError::HistoryDisabled => {
                 StatusCode::NOT_FOUND
             }
-            ApiError::TooManyActiveJobs { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyActiveJobs { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::JobNotReady { .. } | ApiError::JobAlreadyFinished { .. } => {
                 StatusCode::CONFLICT
@@ -105,6 +110,7 @@ impl ApiError {
             ApiError::SourceNotAllowed(_) => "source_not_allowed",
             ApiError::HistoryDisabled => "history_disabled",
             ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Overloaded => "overloaded",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
@@ -128,6 +134,7 @@ impl ApiError {
             ApiError::SourceNotAllowed(_) => "Source not allowed",
             ApiError::HistoryDisabled => "History disabled",
             ApiError::TooManyActiveJobs { .. } => "Too many active jobs",
+            ApiError::RateLimited { .. } => "Rate limited",
             ApiError::Overloaded => "Overloaded",
             ApiError::Unavailable(_) => "Service unavailable",
             ApiError::Internal(_) => "Internal error",
@@ -177,6 +184,9 @@ impl ApiError {
                 response = response.header(header::RETRY_AFTER, "10")
             }
             ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
+            ApiError::RateLimited { retry_after_secs } => {
+                response = response.header(header::RETRY_AFTER, retry_after_secs.max(1))
+            }
             _ => {}
         }
         let text = Value::Object(body).to_string();

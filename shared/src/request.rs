@@ -170,6 +170,24 @@ pub fn caller(request: &Request) -> Result<Option<Owner>, ApiError> {
     }
 }
 
+/// Who a rate limit applies to: the JWT subject when there is one, else the source IP API
+/// Gateway saw. `None` only outside API Gateway (no request context at all).
+pub fn rate_caller(request: &Request, owner: Option<&Owner>) -> Option<crate::ratelimit::Caller> {
+    use crate::ratelimit::Caller;
+    if let Some(owner) = owner {
+        return Some(Caller::Subject(owner.as_str().to_owned()));
+    }
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .http
+            .source_ip
+            .as_deref()
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| Caller::SourceIp(ip.to_owned())),
+        _ => None,
+    }
+}
+
 /// Routes a request path the same way behind API Gateway (`/v1/...`, or with a stage prefix)
 /// and under `cargo lambda watch` (`/lambda-url/<fn>/v1/...`): the API part is what follows
 /// the first `/v1/download` segment pair.

@@ -8,6 +8,7 @@ use crate::artifacts::ArtifactStore;
 use crate::aws_calls::{Recorder, RecordingInterceptor};
 use crate::config::Config;
 use crate::queue::JobQueue;
+use crate::ratelimit::{Limit, RateLimiter};
 use crate::store::JobStore;
 
 #[derive(Clone, Debug)]
@@ -16,6 +17,8 @@ pub struct Services {
     pub jobs: JobStore,
     pub queue: JobQueue,
     pub artifacts: ArtifactStore,
+    /// Job starts per caller (initiate).
+    pub rate: RateLimiter,
 }
 
 /// The HTTP client of every SDK client: hyper 1 with rustls on ring, the same HTTP and TLS
@@ -81,7 +84,12 @@ impl Services {
         sqs: aws_sdk_sqs::Client,
         s3: aws_sdk_s3::Client,
     ) -> Self {
+        let limit = Limit {
+            per_minute: config.rate_limit_per_minute,
+            burst: config.rate_limit_burst,
+        };
         Self {
+            rate: RateLimiter::new(dynamodb.clone(), &config.table_name, Some(limit)),
             jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
             queue: JobQueue::new(sqs, &config.queue_url),
             artifacts: ArtifactStore::new(s3, &config.bucket, sdk),

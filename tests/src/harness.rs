@@ -32,6 +32,9 @@ pub struct AppOptions {
     /// timeout from `template.yaml`, the worker's default heartbeat extension (300 s) and
     /// retry backoff (5 s, 10 s, 20 s, ...). What a user would wait for on AWS.
     pub production_timings: bool,
+    /// Job starts per caller per minute (`RATE_LIMIT_PER_MINUTE`); 0, the default here, is
+    /// no limit, so tests that start many jobs as one caller are not limited.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for AppOptions {
@@ -45,6 +48,7 @@ impl Default for AppOptions {
             presign_ttl_secs: 900,
             aws_endpoint: None,
             production_timings: false,
+            rate_limit_per_minute: 0,
         }
     }
 }
@@ -204,6 +208,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ("PART_SIZE_MIB", options.part_size_mib.to_string()),
         ("PRESIGN_TTL_SECONDS", options.presign_ttl_secs.to_string()),
         ("ORIGIN_TIMEOUT_SECONDS", "5".into()),
+        (
+            "RATE_LIMIT_PER_MINUTE",
+            options.rate_limit_per_minute.to_string(),
+        ),
         // Tests pass the invocation deadline they want; no margin on top.
         ("DEADLINE_MARGIN_MS", "0".into()),
     ]);
@@ -298,6 +306,35 @@ impl TestApp {
             "authorizer": { "jwt": { "claims": { "sub": caller }, "scopes": null } },
             "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1",
                       "sourceIp": "127.0.0.1", "userAgent": "haul-tests" }
+        }))
+        .expect("a valid request context");
+        let request: Request = builder
+            .body(body.into())
+            .expect("valid test request")
+            .with_request_context(RequestContext::ApiGatewayV2(context));
+        self.dispatch(with_query(request)).await
+    }
+
+    /// Like [`TestApp::call`], as API Gateway passes a request without an authorizer: with
+    /// the caller's source IP in the request context.
+    pub async fn call_from(
+        &self,
+        source_ip: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
+            "requestId": "test-request",
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1",
+                      "sourceIp": source_ip, "userAgent": "haul-tests" }
         }))
         .expect("a valid request context");
         let request: Request = builder

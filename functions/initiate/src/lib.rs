@@ -7,7 +7,10 @@
 use haul::clock::{EpochMs, now_ms, rfc3339};
 use haul::idempotency::{self, IdempotencyKey};
 use haul::job::DEFAULT_POLL_SECS;
-use haul::request::{InitiateRequest, Route, caller, download_route, header_text, require_json};
+use haul::ratelimit::{Caller, Decision};
+use haul::request::{
+    InitiateRequest, Route, caller, download_route, header_text, rate_caller, require_json,
+};
 use haul::response::{request_path, serve};
 use haul::source::Source;
 use haul::store::{Created, KeyClaim, StoreError};
@@ -96,6 +99,10 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
             .check(url.as_url())
             .map_err(|refusal| ApiError::SourceNotAllowed(refusal.to_string()))?;
     }
+    // Last of the checks, so only a start that is otherwise acceptable spends a token.
+    if let Some(who) = rate_caller(&request, owner.as_ref()) {
+        limit_rate(services, &who, key.as_ref(), owner.as_ref(), now).await?;
+    }
     let job = Job::new_from(
         JobId::new_random(),
         input.source.clone(),
@@ -172,6 +179,38 @@ async fn admit(
         }
     }
     Ok(())
+}
+
+/// The caller's job starts per minute. A retry of an accepted request (same idempotency
+/// key) is a replay, not a new start, and never spends a token.
+async fn limit_rate(
+    services: &Services,
+    who: &Caller,
+    key: Option<&IdempotencyKey>,
+    owner: Option<&Owner>,
+    now: EpochMs,
+) -> Result<(), ApiError> {
+    if let Some(key) = key {
+        let replay = services
+            .jobs
+            .key_exists(&key.record_id(owner), now)
+            .await
+            .map_err(ApiError::unavailable)?;
+        if replay {
+            return Ok(());
+        }
+    }
+    match services.rate.admit(who, now).await {
+        Ok(Decision::Allowed) => Ok(()),
+        Ok(Decision::Limited { retry_after }) => Err(ApiError::RateLimited {
+            retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+        }),
+        // The limit protects the service; failing to read it is no reason to refuse work.
+        Err(err) => {
+            tracing::warn!(error = %err, "rate limit unknown; admitting");
+            Ok(())
+        }
+    }
 }
 
 async fn create_with_key(

@@ -107,6 +107,12 @@ async fn main() -> Result<(), BoxError> {
         ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
         // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
+        // The per-caller limit stays on, loose enough for the contract and browser tests,
+        // which start hundreds of jobs from 127.0.0.1 within a minute.
+        (
+            "RATE_LIMIT_PER_MINUTE",
+            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
+        ),
     ];
     let mut watch = Command::new("cargo");
     watch

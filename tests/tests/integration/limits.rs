@@ -169,3 +169,57 @@ async fn a_backlog_over_the_limit_gets_503_and_the_depth_is_read_only_every_few_
         "nothing was queued"
     );
 }
+
+async fn start_from(app: &TestApp, ip: &str, key: &str, file_id: u64) -> TestResponse {
+    app.call_from(
+        ip,
+        Method::POST,
+        PATH,
+        &[JSON, ("idempotency-key", key)],
+        format!("{{\"file_id\": {file_id}}}"),
+    )
+    .await
+}
+
+/// HTTP APIs have no per-client throttling: the service limits job starts per caller itself,
+/// by JWT subject, else by source IP, with a token bucket in DynamoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_starts_past_the_per_caller_rate_get_429_rate_limited_with_retry_after() {
+    let app = haul_tests::spawn_app_with(haul_tests::harness::AppOptions {
+        rate_limit_per_minute: 3,
+        ..Default::default()
+    })
+    .await;
+    for i in 0..3 {
+        accepted_id(&start_as(&app, "carol", &format!("c{i}"), 80_001 + i).await);
+    }
+    let limited = start_as(&app, "carol", "c3", 80_010).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        limited.body
+    );
+    assert_eq!(limited.body["code"], "rate_limited");
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=20).contains(&retry_after),
+        "one token every 20 s: {retry_after}"
+    );
+
+    // A retry of an accepted start is a replay, not a new start.
+    let replay = start_as(&app, "carol", "c0", 80_001).await;
+    assert_eq!(replay.status, StatusCode::ACCEPTED, "{:?}", replay.body);
+    assert_eq!(replay.header("idempotency-replayed"), Some("true"));
+    // Other callers have buckets of their own.
+    accepted_id(&start_as(&app, "dave", "d0", 80_020).await);
+
+    // Without an authorizer the source IP is the caller.
+    for i in 0..3 {
+        accepted_id(&start_from(&app, "127.0.0.7", &format!("ip{i}"), 80_030 + i).await);
+    }
+    let limited = start_from(&app, "127.0.0.7", "ip3", 80_040).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.body["code"], "rate_limited");
+    accepted_id(&start_from(&app, "127.0.0.8", "other", 80_041).await);
+}

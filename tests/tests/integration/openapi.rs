@@ -468,6 +468,9 @@ fn every_problem_the_handlers_build_is_documented() {
         ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
         ApiError::HistoryDisabled,
         ApiError::TooManyActiveJobs { limit: 20 },
+        ApiError::RateLimited {
+            retry_after_secs: 6,
+        },
         ApiError::Overloaded,
         ApiError::unavailable(std::io::Error::other("throttled")),
         ApiError::Internal(Box::new(std::io::Error::other("bug"))),
