@@ -289,6 +289,12 @@ pub async fn run(
             let _ = upload.settle().await;
             Err(err)
         }
+        // Stopped: cancelled, or another attempt took the job over, and that attempt may be
+        // resuming this very upload. Abort only what nobody goes on with.
+        Err(TransferError::Stopped) => {
+            upload.abort_unless_inherited().await;
+            Err(TransferError::Stopped)
+        }
         Err(err) => {
             upload.abort().await;
             Err(err)
@@ -729,6 +735,37 @@ impl<'a> Upload<'a> {
             .map_err(storage)?;
         self.multipart = None;
         Ok(checksum)
+    }
+
+    /// After a stop: aborts the upload unless the job, still alive, records it as its
+    /// checkpoint, i.e. the attempt that took over resumes it (or aborts it itself).
+    async fn abort_unless_inherited(&mut self) {
+        let Some(multipart) = self.multipart.as_mut() else {
+            return;
+        };
+        multipart.uploading.shutdown().await;
+        let upload_id = multipart.upload_id.clone();
+        let inherited = match self.worker.services.jobs.get(self.job.id).await {
+            // The successor may have completed this very upload already; an orphan of ours
+            // is ended by the bucket's abort-incomplete-uploads rule.
+            Ok(Some(job)) if job.status == haul::JobStatus::Completed => true,
+            Ok(Some(job)) => {
+                !job.status.is_terminal()
+                    && job
+                        .checkpoint
+                        .as_ref()
+                        .is_some_and(|c| c.upload_id == upload_id)
+            }
+            Ok(None) => false,
+            // Unsure: leave it. The bucket's lifecycle rule aborts it after a day if unused.
+            Err(_) => true,
+        };
+        if inherited {
+            tracing::info!("upload left to the attempt that took the job over");
+            self.multipart = None;
+        } else {
+            self.abort().await;
+        }
     }
 
     /// Leaves nothing behind: no part still uploading, no incomplete multipart upload.

@@ -869,3 +869,54 @@ async fn cleanup_does_not_requeue_a_job_whose_heartbeat_landed_after_the_listing
 async fn cleanup_does_not_fail_a_last_attempt_whose_heartbeat_landed_after_the_listing() {
     cleanup_meets_a_heartbeat_between_listing_and_write(1).await;
 }
+
+/// A worker that stalled and lost its job to a takeover must not abort the upload that the
+/// attempt taking over is resuming: it finds out it was stopped while the successor works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_lost_its_job_leaves_the_upload_its_successor_resumes() {
+    const MIB: u64 = 1024 * 1024;
+    let (app, proxy) = through_proxy(AppOptions {
+        origin: OriginBehavior {
+            size: 12 * MIB,
+            chunk: 256 * 1024,
+            chunk_delay: Duration::from_millis(60),
+            ranges: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(71).await;
+    let first = app.worker.clone();
+    let stalled = tokio::spawn(async move { first.process(id, None).await });
+    // Wait until the first attempt has an upload with a part in it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = app.services.jobs.get(id).await.unwrap().unwrap();
+        if job.checkpoint.is_some() && job.bytes_done > 6 * MIB {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first attempt never got going"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A second worker that takes over any running job (as after a stale heartbeat).
+    let mut services = app.services.clone();
+    services.config.stale_after = Duration::ZERO;
+    let successor = Worker::new(services).expect("worker");
+    assert_eq!(successor.process(id, None).await, Outcome::Ack);
+    assert_eq!(stalled.await.unwrap(), Outcome::Ack);
+
+    let done = app.status(id).await.body;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["attempts"], 2);
+    assert_stored_file(&app, &done, 71).await;
+    assert_eq!(
+        proxy.seen("s3.AbortMultipartUpload"),
+        0,
+        "an upload was aborted under the successor"
+    );
+    assert_eq!(app.incomplete_uploads().await, 0);
+}
