@@ -261,6 +261,10 @@ pub struct Job {
     pub failure: Option<JobFailure>,
     /// The current attempt's upload, while one is open.
     pub checkpoint: Option<Checkpoint>,
+    /// Bytes stored when the last invocation handed over to a continuation.
+    pub continuation_bytes: Option<u64>,
+    /// Continuations in a row that got no further than the one before (see the worker).
+    pub stalled_continuations: u32,
     /// Where the job's file goes in the bucket: random, drawn at creation (see
     /// `ArtifactStore::new_key`).
     pub artifact_key: String,
@@ -300,6 +304,8 @@ impl Job {
             updated_at: now,
             completed_at: None,
             next_attempt_at: None,
+            continuation_bytes: None,
+            stalled_continuations: 0,
             artifact: None,
             failure: None,
             checkpoint: None,

@@ -125,6 +125,16 @@ pub struct Progress {
     pub bytes_per_second: Option<u64>,
 }
 
+/// Why a running job goes back to the queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue<'a> {
+    /// A transient failure; the next attempt starts at `next_attempt_at`.
+    Retry(&'a Retry),
+    /// The invocation's time ran out: `bytes_done` are stored; `stalled` counts the
+    /// continuations in a row that got no further than the one before.
+    Continuation { bytes_done: u64, stalled: u32 },
+}
+
 /// Jobs a listing found, and how many records it skipped as undecodable.
 #[derive(Debug, Default)]
 pub struct Listing {
@@ -545,22 +555,29 @@ impl JobStore {
             .await
     }
 
-    /// `running → queued` for attempt `attempt`. A continuation (`retry` is `None`) gives
-    /// the attempt back, so the next claim's count leaves `attempts` where it was. A retry
-    /// keeps the attempt and records why and when the next one starts, for the status view.
+    /// `running → queued` for attempt `attempt`. A continuation gives the attempt back, so
+    /// the next claim's count leaves `attempts` where it was, and records how far it got (to
+    /// tell continuations that make progress from ones that loop). A retry keeps the attempt
+    /// and records why and when the next one starts, for the status view.
     pub async fn requeue(
         &self,
         id: JobId,
         attempt: u32,
-        retry: Option<&Retry>,
+        why: Requeue<'_>,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
-        let changes = match retry {
-            Some(retry) => Changes::default()
+        let changes = match why {
+            Requeue::Retry(retry) => Changes::default()
                 .set("errorCode", s(&retry.failure.code))
                 .set("errorMessage", s(&retry.failure.message))
                 .set("nextAttemptAt", n(retry.next_attempt_at)),
-            None => Changes::default().set("attempts", n(attempt.saturating_sub(1))),
+            Requeue::Continuation {
+                bytes_done,
+                stalled,
+            } => Changes::default()
+                .set("attempts", n(attempt.saturating_sub(1)))
+                .set("continuationBytes", n(bytes_done))
+                .set("stalledContinuations", n(stalled)),
         };
         self.transition(id, JobStatus::Queued, changes, Some(attempt), now)
             .await
@@ -915,6 +932,10 @@ fn to_item(job: &Job) -> Item {
     put("nextAttemptAt", job.next_attempt_at.map(n));
     put("traceId", job.trace_id.map(|t| s(t.to_string())));
     put("artifactKey", Some(s(&job.artifact_key)));
+    put("continuationBytes", job.continuation_bytes.map(n));
+    if job.stalled_continuations > 0 {
+        put("stalledContinuations", Some(n(job.stalled_continuations)));
+    }
     item
 }
 
@@ -1002,6 +1023,8 @@ fn from_item(item: &Item) -> Result<Job, StoreError> {
         updated_at: required(number(item, "updatedAt")?, "updatedAt")?,
         completed_at: number(item, "completedAt")?,
         next_attempt_at: number(item, "nextAttemptAt")?,
+        continuation_bytes: number(item, "continuationBytes")?,
+        stalled_continuations: number(item, "stalledContinuations")?.unwrap_or(0),
         artifact_key: match string(item, "artifactKey") {
             Some(key) => key.to_owned(),
             None => crate::artifacts::ArtifactStore::legacy_key_for(id),

@@ -55,6 +55,9 @@ pub struct OriginBehavior {
     pub ranges: bool,
     /// The files' version: changing it changes every file's bytes and ETag.
     pub version: u64,
+    /// A new ETag on every request (same bytes): ranges are advertised but an `If-Range`
+    /// never matches, so every resume restarts from the beginning.
+    pub fresh_etag_per_request: bool,
 }
 
 impl Default for OriginBehavior {
@@ -70,6 +73,7 @@ impl Default for OriginBehavior {
             break_first: 0,
             ranges: false,
             version: 0,
+            fresh_etag_per_request: false,
         }
     }
 }
@@ -195,7 +199,7 @@ async fn serve_file(
     Path(id): Path<u64>,
     request_headers: axum::http::HeaderMap,
 ) -> Response {
-    shared.requests.fetch_add(1, Ordering::SeqCst);
+    let request_number = shared.requests.fetch_add(1, Ordering::SeqCst);
     let header = |name: header::HeaderName| {
         request_headers
             .get(name)
@@ -232,7 +236,10 @@ async fn serve_file(
     if behavior.missing.contains(&id) {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     }
-    let etag = format!("\"v{}-{id}\"", behavior.version);
+    let etag = match behavior.fresh_etag_per_request {
+        true => format!("\"v{}-{id}-r{request_number}\"", behavior.version),
+        false => format!("\"v{}-{id}\"", behavior.version),
+    };
     // A range is served only if the client's validator still names this version.
     let start = match (behavior.ranges, range) {
         (true, Some(range)) if header(header::IF_RANGE).is_none_or(|v| v == etag) => range

@@ -14,7 +14,7 @@ use haul::job::{Artifact, JobFailure};
 use haul::metrics;
 use haul::queue::WorkMessage;
 use haul::source::Source;
-use haul::store::{Retry, StoreError};
+use haul::store::{Requeue, Retry, StoreError};
 use haul::{Job, JobId, JobStatus, Services};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,24 @@ fn backoff(try_number: u32) -> std::time::Duration {
             .unwrap_or(0),
     ) % 250;
     std::time::Duration::from_millis(base + jitter)
+}
+
+/// Continuations in a row without progress after which a job fails (`no_progress`).
+pub const MAX_STALLED_CONTINUATIONS: u32 = 3;
+
+/// How many continuations in a row, this one included, got no further than the one before:
+/// progress means this invocation carried on from where the last one stopped (it did not
+/// restart) and stored more than it had.
+fn stalled_continuations(job: &Job, bytes_done: u64, resumed_from: u64) -> u32 {
+    let progressed = match job.continuation_bytes {
+        None => bytes_done > 0,
+        Some(before) => resumed_from >= before && bytes_done > before,
+    };
+    if progressed {
+        0
+    } else {
+        job.stalled_continuations + 1
+    }
 }
 
 /// How long a job waits after failed attempt `attempt` (1-based): `base`, doubled per
@@ -380,9 +398,10 @@ impl Worker {
                 tracing::info!("job stopped by a cancel or a takeover");
                 Outcome::Ack
             }
-            Err(TransferError::OutOfTime { bytes_done }) => {
-                self.continue_later(&job, bytes_done).await
-            }
+            Err(TransferError::OutOfTime {
+                bytes_done,
+                resumed_from,
+            }) => self.continue_later(&job, bytes_done, resumed_from).await,
             Err(TransferError::Permanent(failure)) => self.fail(&job, failure).await,
             Err(TransferError::Transient(failure)) => {
                 self.retry_later(&job, failure, heartbeat).await
@@ -392,12 +411,39 @@ impl Worker {
 
     /// The invocation is about to end mid-transfer: queue the job again without spending an
     /// attempt (the next claim counts it back), and send the continuation message.
-    async fn continue_later(&self, job: &Job, bytes_done: u64) -> Outcome {
-        tracing::info!(bytes_done, "deadline near; handing over to a continuation");
+    ///
+    /// A continuation does not count as an attempt, so one that gets nowhere (an origin that
+    /// changes its validator on every request restarts the upload each time) would loop for
+    /// ever: after `MAX_STALLED_CONTINUATIONS` in a row without progress the job fails.
+    async fn continue_later(&self, job: &Job, bytes_done: u64, resumed_from: u64) -> Outcome {
+        let stalled = stalled_continuations(job, bytes_done, resumed_from);
+        if stalled >= MAX_STALLED_CONTINUATIONS {
+            let failure = JobFailure {
+                code: "no_progress".into(),
+                message: format!(
+                    "{stalled} invocations in a row ended without getting further (the origin \
+                     restarts the file, or its ranges do not hold)"
+                ),
+            };
+            if let Ok(Some(current)) = self.services.jobs.get(job.id).await {
+                self.abort_checkpoint(&current).await;
+            }
+            return self.fail(job, failure).await;
+        }
+        tracing::info!(
+            bytes_done,
+            resumed_from,
+            stalled,
+            "deadline near; handing over to a continuation"
+        );
+        let why = Requeue::Continuation {
+            bytes_done,
+            stalled,
+        };
         let requeued = self
             .services
             .jobs
-            .requeue(job.id, job.attempts, None, now_ms())
+            .requeue(job.id, job.attempts, why, now_ms())
             .await;
         match requeued {
             Ok(_) => match self.services.queue.send(job.id).await {
@@ -478,7 +524,7 @@ impl Worker {
         let requeued = self
             .services
             .jobs
-            .requeue(job.id, job.attempts, Some(&retry), now)
+            .requeue(job.id, job.attempts, Requeue::Retry(&retry), now)
             .await;
         match requeued {
             Ok(_) => {

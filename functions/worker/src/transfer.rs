@@ -35,7 +35,7 @@ pub enum TransferError {
     Stopped,
     /// The invocation's deadline is near: the parts so far are in S3 and the upload is
     /// recorded, for a continuation to resume.
-    OutOfTime { bytes_done: u64 },
+    OutOfTime { bytes_done: u64, resumed_from: u64 },
 }
 
 fn failure(code: &str, message: impl Into<String>) -> JobFailure {
@@ -155,9 +155,22 @@ pub async fn run(
                 .sources
                 .check(source.as_url())
                 .map_err(|refusal| blocked(refusal.to_string()))?;
+            // The cap is for the whole job, from its first claim: continuations and retries
+            // do not each get a fresh allowance.
+            let spent = job
+                .started_at
+                .map(|at| Duration::from_millis(now_ms().saturating_sub(at).max(0) as u64))
+                .unwrap_or_default();
+            let Some(left) = config
+                .source_max_time
+                .checked_sub(spent)
+                .filter(|d| !d.is_zero())
+            else {
+                return Err(too_slow());
+            };
             let limits = SourceLimits {
                 max_bytes: config.source_max_bytes,
-                deadline: Instant::now() + config.source_max_time,
+                deadline: Instant::now() + left,
             };
             (&worker.sources, Some(limits))
         }
@@ -406,7 +419,7 @@ fn too_large(max: u64) -> TransferError {
 fn too_slow() -> TransferError {
     TransferError::Permanent(failure(
         "source_too_slow",
-        "the source took longer than this service allows for one fetch",
+        "the source took longer than this service allows for one job",
     ))
 }
 
@@ -582,7 +595,10 @@ impl<'a> Upload<'a> {
                     // Everything up to `stored` is in parts: let them land, then hand over.
                     self.settle().await?;
                     self.heartbeat(stored, bytes_total).await?;
-                    return Err(TransferError::OutOfTime { bytes_done: stored });
+                    return Err(TransferError::OutOfTime {
+                        bytes_done: stored,
+                        resumed_from: self.start,
+                    });
                 }
             }
             if self.pacing.due(bytes_done, bytes_total) {

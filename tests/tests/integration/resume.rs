@@ -213,3 +213,56 @@ async fn a_transfer_longer_than_its_invocation_completes_by_continuations() {
     );
     assert_eq!(app.incomplete_uploads().await, 0);
 }
+
+/// An origin that advertises ranges but changes its validator on every request restarts the
+/// upload in each invocation. Continuations are not attempts, so without a count of those
+/// that make no progress the job would loop for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuations_that_make_no_progress_fail_the_job_instead_of_looping() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: SIZE,
+            chunk: 256 * 1024,
+            chunk_delay: Duration::from_millis(20),
+            ranges: true,
+            fresh_etag_per_request: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(95).await;
+    let mut invocations = 0;
+    let status = loop {
+        let status = app.status(id).await.body;
+        if !matches!(status["status"].as_str(), Some("queued" | "running")) {
+            break status;
+        }
+        assert!(
+            invocations < 12,
+            "still looping after {invocations}: {status}"
+        );
+        let deadline = now_ms() + 400;
+        deliver_once(
+            &app.aws.sqs,
+            &app.resources.queue_url,
+            &app.worker,
+            2,
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        invocations += 1;
+    };
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["error"]["code"], "no_progress");
+    assert_eq!(status["error"]["retryable"], false);
+    assert_eq!(status["attempts"], 1);
+    // The first continuation counts as progress; then three in a row restart from zero.
+    assert!(invocations <= 5, "{invocations} invocations");
+    assert_eq!(
+        app.incomplete_uploads().await,
+        0,
+        "the last upload was aborted"
+    );
+}

@@ -203,3 +203,34 @@ async fn oversized_and_endless_sources_are_cut_off() {
     assert_eq!(app.incomplete_uploads().await, 0);
     assert!(app.object_keys().await.is_empty());
 }
+
+/// `SOURCE_MAX_SECONDS` caps the whole job, from its first claim: an attempt or continuation
+/// does not start a fresh allowance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_time_cap_counts_from_the_jobs_first_claim_not_per_invocation() {
+    let mut app = spawn_app().await;
+    allow_sources(&mut app, "127.0.0.1", true);
+    app.services.config.source_max_time = Duration::from_secs(5);
+    app.worker = Worker::new(app.services.clone()).unwrap();
+    let url = format!("http://{}/files/3", app.origin.addr);
+    let accepted = initiate_url(&app, &url).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let id = accepted.body["jobId"].as_str().unwrap().parse().unwrap();
+    // An earlier invocation started the job 10 s ago and handed over.
+    let jobs = &app.services.jobs;
+    let claimed = jobs
+        .claim(id, 0, haul::clock::now_ms() - 10_000)
+        .await
+        .unwrap();
+    let continuation = haul::store::Requeue::Continuation {
+        bytes_done: 0,
+        stalled: 0,
+    };
+    jobs.requeue(id, claimed.attempts, continuation, haul::clock::now_ms())
+        .await
+        .unwrap();
+
+    let status = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_failed(&status, "source_too_slow", "one job");
+    assert_eq!(app.origin.requests(), 0, "nothing fetched past the cap");
+}
