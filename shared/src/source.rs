@@ -206,6 +206,21 @@ impl SourcePolicy {
         }
     }
 
+    /// The address rules alone, without the allowlist: scheme, and the address itself when
+    /// the host is an IP literal (names are vetted when they are resolved). For the hosts
+    /// the operator's own origin redirects to.
+    pub fn vet_host(&self, url: &Url) -> Result<(), Refusal> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Refusal::new("only http and https URLs are fetched"));
+        }
+        match url.host() {
+            None => Err(Refusal::new("the URL has no host")),
+            Some(Host::Domain(_)) => Ok(()),
+            Some(Host::Ipv4(ip)) => self.vet(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => self.vet(IpAddr::V6(ip)),
+        }
+    }
+
     /// Whether the worker may connect to `ip`.
     pub fn vet(&self, ip: IpAddr) -> Result<(), Refusal> {
         if self.allow_loopback && ip.is_loopback() {

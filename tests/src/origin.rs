@@ -58,6 +58,8 @@ pub struct OriginBehavior {
     /// A new ETag on every request (same bytes): ranges are advertised but an `If-Range`
     /// never matches, so every resume restarts from the beginning.
     pub fresh_etag_per_request: bool,
+    /// Answer every request with a 302 to this URL (an open redirect on the origin).
+    pub redirect_to: Option<String>,
 }
 
 impl Default for OriginBehavior {
@@ -74,6 +76,7 @@ impl Default for OriginBehavior {
             ranges: false,
             version: 0,
             fresh_etag_per_request: false,
+            redirect_to: None,
         }
     }
 }
@@ -214,6 +217,9 @@ async fn serve_file(
         Ok(b) => b.clone(),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    if let Some(target) = &behavior.redirect_to {
+        return (StatusCode::FOUND, [(header::LOCATION, target.clone())]).into_response();
+    }
     let failing = shared
         .failures_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))

@@ -138,12 +138,14 @@ impl Worker {
             .clone()
             .ok_or(SetupError::MissingOrigin)?;
         let timeout = services.config.origin_timeout;
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .user_agent(concat!("haul-worker/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let config = &services.config;
+        let http = fetch::origin_client(
+            &origin_url_template,
+            &config.sources,
+            timeout,
+            config.source_max_time,
+            config.source_max_redirects,
+        )?;
         let sources = fetch::source_client(
             &config.sources,
             timeout,

@@ -445,3 +445,40 @@ async fn a_body_that_breaks_off_is_retried_within_the_invocation_from_its_stored
         vec![None, Some(format!("bytes={}-", 5 * 1024 * 1024))]
     );
 }
+
+/// An open redirect on the operator's origin must not become a way into the worker's own
+/// network (the Lambda runtime API listens on 127.0.0.1:9001): hops to other hosts are
+/// vetted like URL sources, and the listener it points at never sees a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_redirect_to_a_loopback_listener_fails_the_job_without_reaching_it() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!(
+        "http://{}/2018-06-01/runtime/invocation/next",
+        listener.local_addr().unwrap()
+    );
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            redirect_to: Some(target),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let id = app.start_job(503).await;
+    let done = app.work_until_done(id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"]["code"], "source_blocked", "{done}");
+    assert_eq!(app.origin.requests(), 1);
+    assert_eq!(
+        reached.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the listener was reached"
+    );
+}
