@@ -89,6 +89,69 @@ impl Config {
                 }),
             }
         };
+        // A setting outside what AWS (or the rest of the configuration) allows breaks every
+        // answer that depends on it, long after the deploy: refuse it at cold start instead.
+        let ranged = |name: &'static str, default: u64, min: u64, max: u64, why: &str| {
+            let value = number(name, default)?;
+            if (min..=max).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{value} is outside {min} to {max}: {why}"),
+                })
+            }
+        };
+        let presign_ttl = ranged(
+            "PRESIGN_TTL_SECONDS",
+            900,
+            1,
+            604_800,
+            "SigV4 presigned URLs are valid for 7 days at most",
+        )?;
+        let retention = ranged(
+            "RETENTION_SECONDS",
+            86_400,
+            60,
+            10 * 365 * 86_400,
+            "how long a finished file stays downloadable",
+        )?;
+        if let Some(days) = get("ARTIFACT_EXPIRY_DAYS") {
+            let days: u64 = days.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "ARTIFACT_EXPIRY_DAYS",
+                reason: format!("{days:?} is not a whole number of days"),
+            })?;
+            if days.saturating_mul(86_400) < retention {
+                return Err(ConfigError::Invalid {
+                    name: "RETENTION_SECONDS",
+                    reason: format!(
+                        "{retention} s is longer than the bucket keeps files ({days} days, \
+                         ARTIFACT_EXPIRY_DAYS): completed jobs would point at deleted files"
+                    ),
+                });
+            }
+        }
+        let visibility_extension = ranged(
+            "VISIBILITY_EXTENSION_SECONDS",
+            300,
+            3,
+            43_200,
+            "SQS visibility is 0 to 12 hours, renewed every third of it",
+        )?;
+        let retry_base = ranged(
+            "RETRY_BASE_SECONDS",
+            5,
+            1,
+            900,
+            "the first wait before a retry",
+        )?;
+        let retry_max = ranged(
+            "RETRY_MAX_SECONDS",
+            300,
+            retry_base,
+            43_200,
+            "at least RETRY_BASE_SECONDS and at most SQS's 12-hour visibility",
+        )?;
         let origin_url_template = get("ORIGIN_URL_TEMPLATE");
         if let Some(template) = &origin_url_template
             && !template.contains("{file_id}")
@@ -124,6 +187,19 @@ impl Config {
             name: "ALLOWED_SOURCE_HOSTS",
             reason: "comma-separated hosts (files.example.com) or suffixes (*.example.com)".into(),
         })?;
+        let ports = match get("ALLOWED_SOURCE_PORTS") {
+            None => crate::source::DEFAULT_SOURCE_PORTS.to_vec(),
+            Some(raw) => raw
+                .split(',')
+                .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p > 0))
+                .collect::<Option<Vec<u16>>>()
+                .filter(|ports| !ports.is_empty())
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "ALLOWED_SOURCE_PORTS",
+                    reason: "comma-separated port numbers (80,443)".into(),
+                })?,
+        };
+        let sources = sources.with_ports(ports);
         let rate_limit_per_minute =
             number("RATE_LIMIT_PER_MINUTE", 10)?.min(u64::from(u32::MAX)) as u32;
         Ok(Self {
@@ -135,19 +211,17 @@ impl Config {
                 get("S3_FORCE_PATH_STYLE").as_deref(),
                 Some("1" | "true" | "TRUE" | "yes")
             ),
-            presign_ttl: Duration::from_secs(number("PRESIGN_TTL_SECONDS", 900)?.max(1)),
-            retention: Duration::from_secs(number("RETENTION_SECONDS", 86_400)?),
+            presign_ttl: Duration::from_secs(presign_ttl),
+            retention: Duration::from_secs(retention),
             max_attempts: max_attempts as u32,
             progress_interval: Duration::from_millis(number("PROGRESS_INTERVAL_MS", 2_000)?),
             stale_after: Duration::from_secs(number("STALE_AFTER_SECONDS", 120)?),
             requeue_after: Duration::from_secs(number("REQUEUE_AFTER_SECONDS", 60)?),
             part_size: (part_size_mib as usize) * 1024 * 1024,
             parts_in_flight: number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
-            visibility_extension: Duration::from_secs(
-                number("VISIBILITY_EXTENSION_SECONDS", 300)?.clamp(3, 43_200),
-            ),
-            retry_base: Duration::from_secs(number("RETRY_BASE_SECONDS", 5)?.clamp(1, 900)),
-            retry_max: Duration::from_secs(number("RETRY_MAX_SECONDS", 300)?.clamp(1, 43_200)),
+            visibility_extension: Duration::from_secs(visibility_extension),
+            retry_base: Duration::from_secs(retry_base),
+            retry_max: Duration::from_secs(retry_max),
             deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 30_000)?),
             origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
             max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)
@@ -192,6 +266,48 @@ mod tests {
         assert_eq!(config.max_attempts, 5);
         assert!(!config.s3_force_path_style);
         assert!(config.origin_url_template.is_none());
+    }
+
+    /// Each of these used to be accepted and then broke answers at run time (a presign TTL
+    /// over 7 days made every completed status a 500).
+    #[test]
+    fn impossible_settings_are_refused_at_cold_start_naming_the_variable() {
+        for (name, value, blamed) in [
+            ("PRESIGN_TTL_SECONDS", "604801", "PRESIGN_TTL_SECONDS"),
+            ("PRESIGN_TTL_SECONDS", "0", "PRESIGN_TTL_SECONDS"),
+            ("RETENTION_SECONDS", "10", "RETENTION_SECONDS"),
+            (
+                "VISIBILITY_EXTENSION_SECONDS",
+                "50000",
+                "VISIBILITY_EXTENSION_SECONDS",
+            ),
+            (
+                "VISIBILITY_EXTENSION_SECONDS",
+                "1",
+                "VISIBILITY_EXTENSION_SECONDS",
+            ),
+            ("RETRY_BASE_SECONDS", "0", "RETRY_BASE_SECONDS"),
+            ("RETRY_MAX_SECONDS", "2", "RETRY_MAX_SECONDS"),
+            ("ARTIFACT_EXPIRY_DAYS", "0", "RETENTION_SECONDS"),
+            ("ARTIFACT_EXPIRY_DAYS", "soon", "ARTIFACT_EXPIRY_DAYS"),
+            ("ALLOWED_SOURCE_PORTS", "443,https", "ALLOWED_SOURCE_PORTS"),
+        ] {
+            let mut pairs = BASE.to_vec();
+            pairs.push((name, value));
+            match Config::from_lookup(lookup(&pairs)) {
+                Err(ConfigError::Invalid { name, .. }) => assert_eq!(name, blamed, "{value}"),
+                other => panic!("{name}={value} was not refused: {other:?}"),
+            }
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("ARTIFACT_EXPIRY_DAYS", "2"),
+            ("PRESIGN_TTL_SECONDS", "604800"),
+        ]);
+        assert!(
+            Config::from_lookup(lookup(&pairs)).is_ok(),
+            "the limits themselves pass"
+        );
     }
 
     #[test]

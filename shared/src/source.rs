@@ -78,6 +78,14 @@ impl SourceUrl {
                 "IPv4 addresses must be written in dotted-decimal form",
             ));
         }
+        // The stored form is the normalised one (percent-encoded: about three bytes for
+        // each non-ASCII one) and is parsed again whenever the job is read. Limit it too, or
+        // a job could be accepted that can never be read back.
+        if url.as_str().len() > MAX_URL_LEN {
+            return Err(Refusal::new(format!(
+                "the URL is longer than {MAX_URL_LEN} bytes once normalised"
+            )));
+        }
         Ok(Self(url))
     }
 
@@ -152,7 +160,13 @@ pub struct SourcePolicy {
     allowed_hosts: Vec<HostPattern>,
     /// Test-only: lets loopback addresses through (and nothing else that is refused).
     allow_loopback: bool,
+    /// Ports a URL may name (`ALLOWED_SOURCE_PORTS`, 80 and 443 unless configured): a
+    /// public host's other ports are often its admin or internal services.
+    allowed_ports: Vec<u16>,
 }
+
+/// The ports URL sources may use unless `ALLOWED_SOURCE_PORTS` says otherwise.
+pub const DEFAULT_SOURCE_PORTS: [u16; 2] = [80, 443];
 
 impl SourcePolicy {
     /// From `ALLOWED_SOURCE_HOSTS` (comma-separated patterns). `None` when a pattern is invalid.
@@ -165,7 +179,29 @@ impl SourcePolicy {
         Some(Self {
             allowed_hosts,
             allow_loopback,
+            allowed_ports: DEFAULT_SOURCE_PORTS.to_vec(),
         })
+    }
+
+    /// The same rules with other allowed ports (from `ALLOWED_SOURCE_PORTS`).
+    pub fn with_ports(mut self, ports: Vec<u16>) -> Self {
+        self.allowed_ports = ports;
+        self
+    }
+
+    /// Refuses a port not allowed. Under the test-only loopback allowance any port goes
+    /// (the tests' origins listen on random loopback ports, by address and as `localhost`).
+    fn check_port(&self, url: &Url) -> Result<(), Refusal> {
+        if self.allow_loopback {
+            return Ok(());
+        }
+        match url.port_or_known_default() {
+            Some(port) if self.allowed_ports.contains(&port) => Ok(()),
+            port => Err(Refusal::new(format!(
+                "port {} is not among the ports this service fetches from",
+                port.map(|p| p.to_string()).unwrap_or_default()
+            ))),
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -185,6 +221,7 @@ impl SourcePolicy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::new("only http and https URLs are fetched"));
         }
+        self.check_port(url)?;
         let host = match url.host() {
             None => return Err(Refusal::new("the URL has no host")),
             Some(Host::Domain(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
@@ -213,6 +250,7 @@ impl SourcePolicy {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::new("only http and https URLs are fetched"));
         }
+        self.check_port(url)?;
         match url.host() {
             None => Err(Refusal::new("the URL has no host")),
             Some(Host::Domain(_)) => Ok(()),
@@ -241,44 +279,140 @@ pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// IANA IPv4 Special-Purpose Address Registry (as of 2025-10), plus multicast and the
+/// reserved 240/4, with what each range is. Anything in it is refused, whatever the
+/// registry's "globally reachable" column says for a few entries: none is a place a
+/// client-given URL has business reaching.
+const SPECIAL_V4: &[(Ipv4Addr, u8, &str)] = &[
+    (
+        Ipv4Addr::new(0, 0, 0, 0),
+        8,
+        "unspecified (\"this network\")",
+    ),
+    (Ipv4Addr::new(10, 0, 0, 0), 8, "private"),
+    (
+        Ipv4Addr::new(100, 64, 0, 0),
+        10,
+        "shared (carrier-grade NAT)",
+    ),
+    (Ipv4Addr::new(127, 0, 0, 0), 8, "loopback"),
+    (
+        Ipv4Addr::new(169, 254, 0, 0),
+        16,
+        "link-local (cloud metadata)",
+    ),
+    (Ipv4Addr::new(172, 16, 0, 0), 12, "private"),
+    (Ipv4Addr::new(192, 0, 0, 0), 24, "IETF protocol assignment"),
+    (Ipv4Addr::new(192, 0, 2, 0), 24, "documentation"),
+    (Ipv4Addr::new(192, 31, 196, 0), 24, "AS112-v4"),
+    (Ipv4Addr::new(192, 52, 193, 0), 24, "AMT"),
+    (Ipv4Addr::new(192, 88, 99, 0), 24, "6to4 relay"),
+    (Ipv4Addr::new(192, 168, 0, 0), 16, "private"),
+    (
+        Ipv4Addr::new(192, 175, 48, 0),
+        24,
+        "direct delegation AS112",
+    ),
+    (Ipv4Addr::new(198, 18, 0, 0), 15, "benchmarking"),
+    (Ipv4Addr::new(198, 51, 100, 0), 24, "documentation"),
+    (Ipv4Addr::new(203, 0, 113, 0), 24, "documentation"),
+    (Ipv4Addr::new(224, 0, 0, 0), 4, "multicast"),
+    (Ipv4Addr::new(240, 0, 0, 0), 4, "reserved"),
+    (Ipv4Addr::new(255, 255, 255, 255), 32, "broadcast"),
+];
+
+/// IANA IPv6 Special-Purpose Address Registry (as of 2025-10), plus multicast, link-local,
+/// the deprecated site-local and IPv4-compatible forms. First match wins: more specific
+/// entries come before the blocks that contain them.
+const SPECIAL_V6: &[(Ipv6Addr, u8, &str)] = &[
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 128, "unspecified"),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 1), 128, "loopback"),
+    // ::ffff:a.b.c.d, ::ffff:0:a.b.c.d and the deprecated ::a.b.c.d reach IPv4 hosts,
+    // private ones included.
+    (
+        Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0),
+        96,
+        "IPv4-mapped",
+    ),
+    (
+        Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0),
+        96,
+        "IPv4-translated",
+    ),
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96, "IPv4-compatible"),
+    (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96, "NAT64"),
+    (
+        Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
+        48,
+        "local-use IPv4/IPv6 translation",
+    ),
+    (
+        Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0),
+        64,
+        "discard-only",
+    ),
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32, "Teredo"),
+    (
+        Ipv6Addr::new(0x2001, 0x2, 0, 0, 0, 0, 0, 0),
+        48,
+        "benchmarking",
+    ),
+    (Ipv6Addr::new(0x2001, 0x10, 0, 0, 0, 0, 0, 0), 28, "ORCHID"),
+    (
+        Ipv6Addr::new(0x2001, 0x20, 0, 0, 0, 0, 0, 0),
+        28,
+        "ORCHIDv2",
+    ),
+    (
+        Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0),
+        23,
+        "IETF protocol assignment",
+    ),
+    (
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        32,
+        "documentation",
+    ),
+    (Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16, "6to4"),
+    (
+        Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0),
+        20,
+        "documentation",
+    ),
+    (
+        Ipv6Addr::new(0x5f00, 0, 0, 0, 0, 0, 0, 0),
+        16,
+        "segment routing (SRv6) SID",
+    ),
+    (
+        Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+        7,
+        "unique-local",
+    ),
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10, "link-local"),
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10, "site-local"),
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8, "multicast"),
+];
+
+fn in_prefix(ip: u128, net: u128, len: u8, bits: u8) -> bool {
+    let shift = u32::from(bits - len);
+    len == 0 || (ip >> shift) == (net >> shift)
+}
+
 fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match (a, b, c) {
-        _ if ip.is_broadcast() => "broadcast",
-        (0, _, _) => "unspecified (\"this network\")",
-        (127, _, _) => "loopback",
-        (10, _, _) | (172, 16..=31, _) | (192, 168, _) => "private",
-        (169, 254, _) => "link-local (cloud metadata)",
-        (100, 64..=127, _) => "shared (carrier-grade NAT)",
-        (224..=239, _, _) => "multicast",
-        (240..=255, _, _) => "reserved",
-        (192, 0, 0) => "IETF protocol assignment",
-        (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
-        (198, 18..=19, _) => "benchmarking",
-        (192, 88, 99) => "6to4 relay",
-        _ => return None,
-    })
+    let ip = u128::from(u32::from(ip));
+    SPECIAL_V4
+        .iter()
+        .find(|(net, len, _)| in_prefix(ip, u128::from(u32::from(*net)), *len, 32))
+        .map(|(_, _, name)| *name)
 }
 
 fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let segments = ip.segments();
-    Some(match segments {
-        _ if ip.is_unspecified() => "unspecified",
-        _ if ip.is_loopback() => "loopback",
-        // ::ffff:a.b.c.d and the deprecated ::a.b.c.d reach IPv4 hosts, private ones included.
-        [0, 0, 0, 0, 0, 0xffff, _, _] => "IPv4-mapped",
-        [0, 0, 0, 0, 0, 0, _, _] => "IPv4-compatible",
-        [0x64, 0xff9b, ..] => "NAT64",
-        [0x0100, 0, 0, 0, ..] => "discard-only",
-        [0x2001, 0x0db8, ..] => "documentation",
-        [0x2001, 0, ..] => "Teredo",
-        [0x2002, ..] => "6to4",
-        [s, ..] if s & 0xfe00 == 0xfc00 => "unique-local",
-        [s, ..] if s & 0xffc0 == 0xfe80 => "link-local",
-        [s, ..] if s & 0xffc0 == 0xfec0 => "site-local",
-        [s, ..] if s & 0xff00 == 0xff00 => "multicast",
-        _ => return None,
-    })
+    let ip = u128::from(ip);
+    SPECIAL_V6
+        .iter()
+        .find(|(net, len, _)| in_prefix(ip, u128::from(*net), *len, 128))
+        .map(|(_, _, name)| *name)
 }
 
 #[cfg(test)]
@@ -323,14 +457,125 @@ mod tests {
             "2001:db8::1",
             "2002:7f00:1::",
             "2001::1",
+            // Missed by the first table (security review).
+            "::ffff:0:7f00:1",
+            "100::1",
+            "2001:2::1",
+            "2001:10::1",
+            "2001:20::1",
+            "2001:1ff::1",
+            "3fff::1",
+            "5f00::1",
+            "64:ff9b:1::a00:1",
+            "192.31.196.1",
+            "192.52.193.1",
+            "192.175.48.1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(policy("x.example").vet(ip).is_err(), "{ip} must be refused");
         }
-        for ip in ["8.8.8.8", "1.1.1.1", "172.32.0.1", "2606:4700::1111"] {
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "2606:4700:4700::1111",
+            "2a00:1450::1",
+            "2001:200::1",
+        ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(policy("x.example").vet(ip).is_ok(), "{ip} is public");
         }
+    }
+
+    #[test]
+    fn every_entry_of_the_special_purpose_tables_is_refused_from_its_first_to_its_last_address() {
+        for (net, len, name) in SPECIAL_V4 {
+            let first = u32::from(*net);
+            let last = first | (u32::MAX.checked_shr(u32::from(*len)).unwrap_or(0));
+            for ip in [first, last] {
+                let ip = Ipv4Addr::from(ip);
+                assert!(refused_v4(ip).is_some(), "{ip} ({name})");
+            }
+        }
+        for (net, len, name) in SPECIAL_V6 {
+            let first = u128::from(*net);
+            let last = first | (u128::MAX.checked_shr(u32::from(*len)).unwrap_or(0));
+            for ip in [first, last] {
+                let ip = Ipv6Addr::from(ip);
+                assert!(refused_v6(ip).is_some(), "{ip} ({name})");
+            }
+        }
+    }
+
+    /// Whatever `parse` accepts, its stored (normalised) form parses again to the same URL:
+    /// a job is read back from that form every time.
+    #[test]
+    fn the_stored_form_of_every_accepted_url_parses_again() {
+        // A deterministic generator (xorshift) over ASCII, reserved characters and
+        // multi-byte UTF-8, in the path, the query and the fragment.
+        let alphabet: Vec<char> = "aZ09-._~/?#[]@!$&'()*+,;=% \u{e9}\u{4e2d}\u{1f600}\u{202e}"
+            .chars()
+            .collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut accepted = 0;
+        for round in 0..3000 {
+            let len = (next() % 1200) as usize + round % 7;
+            let tail: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let raw = format!("https://files.example.com/{tail}");
+            if let Ok(url) = SourceUrl::parse(&raw) {
+                accepted += 1;
+                let again = SourceUrl::parse(url.as_str())
+                    .unwrap_or_else(|e| panic!("{} does not parse again: {e:?}", url.as_str()));
+                assert_eq!(again.as_str(), url.as_str());
+            }
+        }
+        assert!(
+            accepted > 100,
+            "the generator must reach accepted URLs: {accepted}"
+        );
+        // 700 non-ASCII characters are within the raw limit but three times that encoded.
+        let grows = format!("https://files.example.com/{}", "\u{e9}".repeat(700));
+        assert!(grows.len() <= MAX_URL_LEN);
+        assert!(
+            SourceUrl::parse(&grows).is_err(),
+            "grows past the limit when normalised"
+        );
+    }
+
+    #[test]
+    fn only_ports_80_and_443_are_fetched_unless_configured() {
+        let url = |raw: &str| Url::parse(raw).unwrap();
+        let rules = policy("files.example.com");
+        assert!(rules.check(&url("https://files.example.com/a")).is_ok());
+        assert!(rules.check(&url("http://files.example.com:80/a")).is_ok());
+        assert!(
+            rules
+                .check(&url("https://files.example.com:8443/a"))
+                .is_err()
+        );
+        assert!(
+            rules
+                .vet_host(&url("http://other.example.net:2375/"))
+                .is_err()
+        );
+        let wider = policy("files.example.com").with_ports(vec![443, 8443]);
+        assert!(
+            wider
+                .check(&url("https://files.example.com:8443/a"))
+                .is_ok()
+        );
+        assert!(wider.check(&url("http://files.example.com/a")).is_err());
+        let tests = SourcePolicy::new("127.0.0.1", true).unwrap();
+        assert!(tests.check(&url("http://127.0.0.1:39123/a")).is_ok());
     }
 
     #[test]

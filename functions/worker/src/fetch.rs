@@ -47,10 +47,15 @@ impl Resolve for VettingResolver {
     }
 }
 
+/// A hop from https to anything else gives up the transport security the first URL had.
+fn is_downgrade(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    from.scheme() == "https" && to.scheme() != "https"
+}
+
 /// Whether a redirect hop may be followed at all: never from https down to http.
 fn downgrade(attempt: &reqwest::redirect::Attempt<'_>) -> Option<Blocked> {
     let from = attempt.previous().last()?;
-    (from.scheme() == "https" && attempt.url().scheme() != "https").then(|| {
+    is_downgrade(from, attempt.url()).then(|| {
         Blocked(format!(
             "redirect refused: {} would leave https for {}",
             from.host_str().unwrap_or_default(),
@@ -160,4 +165,34 @@ pub fn blocked_reason(err: &reqwest::Error) -> Option<String> {
         source = current.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_from_https_to_http_is_a_downgrade_and_the_reverse_is_not() {
+        let url = |raw: &str| reqwest::Url::parse(raw).unwrap();
+        assert!(is_downgrade(
+            &url("https://a.example/x"),
+            &url("http://a.example/x")
+        ));
+        assert!(is_downgrade(
+            &url("https://a.example/"),
+            &url("ftp://b.example/")
+        ));
+        assert!(!is_downgrade(
+            &url("http://a.example/"),
+            &url("https://b.example/")
+        ));
+        assert!(!is_downgrade(
+            &url("https://a.example/"),
+            &url("https://b.example/")
+        ));
+        assert!(!is_downgrade(
+            &url("http://a.example/"),
+            &url("http://b.example/")
+        ));
+    }
 }

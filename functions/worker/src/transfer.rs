@@ -357,8 +357,42 @@ fn file_name_from_disposition(value: &str) -> Option<String> {
         (key.trim().eq_ignore_ascii_case("filename")).then(|| val.trim().trim_matches('"'))
     })?;
     let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    (!clean.is_empty() && clean != "." && clean != "..").then_some(clean)
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control() && !is_format_character(*c))
+        .take(200)
+        .collect();
+    (!clean.is_empty() && !clean.chars().all(|c| c == '.')).then_some(clean)
+}
+
+/// Unicode's format characters (general category Cf): invisible, and some reorder what is
+/// shown around them. `invoice\u{202e}fdp.exe` displays as `invoiceexe.pdf`. A file name
+/// the user will see in a save dialog must be what it says.
+fn is_format_character(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// A multipart upload in progress: parts done, and up to `parts_in_flight` still uploading.
@@ -855,6 +889,21 @@ mod tests {
         );
         assert_eq!(
             file_name_from_disposition("attachment; filename=\"..\""),
+            None
+        );
+        assert_eq!(
+            file_name_from_disposition("attachment; filename=\"invoice\u{202e}fdp.exe\""),
+            Some("invoicefdp.exe".into()),
+            "a right-to-left override would show it as invoiceexe.pdf"
+        );
+        assert_eq!(
+            file_name_from_disposition(
+                "attachment; filename=\"a\u{200b}b\u{2066}c\u{2069}\u{feff}d\u{00ad}e\u{200e}.txt\""
+            ),
+            Some("abcde.txt".into())
+        );
+        assert_eq!(
+            file_name_from_disposition("attachment; filename=\"\u{202e}...\u{200b}\""),
             None
         );
         assert_eq!(file_name_from_disposition("inline"), None);

@@ -430,7 +430,14 @@ async fn a_cancel_that_beats_the_completion_write_leaves_no_object_behind() {
     assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
     assert_eq!(app.status(first).await.body["status"], "completed");
     let writes = u32::try_from(proxy.seen("dynamodb.UpdateItem")).unwrap();
-    let first_key = format!("artifacts/{first}");
+    let first_key = app
+        .services
+        .jobs
+        .get(first)
+        .await
+        .unwrap()
+        .unwrap()
+        .artifact_key;
 
     let second = app.start_job(24).await;
     // Hold the second job's completion write while the client cancels.
@@ -603,7 +610,15 @@ async fn five_concurrent_deliveries_of_one_message_store_one_object_and_complete
     assert_eq!(app.origin.requests(), 1, "downloaded once");
     assert_eq!(
         app.object_keys().await,
-        vec![format!("artifacts/{id}")],
+        vec![
+            app.services
+                .jobs
+                .get(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .artifact_key
+        ],
         "one object"
     );
     assert_eq!(

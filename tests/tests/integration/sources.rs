@@ -130,8 +130,12 @@ async fn refusals_that_can_be_decided_at_initiate_are_400_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_that_resolves_to_a_private_address_fails_the_job_without_a_request() {
     let mut app = spawn_app().await;
-    allow_sources(&mut app, "localhost", false);
     let port = app.origin.addr.port();
+    // The origin's port is allowed, so what refuses is the name's address.
+    app.services.config.sources = SourcePolicy::new("localhost", false)
+        .unwrap()
+        .with_ports(vec![port]);
+    app.worker = Worker::new(app.services.clone()).unwrap();
     let status = run_url(&app, &format!("http://localhost:{port}/files/1")).await;
     assert_failed(&status, "source_blocked", "loopback");
     assert_eq!(app.origin.requests(), 0, "the worker never connected");
