@@ -152,6 +152,26 @@ impl Config {
             43_200,
             "at least RETRY_BASE_SECONDS and at most SQS's 12-hour visibility",
         )?;
+        let requeue_after = ranged(
+            "REQUEUE_AFTER_SECONDS",
+            60,
+            1,
+            u64::from(u32::MAX),
+            "0 would send every queued job to the queue again at once",
+        )?;
+        let progress_interval_ms = number("PROGRESS_INTERVAL_MS", 2_000)?;
+        let stale_after = number("STALE_AFTER_SECONDS", 120)?;
+        // Only a warning: the worker also writes progress when it makes enough headway, and
+        // a test runs with timed progress writes off (PROGRESS_INTERVAL_MS=3600000) on
+        // purpose. In production it would mean live but slow workers declared lost.
+        if stale_after.saturating_mul(1000) <= progress_interval_ms.saturating_mul(2) {
+            tracing::warn!(
+                stale_after_seconds = stale_after,
+                progress_interval_ms,
+                "STALE_AFTER_SECONDS is not more than twice PROGRESS_INTERVAL_MS: \
+                 cleanup may take a live worker for lost"
+            );
+        }
         let origin_url_template = get("ORIGIN_URL_TEMPLATE");
         if let Some(template) = &origin_url_template
             && !template.contains("{file_id}")
@@ -202,6 +222,15 @@ impl Config {
         let sources = sources.with_ports(ports);
         let rate_limit_per_minute =
             number("RATE_LIMIT_PER_MINUTE", 10)?.min(u64::from(u32::MAX)) as u32;
+        let rate_limit_burst = number("RATE_LIMIT_BURST", u64::from(rate_limit_per_minute))?;
+        // A bucket that holds no token refuses every start: with the limit on, that is a
+        // mistake, not a setting. With it off the burst is unused (kept at least 1).
+        if rate_limit_per_minute > 0 && rate_limit_burst == 0 {
+            return Err(ConfigError::Invalid {
+                name: "RATE_LIMIT_BURST",
+                reason: "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (not 0)".into(),
+            });
+        }
         Ok(Self {
             table_name: required("JOBS_TABLE")?,
             queue_url: required("JOBS_QUEUE_URL")?,
@@ -214,9 +243,9 @@ impl Config {
             presign_ttl: Duration::from_secs(presign_ttl),
             retention: Duration::from_secs(retention),
             max_attempts: max_attempts as u32,
-            progress_interval: Duration::from_millis(number("PROGRESS_INTERVAL_MS", 2_000)?),
-            stale_after: Duration::from_secs(number("STALE_AFTER_SECONDS", 120)?),
-            requeue_after: Duration::from_secs(number("REQUEUE_AFTER_SECONDS", 60)?),
+            progress_interval: Duration::from_millis(progress_interval_ms),
+            stale_after: Duration::from_secs(stale_after),
+            requeue_after: Duration::from_secs(requeue_after),
             part_size: (part_size_mib as usize) * 1024 * 1024,
             parts_in_flight: number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
             visibility_extension: Duration::from_secs(visibility_extension),
@@ -227,8 +256,7 @@ impl Config {
             max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)
                 as u32,
             rate_limit_per_minute,
-            rate_limit_burst: number("RATE_LIMIT_BURST", u64::from(rate_limit_per_minute))?
-                .clamp(1, u64::from(u32::MAX)) as u32,
+            rate_limit_burst: rate_limit_burst.clamp(1, u64::from(u32::MAX)) as u32,
             max_queue_backlog: number("MAX_QUEUE_BACKLOG", 10_000)?,
             backlog_check_interval: Duration::from_secs(number("BACKLOG_CHECK_SECONDS", 5)?.max(1)),
             sources,
@@ -266,6 +294,76 @@ mod tests {
         assert_eq!(config.max_attempts, 5);
         assert!(!config.s3_force_path_style);
         assert!(config.origin_url_template.is_none());
+        // The defaults of every checked setting are unchanged, and pass their own checks.
+        assert_eq!(config.retention, Duration::from_secs(86_400));
+        assert_eq!(config.progress_interval, Duration::from_millis(2_000));
+        assert_eq!(config.stale_after, Duration::from_secs(120));
+        assert_eq!(config.requeue_after, Duration::from_secs(60));
+        assert_eq!(config.visibility_extension, Duration::from_secs(300));
+        assert_eq!(config.retry_base, Duration::from_secs(5));
+        assert_eq!(config.retry_max, Duration::from_secs(300));
+        assert_eq!(config.rate_limit_per_minute, 10);
+        assert_eq!(config.rate_limit_burst, 10);
+    }
+
+    /// What the integration harness (tests/src/harness.rs) and its tests pass must keep
+    /// passing: short timings, no rate limit, a one-second presign TTL, and timed progress
+    /// writes switched off with the default staleness.
+    #[test]
+    fn the_integration_tests_settings_pass() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("MAX_ATTEMPTS", "2"),
+            ("PROGRESS_INTERVAL_MS", "3600000"),
+            ("PART_SIZE_MIB", "5"),
+            ("PRESIGN_TTL_SECONDS", "1"),
+            ("ORIGIN_TIMEOUT_SECONDS", "5"),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("DEADLINE_MARGIN_MS", "0"),
+            ("VISIBILITY_EXTENSION_SECONDS", "3"),
+            ("RETRY_BASE_SECONDS", "1"),
+            ("RETRY_MAX_SECONDS", "2"),
+        ]);
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.rate_limit_per_minute, 0);
+        assert_eq!(config.rate_limit_burst, 1, "unused while the limit is off");
+        for (name, value) in [
+            ("PROGRESS_INTERVAL_MS", "10"),
+            ("PROGRESS_INTERVAL_MS", "100"),
+            ("RATE_LIMIT_PER_MINUTE", "3"),
+            ("PRESIGN_TTL_SECONDS", "900"),
+            ("MAX_ATTEMPTS", "5"),
+        ] {
+            let mut pairs = pairs.clone();
+            pairs.push((name, value));
+            assert!(
+                Config::from_lookup(lookup(&pairs)).is_ok(),
+                "{name}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_rate_limit_burst_defaults_to_the_rate_and_is_at_least_one_while_on() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("RATE_LIMIT_PER_MINUTE", "30"));
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            (config.rate_limit_per_minute, config.rate_limit_burst),
+            (30, 30)
+        );
+        pairs.push(("RATE_LIMIT_BURST", "5"));
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(
+            (config.rate_limit_per_minute, config.rate_limit_burst),
+            (30, 5)
+        );
+        let mut off = BASE.to_vec();
+        off.extend([("RATE_LIMIT_PER_MINUTE", "0"), ("RATE_LIMIT_BURST", "0")]);
+        assert!(
+            Config::from_lookup(lookup(&off)).is_ok(),
+            "no limit, no bucket"
+        );
     }
 
     /// Each of these used to be accepted and then broke answers at run time (a presign TTL
@@ -291,6 +389,16 @@ mod tests {
             ("ARTIFACT_EXPIRY_DAYS", "0", "RETENTION_SECONDS"),
             ("ARTIFACT_EXPIRY_DAYS", "soon", "ARTIFACT_EXPIRY_DAYS"),
             ("ALLOWED_SOURCE_PORTS", "443,https", "ALLOWED_SOURCE_PORTS"),
+            ("ALLOWED_SOURCE_PORTS", "0", "ALLOWED_SOURCE_PORTS"),
+            ("PRESIGN_TTL_SECONDS", "-1", "PRESIGN_TTL_SECONDS"),
+            ("RETENTION_SECONDS", "59", "RETENTION_SECONDS"),
+            ("REQUEUE_AFTER_SECONDS", "0", "REQUEUE_AFTER_SECONDS"),
+            ("RETRY_BASE_SECONDS", "901", "RETRY_BASE_SECONDS"),
+            ("RETRY_MAX_SECONDS", "43201", "RETRY_MAX_SECONDS"),
+            ("PART_SIZE_MIB", "4", "PART_SIZE_MIB"),
+            ("PART_SIZE_MIB", "5121", "PART_SIZE_MIB"),
+            ("MAX_ATTEMPTS", "0", "MAX_ATTEMPTS"),
+            ("RATE_LIMIT_BURST", "0", "RATE_LIMIT_BURST"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.push((name, value));

@@ -103,6 +103,20 @@ impl SourceUrl {
     }
 }
 
+/// Whether the URL's host is a loopback address, or `localhost` / `*.localhost`, which
+/// RFC 6761 reserves for loopback (what such a name resolves to is still vetted).
+fn names_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
 /// `user@host:port` of an absolute URL, as written.
 fn authority_of(raw: &str) -> Option<&str> {
     let rest = raw.split_once("://")?.1;
@@ -189,10 +203,12 @@ impl SourcePolicy {
         self
     }
 
-    /// Refuses a port not allowed. Under the test-only loopback allowance any port goes
-    /// (the tests' origins listen on random loopback ports, by address and as `localhost`).
+    /// Refuses a URL whose effective port (as written, else the scheme's) is not allowed.
+    /// Under the test-only loopback allowance a loopback host may use any port: the tests'
+    /// origins listen on random loopback ports, named by address and as `localhost`. Other
+    /// hosts keep the port rule even then, so the switch opens no more than loopback.
     fn check_port(&self, url: &Url) -> Result<(), Refusal> {
-        if self.allow_loopback {
+        if self.allow_loopback && names_loopback(url) {
             return Ok(());
         }
         match url.port_or_known_default() {
@@ -574,8 +590,20 @@ mod tests {
                 .is_ok()
         );
         assert!(wider.check(&url("http://files.example.com/a")).is_err());
-        let tests = SourcePolicy::new("127.0.0.1", true).unwrap();
+        let tests = SourcePolicy::new("127.0.0.1, localhost, files.example.com", true).unwrap();
         assert!(tests.check(&url("http://127.0.0.1:39123/a")).is_ok());
+        assert!(tests.check(&url("http://localhost:39123/a")).is_ok());
+        // The test-only switch opens any port on loopback hosts only.
+        assert!(
+            tests
+                .check(&url("https://files.example.com:8443/a"))
+                .is_err()
+        );
+        assert!(
+            tests
+                .vet_host(&url("http://other.example.net:2375/"))
+                .is_err()
+        );
     }
 
     #[test]

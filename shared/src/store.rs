@@ -167,6 +167,20 @@ impl Changes {
         self.remove.push(name);
         self
     }
+    /// A retry's record: why the last attempt ended and when the next starts.
+    fn retry(retry: &Retry) -> Self {
+        Self::default()
+            .set("errorCode", s(&retry.failure.code))
+            .set("errorMessage", s(&retry.failure.message))
+            .set("nextAttemptAt", n(retry.next_attempt_at))
+    }
+    /// A final failure's record.
+    fn failed(failure: &JobFailure, now: EpochMs) -> Self {
+        Self::default()
+            .set("completedAt", n(now))
+            .set("errorCode", s(&failure.code))
+            .set("errorMessage", s(&failure.message))
+    }
     /// Only if nothing wrote the job since `at`: a decision taken on a listing (the index
     /// lags, and a heartbeat may land between the listing and the write) stays true.
     pub fn if_updated_before(mut self, at: EpochMs) -> Self {
@@ -567,10 +581,7 @@ impl JobStore {
         now: EpochMs,
     ) -> Result<Job, StoreError> {
         let changes = match why {
-            Requeue::Retry(retry) => Changes::default()
-                .set("errorCode", s(&retry.failure.code))
-                .set("errorMessage", s(&retry.failure.message))
-                .set("nextAttemptAt", n(retry.next_attempt_at)),
+            Requeue::Retry(retry) => Changes::retry(retry),
             Requeue::Continuation {
                 bytes_done,
                 stalled,
@@ -593,11 +604,7 @@ impl JobStore {
         retry: &Retry,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
-        let changes = Changes::default()
-            .set("errorCode", s(&retry.failure.code))
-            .set("errorMessage", s(&retry.failure.message))
-            .set("nextAttemptAt", n(retry.next_attempt_at))
-            .if_updated_before(stale_before);
+        let changes = Changes::retry(retry).if_updated_before(stale_before);
         self.transition(id, JobStatus::Queued, changes, Some(attempt), now)
             .await
     }
@@ -611,11 +618,7 @@ impl JobStore {
         failure: &JobFailure,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
-        let changes = Changes::default()
-            .set("completedAt", n(now))
-            .set("errorCode", s(&failure.code))
-            .set("errorMessage", s(&failure.message))
-            .if_updated_before(stale_before);
+        let changes = Changes::failed(failure, now).if_updated_before(stale_before);
         self.transition(id, JobStatus::Failed, changes, Some(attempt), now)
             .await
     }
@@ -668,10 +671,7 @@ impl JobStore {
         failure: &JobFailure,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
-        let changes = Changes::default()
-            .set("completedAt", n(now))
-            .set("errorCode", s(&failure.code))
-            .set("errorMessage", s(&failure.message));
+        let changes = Changes::failed(failure, now);
         self.transition(id, JobStatus::Failed, changes, fence, now)
             .await
     }

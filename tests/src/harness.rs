@@ -295,24 +295,14 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> TestResponse {
-        let mut builder = lambda_http::http::Request::builder()
-            .method(method)
-            .uri(path);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
+        let context = serde_json::json!({
             "requestId": "test-request",
             "authorizer": { "jwt": { "claims": { "sub": caller }, "scopes": null } },
             "http": { "method": "GET", "path": path, "protocol": "HTTP/1.1",
                       "sourceIp": "127.0.0.1", "userAgent": "haul-tests" }
-        }))
-        .expect("a valid request context");
-        let request: Request = builder
-            .body(body.into())
-            .expect("valid test request")
-            .with_request_context(RequestContext::ApiGatewayV2(context));
-        self.dispatch(with_query(request)).await
+        });
+        self.call_in_context(context, method, path, headers, body)
+            .await
     }
 
     /// Like [`TestApp::call`], as API Gateway passes a request without an authorizer: with
@@ -325,18 +315,32 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> TestResponse {
+        let context = serde_json::json!({
+            "requestId": "test-request",
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1",
+                      "sourceIp": source_ip, "userAgent": "haul-tests" }
+        });
+        self.call_in_context(context, method, path, headers, body)
+            .await
+    }
+
+    /// A request with API Gateway's request context (`context`, as JSON) attached.
+    async fn call_in_context(
+        &self,
+        context: Value,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
         let mut builder = lambda_http::http::Request::builder()
             .method(method)
             .uri(path);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
-            "requestId": "test-request",
-            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1",
-                      "sourceIp": source_ip, "userAgent": "haul-tests" }
-        }))
-        .expect("a valid request context");
+        let context: ApiGatewayV2httpRequestContext =
+            serde_json::from_value(context).expect("a valid request context");
         let request: Request = builder
             .body(body.into())
             .expect("valid test request")

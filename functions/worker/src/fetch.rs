@@ -53,15 +53,37 @@ fn is_downgrade(from: &reqwest::Url, to: &reqwest::Url) -> bool {
 }
 
 /// Whether a redirect hop may be followed at all: never from https down to http.
-fn downgrade(attempt: &reqwest::redirect::Attempt<'_>) -> Option<Blocked> {
-    let from = attempt.previous().last()?;
-    is_downgrade(from, attempt.url()).then(|| {
+/// `previous` is the URLs requested so far, the hop's origin last.
+fn downgrade(previous: &[reqwest::Url], next: &reqwest::Url) -> Option<Blocked> {
+    let from = previous.last()?;
+    is_downgrade(from, next).then(|| {
         Blocked(format!(
             "redirect refused: {} would leave https for {}",
             from.host_str().unwrap_or_default(),
-            attempt.url().scheme()
+            next.scheme()
         ))
     })
+}
+
+/// Whether a client-given URL's redirect to `next` may be followed: within the hop limit,
+/// not from https down to http, and `next` passes every check the first URL did (scheme,
+/// port, allowlist, the address of an IP literal; names are vetted when resolved). Kept
+/// apart from the client so the decision can be tested without a network.
+fn source_hop(
+    policy: &SourcePolicy,
+    previous: &[reqwest::Url],
+    next: &reqwest::Url,
+    max_redirects: usize,
+) -> Result<(), Blocked> {
+    if previous.len() > max_redirects {
+        return Err(Blocked(format!("more than {max_redirects} redirects")));
+    }
+    if let Some(refusal) = downgrade(previous, next) {
+        return Err(refusal);
+    }
+    policy
+        .check(next)
+        .map_err(|refusal| Blocked(format!("redirect refused: {refusal}")))
 }
 
 /// The client for the operator's origin (file ids). The origin itself is trusted; where it
@@ -91,7 +113,7 @@ pub fn origin_client(
             let limit = Blocked(format!("more than {max_redirects} redirects"));
             return attempt.error(limit);
         }
-        if let Some(refusal) = downgrade(&attempt) {
+        if let Some(refusal) = downgrade(attempt.previous(), attempt.url()) {
             return attempt.error(refusal);
         }
         let url = attempt.url();
@@ -129,16 +151,9 @@ pub fn source_client(
 ) -> Result<reqwest::Client, reqwest::Error> {
     let hops = policy.clone();
     let redirects = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() > max_redirects {
-            let limit = Blocked(format!("more than {max_redirects} redirects"));
-            return attempt.error(limit);
-        }
-        if let Some(refusal) = downgrade(&attempt) {
-            return attempt.error(refusal);
-        }
-        match hops.check(attempt.url()) {
+        match source_hop(&hops, attempt.previous(), attempt.url(), max_redirects) {
             Ok(()) => attempt.follow(),
-            Err(refusal) => attempt.error(Blocked(format!("redirect refused: {refusal}"))),
+            Err(refusal) => attempt.error(refusal),
         }
     });
     reqwest::Client::builder()
@@ -194,5 +209,58 @@ mod tests {
             &url("http://a.example/"),
             &url("http://b.example/")
         ));
+    }
+
+    #[test]
+    fn a_url_sources_redirect_hop_is_held_to_every_rule_of_the_first_url() {
+        let url = |raw: &str| reqwest::Url::parse(raw).unwrap();
+        let policy = SourcePolicy::new("files.example.com, *.cdn.example.net", false).unwrap();
+        let from_https = [url("https://files.example.com/a")];
+        let hop = |previous: &[reqwest::Url], next: &str| {
+            source_hop(&policy, previous, &url(next), 5).map_err(|b| b.0)
+        };
+        assert!(hop(&from_https, "https://eu.cdn.example.net/a").is_ok());
+        assert!(
+            hop(
+                &[url("http://files.example.com/a")],
+                "https://files.example.com/b"
+            )
+            .is_ok()
+        );
+        assert!(
+            hop(
+                &[url("http://files.example.com/a")],
+                "http://files.example.com/b"
+            )
+            .is_ok()
+        );
+
+        let refused = |previous: &[reqwest::Url], next: &str, why: &str| {
+            let reason = hop(previous, next).expect_err(next);
+            assert!(reason.contains(why), "{next}: {reason}");
+        };
+        refused(&from_https, "http://files.example.com/a", "leave https");
+        refused(&from_https, "https://files.example.com:8443/a", "port 8443");
+        refused(&from_https, "https://eu.cdn.example.net:22/a", "port 22");
+        refused(
+            &from_https,
+            "https://evil.example.org/a",
+            "evil.example.org",
+        );
+        refused(&from_https, "https://169.254.169.254/latest/", "link-local");
+        let six: Vec<_> = (0..6).map(|_| url("https://files.example.com/a")).collect();
+        refused(&six, "https://files.example.com/b", "redirects");
+
+        // Ports the operator allows are allowed on every hop too.
+        let wider = policy.clone().with_ports(vec![443, 8443]);
+        assert!(
+            source_hop(
+                &wider,
+                &from_https,
+                &url("https://files.example.com:8443/a"),
+                5
+            )
+            .is_ok()
+        );
     }
 }

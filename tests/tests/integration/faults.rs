@@ -904,12 +904,25 @@ async fn a_worker_that_lost_its_job_leaves_the_upload_its_successor_resumes() {
     let id = app.start_job(71).await;
     let first = app.worker.clone();
     let stalled = tokio::spawn(async move { first.process(id, None).await });
-    // Wait until the first attempt has an upload with a part in it.
+    // Wait until S3 holds a part of the first attempt's upload: what a successor resumes.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let job = app.services.jobs.get(id).await.unwrap().unwrap();
-        if job.checkpoint.is_some() && job.bytes_done > 6 * MIB {
-            break;
+        if let Some(checkpoint) = &job.checkpoint {
+            let parts = app
+                .aws
+                .s3
+                .list_parts()
+                .bucket(&app.resources.bucket)
+                .key(&job.artifact_key)
+                .upload_id(&checkpoint.upload_id)
+                .send()
+                .await
+                .map(|out| out.parts().len())
+                .unwrap_or(0);
+            if parts > 0 {
+                break;
+            }
         }
         assert!(
             Instant::now() < deadline,

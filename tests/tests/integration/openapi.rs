@@ -967,3 +967,80 @@ fn the_validation_itself_catches_drift() {
         .unwrap_err();
     assert!(err.contains("Allow"), "{err}");
 }
+
+/// The answers this stage added, from real handlers: a job waiting for its retry (error with
+/// `retryable: true`, `retriesRemaining`, `nextAttemptAt`), its final failure, a start over
+/// the caller's rate (429 `rate_limited`), and a `traceparent` answered back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_waits_rate_limits_and_traces_validate_against_the_spec() {
+    let contract = Contract::load();
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            fail_first: 100,
+            ..Default::default()
+        },
+        max_attempts: 2,
+        rate_limit_per_minute: 1,
+        ..Default::default()
+    })
+    .await;
+    let status_path = "/v1/download/status/{jobId}";
+    async fn start(app: &TestApp, key: &str) -> TestResponse {
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        app.call_as(
+            "erin",
+            Method::POST,
+            INITIATE,
+            &[JSON, ("idempotency-key", key), ("traceparent", trace)],
+            json!({"file_id": 11}).to_string(),
+        )
+        .await
+    }
+    let accepted = start(&app, "spec-1").await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    contract.assert_answer(INITIATE, Method::POST, &accepted);
+    let limited = start(&app, "spec-2").await;
+    assert_eq!(limited.status, 429, "{:?}", limited.body);
+    assert_eq!(limited.body["code"], "rate_limited");
+    contract.assert_answer(INITIATE, Method::POST, &limited);
+
+    let id: JobId = accepted.body["jobId"].as_str().unwrap().parse().unwrap();
+    app.deliver(5).await;
+    let waiting = app
+        .call_as(
+            "erin",
+            Method::GET,
+            &concrete(status_path, id),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(
+        waiting.body["error"]["retryable"], true,
+        "{:?}",
+        waiting.body
+    );
+    assert!(waiting.body["nextAttemptAt"].is_string());
+    contract.assert_answer(status_path, Method::GET, &waiting);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = loop {
+        let response = app
+            .call_as(
+                "erin",
+                Method::GET,
+                &concrete(status_path, id),
+                &[],
+                Body::Empty,
+            )
+            .await;
+        if response.body["status"] == "failed" {
+            break response;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", response.body);
+        app.deliver(1).await;
+    };
+    assert_eq!(failed.body["error"]["retryable"], false);
+    assert_eq!(failed.body["traceId"], "0af7651916cd43dd8448eb211c80319c");
+    contract.assert_answer(status_path, Method::GET, &failed);
+}
