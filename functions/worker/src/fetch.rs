@@ -129,12 +129,28 @@ pub fn origin_client(
             Err(refusal) => attempt.error(Blocked(format!("redirect refused: {refusal}"))),
         }
     });
-    reqwest::Client::builder()
-        .no_proxy()
-        .dns_resolver(Arc::new(VettingResolver {
+    vetted_client(
+        VettingResolver {
             policy: policy.clone(),
             trusted: origin_host,
-        }))
+        },
+        redirects,
+        timeout,
+        max_time,
+    )
+}
+
+/// What both clients share: the vetting resolver, no proxy from the environment, the
+/// connect and read timeouts, and a total time cap per request.
+fn vetted_client(
+    resolver: VettingResolver,
+    redirects: reqwest::redirect::Policy,
+    timeout: Duration,
+    max_time: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver))
         .redirect(redirects)
         .connect_timeout(timeout)
         .read_timeout(timeout)
@@ -156,18 +172,15 @@ pub fn source_client(
             Err(refusal) => attempt.error(refusal),
         }
     });
-    reqwest::Client::builder()
-        .no_proxy()
-        .dns_resolver(Arc::new(VettingResolver {
+    vetted_client(
+        VettingResolver {
             policy: policy.clone(),
             trusted: None,
-        }))
-        .redirect(redirects)
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .timeout(max_time)
-        .user_agent(concat!("haul-worker/", env!("CARGO_PKG_VERSION")))
-        .build()
+        },
+        redirects,
+        timeout,
+        max_time,
+    )
 }
 
 /// The refusal behind a request error, if a vetting step caused it.
