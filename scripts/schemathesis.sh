@@ -152,6 +152,7 @@ export SCHEMATHESIS_HOOKS="$WORK/hooks.py"
 # Every check but positive_data_acceptance: a schema-valid request may rightly be refused
 # (a `url` while URL sources are off, a reused Idempotency-Key with another payload).
 SPEC="$PWD/openapi.yaml"
+CONFIG="$PWD/scripts/schemathesis.toml"
 case "$REPORT_DIR" in /*) ;; *) REPORT_DIR="$PWD/$REPORT_DIR" ;; esac
 rm -rf "$REPORT_DIR"
 mkdir -p "$REPORT_DIR"
@@ -160,7 +161,7 @@ set +e
 # From the scratch directory: Schemathesis keeps a cache of its findings in the working directory.
 (
   cd "$WORK"
-  "$VENV/bin/st" run "$SPEC" \
+  "$VENV/bin/st" --config-file "$CONFIG" run "$SPEC" \
     --url "$API" \
     --seed "$SEED" \
     --max-examples "$MAX_EXAMPLES" \
