@@ -66,83 +66,142 @@ impl ApiError {
         ApiError::Unavailable(err.into())
     }
 
-    pub fn status(&self) -> StatusCode {
+    /// The one table from error to HTTP: status, stable code, title. Clients branch on the
+    /// code, never on `detail`.
+    fn spec(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
         match self {
-            ApiError::MalformedJson(_)
-            | ApiError::InvalidField { .. }
-            | ApiError::InvalidJobId
-            | ApiError::SourceNotAllowed(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::RouteNotFound | ApiError::JobNotFound | ApiError::HistoryDisabled => {
-                StatusCode::NOT_FOUND
+            ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json", "Malformed JSON"),
+            ApiError::InvalidField { .. } => (S::BAD_REQUEST, "invalid_field", "Invalid field"),
+            ApiError::PayloadTooLarge { .. } => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            ApiError::UnsupportedMediaType => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+            ),
+            ApiError::MethodNotAllowed { .. } => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            ApiError::RouteNotFound => (S::NOT_FOUND, "route_not_found", "Route not found"),
+            ApiError::InvalidJobId => (S::BAD_REQUEST, "invalid_job_id", "Invalid job id"),
+            ApiError::JobNotFound => (S::NOT_FOUND, "job_not_found", "Job not found"),
+            ApiError::JobNotReady { .. } => (S::CONFLICT, "job_not_ready", "Job not ready"),
+            ApiError::JobAlreadyFinished { .. } => {
+                (S::CONFLICT, "job_already_finished", "Job already finished")
             }
-            ApiError::TooManyActiveJobs { .. } | ApiError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
+            ApiError::IdempotencyKeyReused => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+            ),
+            ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::SourceNotAllowed(_) => {
+                (S::BAD_REQUEST, "source_not_allowed", "Source not allowed")
             }
-            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::JobNotReady { .. } | ApiError::JobAlreadyFinished { .. } => {
-                StatusCode::CONFLICT
-            }
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::HistoryDisabled => (S::NOT_FOUND, "history_disabled", "History disabled"),
+            ApiError::TooManyActiveJobs { .. } => (
+                S::TOO_MANY_REQUESTS,
+                "too_many_active_jobs",
+                "Too many active jobs",
+            ),
+            ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
+            ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
+            ApiError::Unavailable(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error", "Internal error"),
         }
+    }
+
+    /// One error of each kind, for contract tests (every code documented, every problem
+    /// valid). The exhaustive match below stops the build when a kind is added without one.
+    pub fn one_of_each() -> Vec<ApiError> {
+        let all = vec![
+            ApiError::MalformedJson("expected value at line 1 column 1".into()),
+            ApiError::invalid_field("file_id", "file_id is required"),
+            ApiError::PayloadTooLarge { limit: 16 * 1024 },
+            ApiError::UnsupportedMediaType,
+            ApiError::MethodNotAllowed {
+                allow: "GET, HEAD, DELETE",
+            },
+            ApiError::RouteNotFound,
+            ApiError::InvalidJobId,
+            ApiError::JobNotFound,
+            ApiError::JobNotReady {
+                status: JobStatus::Running,
+            },
+            ApiError::JobAlreadyFinished {
+                status: JobStatus::Completed,
+            },
+            ApiError::IdempotencyKeyReused,
+            ApiError::Forbidden,
+            ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
+            ApiError::HistoryDisabled,
+            ApiError::TooManyActiveJobs { limit: 20 },
+            ApiError::RateLimited {
+                retry_after_secs: 6,
+            },
+            ApiError::Overloaded,
+            ApiError::unavailable(std::io::Error::other("throttled")),
+            ApiError::Internal(Box::new(std::io::Error::other("bug"))),
+        ];
+        for error in &all {
+            match error {
+                ApiError::MalformedJson(_)
+                | ApiError::InvalidField { .. }
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::UnsupportedMediaType
+                | ApiError::MethodNotAllowed { .. }
+                | ApiError::RouteNotFound
+                | ApiError::InvalidJobId
+                | ApiError::JobNotFound
+                | ApiError::JobNotReady { .. }
+                | ApiError::JobAlreadyFinished { .. }
+                | ApiError::IdempotencyKeyReused
+                | ApiError::Forbidden
+                | ApiError::SourceNotAllowed(_)
+                | ApiError::HistoryDisabled
+                | ApiError::TooManyActiveJobs { .. }
+                | ApiError::RateLimited { .. }
+                | ApiError::Overloaded
+                | ApiError::Unavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.spec().0
     }
 
     /// Stable, machine-readable; clients branch on this, never on `detail`.
     pub fn code(&self) -> &'static str {
-        match self {
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::InvalidField { .. } => "invalid_field",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::RouteNotFound => "route_not_found",
-            ApiError::InvalidJobId => "invalid_job_id",
-            ApiError::JobNotFound => "job_not_found",
-            ApiError::JobNotReady { .. } => "job_not_ready",
-            ApiError::JobAlreadyFinished { .. } => "job_already_finished",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
-            ApiError::Forbidden => "forbidden",
-            ApiError::SourceNotAllowed(_) => "source_not_allowed",
-            ApiError::HistoryDisabled => "history_disabled",
-            ApiError::TooManyActiveJobs { .. } => "too_many_active_jobs",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded => "overloaded",
-            ApiError::Unavailable(_) => "service_unavailable",
-            ApiError::Internal(_) => "internal_error",
-        }
+        self.spec().1
     }
 
     fn title(&self) -> &'static str {
+        self.spec().2
+    }
+
+    /// The cause of a server-side error, for the logs only (never in the answer).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync)> {
         match self {
-            ApiError::MalformedJson(_) => "Malformed JSON",
-            ApiError::InvalidField { .. } => "Invalid field",
-            ApiError::PayloadTooLarge { .. } => "Payload too large",
-            ApiError::UnsupportedMediaType => "Unsupported media type",
-            ApiError::MethodNotAllowed { .. } => "Method not allowed",
-            ApiError::RouteNotFound => "Route not found",
-            ApiError::InvalidJobId => "Invalid job id",
-            ApiError::JobNotFound => "Job not found",
-            ApiError::JobNotReady { .. } => "Job not ready",
-            ApiError::JobAlreadyFinished { .. } => "Job already finished",
-            ApiError::IdempotencyKeyReused => "Idempotency key reused",
-            ApiError::Forbidden => "Forbidden",
-            ApiError::SourceNotAllowed(_) => "Source not allowed",
-            ApiError::HistoryDisabled => "History disabled",
-            ApiError::TooManyActiveJobs { .. } => "Too many active jobs",
-            ApiError::RateLimited { .. } => "Rate limited",
-            ApiError::Overloaded => "Overloaded",
-            ApiError::Unavailable(_) => "Service unavailable",
-            ApiError::Internal(_) => "Internal error",
+            ApiError::Unavailable(source) | ApiError::Internal(source) => Some(source.as_ref()),
+            _ => None,
         }
     }
 
     /// The problem response. `instance` is the request path; `request_id` lets support find
-    /// the logs. Server-side errors are logged here with their cause and never shown.
+    /// the logs. Server-side causes are never shown (`serve` logs them).
     pub fn into_response(self, instance: &str, request_id: &str) -> Response<Body> {
         let status = self.status();
         let mut body = Map::new();
@@ -165,9 +224,6 @@ impl ApiError {
             }
             ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));
-            }
-            ApiError::Unavailable(source) | ApiError::Internal(source) => {
-                tracing::error!(code = self.code(), error = %source, "request failed");
             }
             _ => {}
         }

@@ -45,7 +45,13 @@ where
     async move {
         let response = match handler(request).await {
             Ok(response) => response,
-            Err(err) => err.into_response(&path, &id),
+            Err(err) => {
+                // Logged here, once, outside the mapping: the cause stays out of the answer.
+                if let Some(cause) = err.cause() {
+                    tracing::error!(code = err.code(), error = %cause, "request failed");
+                }
+                err.into_response(&path, &id)
+            }
         };
         tracing::info!(status = response.status().as_u16(), "answered");
         response
