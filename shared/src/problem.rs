@@ -127,7 +127,9 @@ impl ApiError {
         let all = vec![
             ApiError::MalformedJson("expected value at line 1 column 1".into()),
             ApiError::invalid_field("file_id", "file_id is required"),
-            ApiError::PayloadTooLarge { limit: 16 * 1024 },
+            ApiError::PayloadTooLarge {
+                limit: crate::request::MAX_BODY_BYTES,
+            },
             ApiError::UnsupportedMediaType,
             ApiError::MethodNotAllowed {
                 allow: "GET, HEAD, DELETE",

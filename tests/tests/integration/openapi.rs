@@ -426,38 +426,13 @@ fn the_routes_and_limits_are_the_code_and_the_templates() {
 #[test]
 fn every_problem_the_handlers_build_is_documented() {
     let contract = Contract::load();
-    let errors = [
-        ApiError::MalformedJson("expected value at line 1 column 1".into()),
-        ApiError::invalid_field("file_id", "file_id is required"),
-        ApiError::invalid_field("", "the body must be a JSON object"),
-        ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        },
-        ApiError::UnsupportedMediaType,
-        ApiError::MethodNotAllowed {
-            allow: "GET, HEAD, DELETE",
-        },
-        ApiError::RouteNotFound,
-        ApiError::InvalidJobId,
-        ApiError::JobNotFound,
-        ApiError::JobNotReady {
-            status: JobStatus::Running,
-        },
-        ApiError::JobAlreadyFinished {
-            status: JobStatus::Completed,
-        },
-        ApiError::IdempotencyKeyReused,
-        ApiError::Forbidden,
-        ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
-        ApiError::HistoryDisabled,
-        ApiError::TooManyActiveJobs { limit: 20 },
-        ApiError::RateLimited {
-            retry_after_secs: 6,
-        },
-        ApiError::Overloaded,
-        ApiError::unavailable(std::io::Error::other("throttled")),
-        ApiError::Internal(Box::new(std::io::Error::other("bug"))),
-    ];
+    // One of each kind, plus the body-level form of invalid_field (no `field` to name).
+    let errors = ApiError::one_of_each()
+        .into_iter()
+        .chain([ApiError::invalid_field(
+            "",
+            "the body must be a JSON object",
+        )]);
     let responses = contract.all_responses();
     let mut covered = BTreeSet::new();
     for error in errors {
@@ -989,15 +964,9 @@ async fn retry_waits_rate_limits_and_traces_validate_against_the_spec() {
 
     let id: JobId = accepted.body["jobId"].as_str().unwrap().parse().unwrap();
     app.deliver(5).await;
-    let waiting = app
-        .call_as(
-            "erin",
-            Method::GET,
-            &concrete(status_path, id),
-            &[],
-            Body::Empty,
-        )
-        .await;
+    let path = concrete(status_path, id);
+    let status_of = || app.call_as("erin", Method::GET, &path, &[], Body::Empty);
+    let waiting = status_of().await;
     assert_eq!(
         waiting.body["error"]["retryable"], true,
         "{:?}",
@@ -1008,15 +977,7 @@ async fn retry_waits_rate_limits_and_traces_validate_against_the_spec() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let failed = loop {
-        let response = app
-            .call_as(
-                "erin",
-                Method::GET,
-                &concrete(status_path, id),
-                &[],
-                Body::Empty,
-            )
-            .await;
+        let response = status_of().await;
         if response.body["status"] == "failed" {
             break response;
         }
