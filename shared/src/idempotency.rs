@@ -11,8 +11,6 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::job::Owner;
-use crate::problem::ApiError;
-use crate::request::InitiateRequest;
 use crate::source::Source;
 
 /// How long a key keeps answering with its job. Retries come within seconds to hours;
@@ -49,30 +47,28 @@ impl IdempotencyKey {
     }
 }
 
-/// The key a request carries. Header and body may both name it, but then they must agree.
+/// Why a request's idempotency key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the Idempotency-Key header must be 1 to 128 printable ASCII characters")]
+    InvalidHeader,
+    #[error("clientRequestId and the Idempotency-Key header differ; send one, or the same in both")]
+    Mismatch,
+}
+
+/// The key a request carries, from its `Idempotency-Key` header and its body's
+/// `clientRequestId`. Both may name it, but then they must agree. A `clientRequestId` that is
+/// not a valid key is only a label, not a key.
 pub fn key_of(
     header: Option<&str>,
-    input: &InitiateRequest,
-) -> Result<Option<IdempotencyKey>, ApiError> {
+    client_request_id: Option<&str>,
+) -> Result<Option<IdempotencyKey>, KeyError> {
     let header = header
-        .map(|raw| {
-            IdempotencyKey::parse(raw).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "Idempotency-Key",
-                    "the Idempotency-Key header must be 1 to 128 printable ASCII characters",
-                )
-            })
-        })
+        .map(|raw| IdempotencyKey::parse(raw).ok_or(KeyError::InvalidHeader))
         .transpose()?;
-    let body = input
-        .client_request_id
-        .as_deref()
-        .and_then(IdempotencyKey::parse);
+    let body = client_request_id.and_then(IdempotencyKey::parse);
     match (header, body) {
-        (Some(h), Some(b)) if h != b => Err(ApiError::invalid_field(
-            "clientRequestId",
-            "clientRequestId and the Idempotency-Key header differ; send one, or the same in both",
-        )),
+        (Some(h), Some(b)) if h != b => Err(KeyError::Mismatch),
         (Some(key), _) | (None, Some(key)) => Ok(Some(key)),
         (None, None) => Ok(None),
     }
@@ -80,8 +76,8 @@ pub fn key_of(
 
 /// What a retry must repeat to count as the same request: the payload, normalised, hashed.
 /// The key itself and how it was sent are not part of it.
-pub fn fingerprint(input: &InitiateRequest) -> String {
-    let canonical = match &input.source {
+pub fn fingerprint(source: &Source) -> String {
+    let canonical = match source {
         Source::File(id) => format!("file_id={}", id.get()),
         Source::Url(url) => format!("url={}", url.as_str()),
     };
@@ -100,9 +96,8 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn input(body: &str) -> InitiateRequest {
-        InitiateRequest::parse(body.as_bytes()).unwrap()
-    }
+    use crate::job::FileId;
+    use crate::source::SourceUrl;
 
     #[test]
     fn keys_are_scoped_per_owner() {
@@ -117,23 +112,26 @@ mod tests {
 
     #[test]
     fn the_header_and_the_body_must_agree() {
-        let body = input(r#"{"file_id": 1, "clientRequestId": "a"}"#);
-        assert_eq!(key_of(Some("a"), &body).unwrap().unwrap().as_str(), "a");
-        assert!(key_of(Some("b"), &body).is_err());
-        assert_eq!(key_of(None, &body).unwrap().unwrap().as_str(), "a");
-        let plain = input(r#"{"file_id": 1}"#);
-        assert_eq!(key_of(None, &plain).unwrap(), None);
-        assert!(key_of(Some(""), &plain).is_err());
-        assert!(key_of(Some("has space"), &plain).is_err());
-        assert!(key_of(Some(&"k".repeat(129)), &plain).is_err());
+        let body = Some("a");
+        assert_eq!(key_of(Some("a"), body).unwrap().unwrap().as_str(), "a");
+        assert_eq!(key_of(Some("b"), body), Err(KeyError::Mismatch));
+        assert_eq!(key_of(None, body).unwrap().unwrap().as_str(), "a");
+        assert_eq!(key_of(None, None).unwrap(), None);
+        assert_eq!(key_of(Some(""), None), Err(KeyError::InvalidHeader));
+        assert_eq!(
+            key_of(Some("has space"), None),
+            Err(KeyError::InvalidHeader)
+        );
+        assert!(key_of(Some(&"k".repeat(129)), None).is_err());
     }
 
     #[test]
     fn the_fingerprint_follows_the_payload_not_the_key() {
-        let a = input(r#"{"file_id": 1, "clientRequestId": "a"}"#);
-        let b = input(r#"{"file_id": 1, "clientRequestId": "b"}"#);
-        let c = input(r#"{"file_id": 2, "clientRequestId": "a"}"#);
-        assert_eq!(fingerprint(&a), fingerprint(&b));
-        assert_ne!(fingerprint(&a), fingerprint(&c));
+        let one = Source::File(FileId::new(1).unwrap());
+        let two = Source::File(FileId::new(2).unwrap());
+        let url = Source::Url(SourceUrl::parse("https://files.example.com/1").unwrap());
+        assert_eq!(fingerprint(&one), fingerprint(&one.clone()));
+        assert_ne!(fingerprint(&one), fingerprint(&two));
+        assert_ne!(fingerprint(&one), fingerprint(&url));
     }
 }

@@ -225,7 +225,7 @@ pub struct Checkpoint {
 /// Why a job failed, in a stable machine-readable code plus a human sentence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JobFailure {
-    pub code: String,
+    pub code: crate::failure::FailureCode,
     pub message: String,
 }
 
@@ -312,16 +312,6 @@ impl Job {
             artifact_key: crate::artifacts::ArtifactStore::new_key(),
             trace_id: None,
         }
-    }
-
-    /// Whether `other` was created by the same request as this job: the fields fixed at
-    /// creation match. Later state (status, progress) may differ.
-    pub fn is_same_request_as(&self, other: &Job) -> bool {
-        self.id == other.id
-            && self.created_at == other.created_at
-            && self.source == other.source
-            && self.owner == other.owner
-            && self.client_request_id == other.client_request_id
     }
 
     pub fn in_trace(mut self, trace_id: crate::trace::TraceId) -> Self {

@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod aws_calls;
 pub mod clock;
 pub mod config;
+pub mod failure;
 pub mod idempotency;
 pub mod job;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod telemetry;
 pub mod trace;
 
 pub use config::Config;
+pub use failure::FailureCode;
 pub use job::{FileId, Job, JobError, JobId, JobStatus, Owner};
 pub use problem::ApiError;
 pub use services::Services;

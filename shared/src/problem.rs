@@ -4,7 +4,9 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
 
+use crate::idempotency::KeyError;
 use crate::job::JobStatus;
+use crate::store::StoreError;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -251,6 +253,31 @@ impl ApiError {
         response
             .body(Body::Text(text))
             .unwrap_or_else(|_| Response::new(Body::Empty))
+    }
+}
+
+/// The default answer to a store failure: an unknown job is `job_not_found`, a refused
+/// status change `job_already_finished`, and anything else the store's trouble, answered as
+/// unavailable (retryable) with the cause logged by `serve`. A handler for which a conflict
+/// means something else maps it before `?`.
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ApiError::JobNotFound,
+            StoreError::Conflict(job) => ApiError::JobAlreadyFinished { status: job.status },
+            StoreError::Malformed(_) | StoreError::Dynamo(_) => ApiError::unavailable(err),
+        }
+    }
+}
+
+/// A refused idempotency key is a bad field: the header, or the body's `clientRequestId`.
+impl From<KeyError> for ApiError {
+    fn from(err: KeyError) -> Self {
+        let field = match err {
+            KeyError::InvalidHeader => "Idempotency-Key",
+            KeyError::Mismatch => "clientRequestId",
+        };
+        ApiError::invalid_field(field, err.to_string())
     }
 }
 

@@ -8,8 +8,8 @@
 
 use haul::clock::EpochMs;
 use haul::job::JobFailure;
-use haul::store::{Changes, Retry, StoreError};
-use haul::{JobStatus, Services};
+use haul::store::{Retry, StoreError};
+use haul::{FailureCode, JobStatus, Services};
 use serde::Serialize;
 
 /// Jobs handled per category per run; the schedule picks up the rest next time.
@@ -65,11 +65,7 @@ async fn expire_completed(
             report.errors += 1;
             continue;
         }
-        match services
-            .jobs
-            .transition(job.id, JobStatus::Expired, Changes::default(), None, now)
-            .await
-        {
+        match services.jobs.expire(job.id, now).await {
             Ok(_) => report.expired += 1,
             Err(StoreError::Conflict(_)) => {}
             Err(err) => {
@@ -98,7 +94,7 @@ async fn recover_stale_running(
         // moved on or reported meanwhile (the index lags the table), nothing happens.
         if job.attempts >= config.max_attempts {
             let failure = JobFailure {
-                code: "worker_lost".into(),
+                code: FailureCode::WorkerLost,
                 message: format!(
                     "the worker stopped reporting progress on the last of {} attempts",
                     config.max_attempts
@@ -121,7 +117,7 @@ async fn recover_stale_running(
         // Sent again at once: the status says why the attempt ended and that another follows.
         let retry = Retry {
             failure: JobFailure {
-                code: "worker_lost".into(),
+                code: FailureCode::WorkerLost,
                 message: "the worker stopped reporting progress; the job was queued again".into(),
             },
             next_attempt_at: now,

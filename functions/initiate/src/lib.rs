@@ -79,7 +79,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     let input = InitiateRequest::parse(request.body().as_ref())?;
     let key = idempotency::key_of(
         header_text(&request, IDEMPOTENCY_KEY_HEADER, "Idempotency-Key")?,
-        &input,
+        input.client_request_id.as_deref(),
     )?;
     let owner = caller(&request)?;
     let trace = request
@@ -159,18 +159,15 @@ async fn admit(
     let limit = config.max_active_jobs_per_owner;
     if let (Some(owner), true) = (owner, limit > 0) {
         let since = now - ACTIVE_WINDOW.as_millis() as EpochMs;
-        let active = services
-            .jobs
-            .count_active(owner, since)
-            .await
-            .map_err(ApiError::unavailable)?;
+        let active = services.jobs.count_active(owner, since).await?;
         if active >= limit {
             let retry = match key {
-                Some(key) => services
-                    .jobs
-                    .key_exists(&key.record_id(Some(owner)), now)
-                    .await
-                    .map_err(ApiError::unavailable)?,
+                Some(key) => {
+                    services
+                        .jobs
+                        .key_exists(&key.record_id(Some(owner)), now)
+                        .await?
+                }
                 None => false,
             };
             if !retry {
@@ -191,11 +188,7 @@ async fn limit_rate(
     now: EpochMs,
 ) -> Result<(), ApiError> {
     if let Some(key) = key {
-        let replay = services
-            .jobs
-            .key_exists(&key.record_id(owner), now)
-            .await
-            .map_err(ApiError::unavailable)?;
+        let replay = services.jobs.key_exists(&key.record_id(owner), now).await?;
         if replay {
             return Ok(());
         }
@@ -223,7 +216,7 @@ async fn create_with_key(
 ) -> Result<Created, ApiError> {
     let claim = KeyClaim {
         record_id: key.record_id(owner),
-        fingerprint: idempotency::fingerprint(input),
+        fingerprint: idempotency::fingerprint(&input.source),
         response: body.to_owned(),
         now: job.created_at,
     };
@@ -234,9 +227,10 @@ async fn create_with_key(
         .map_err(store_failure)
 }
 
+/// Creating a job differs from the default mapping: a conflict would be a v4 collision, which
+/// is not going to happen (so something is wrong), and no job can be "not found" yet.
 fn store_failure(err: StoreError) -> ApiError {
     match err {
-        // A v4 collision is not going to happen; if the store says so, something is wrong.
         StoreError::Conflict(_) | StoreError::Malformed(_) => ApiError::Internal(Box::new(err)),
         other => ApiError::unavailable(other),
     }

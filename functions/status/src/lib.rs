@@ -8,8 +8,8 @@
 use haul::clock::{now_ms, rfc3339};
 use haul::request::{Route, caller, download_route, parse_job_id};
 use haul::response::{json, request_path, serve};
-use haul::store::{PageCursor, StoreError};
-use haul::{ApiError, Job, JobId, JobStatus, Owner, Services};
+use haul::store::PageCursor;
+use haul::{ApiError, FailureCode, Job, JobId, JobStatus, Owner, Services};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
@@ -45,7 +45,8 @@ pub struct StatusView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorView {
-    pub code: String,
+    /// A stored code this build does not know is shown as it is.
+    pub code: FailureCode,
     pub message: String,
     /// Whether another attempt follows (`true` only while queued for a retry).
     pub retryable: bool,
@@ -114,8 +115,7 @@ async fn load(services: &Services, id: JobId, caller: Option<&Owner>) -> Result<
     services
         .jobs
         .get(id)
-        .await
-        .map_err(ApiError::unavailable)?
+        .await?
         .filter(|job| job.is_visible_to(caller))
         .ok_or(ApiError::JobNotFound)
 }
@@ -161,15 +161,7 @@ async fn cancel(
     // Only whoever may see the job may cancel it.
     load(services, id, caller).await?;
     let now = now_ms();
-    let job = services
-        .jobs
-        .transition(id, JobStatus::Cancelled, Default::default(), None, now)
-        .await
-        .map_err(|err| match err {
-            StoreError::NotFound => ApiError::JobNotFound,
-            StoreError::Conflict(job) => ApiError::JobAlreadyFinished { status: job.status },
-            other => ApiError::unavailable(other),
-        })?;
+    let job = services.jobs.cancel(id, now).await?;
     tracing::info!(job_id = %id, "job cancelled");
     json(StatusCode::OK, &view(services, &job).await?)
 }
@@ -215,8 +207,7 @@ async fn list(
     let (jobs, next) = services
         .jobs
         .list_by_owner(owner, limit, cursor.as_ref())
-        .await
-        .map_err(ApiError::unavailable)?;
+        .await?;
     let mut items = Vec::with_capacity(jobs.len());
     for job in &jobs {
         items.push(view(services, job).await?);

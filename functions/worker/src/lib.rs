@@ -10,12 +10,13 @@ pub use plan::PartPlan;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsMessage};
 use futures_util::future::join_all;
 use haul::clock::{EpochMs, now_ms};
+use haul::failure::Retried;
 use haul::job::{Artifact, JobFailure};
 use haul::metrics;
 use haul::queue::WorkMessage;
 use haul::source::Source;
 use haul::store::{Requeue, Retry, StoreError};
-use haul::{Job, JobId, JobStatus, Services};
+use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -235,8 +236,7 @@ impl Worker {
             let result = transfer::run(self, &job, hand_over_at).await;
             let retryable = matches!(
                 &result,
-                Err(TransferError::Transient(f))
-                    if matches!(f.code.as_str(), "origin_interrupted" | "origin_truncated" | "storage_error")
+                Err(TransferError::Transient(f)) if f.code.retried() == Retried::WithinInvocation
             );
             if !retryable || try_number >= IN_INVOCATION_TRIES {
                 return result;
@@ -370,17 +370,6 @@ impl Worker {
                         completed(id, &artifact, started);
                         Outcome::Ack
                     }
-                    // The completion landed but its answer was lost, and the SDK's retry met
-                    // it: this attempt's own write, so it is counted like any other.
-                    Err(StoreError::Conflict(current))
-                        if current.status == JobStatus::Completed
-                            && current.attempts == attempt
-                            && current.artifact.as_ref().map(|a| (&a.key, a.size))
-                                == Some((&artifact.key, artifact.size)) =>
-                    {
-                        completed(id, &artifact, started);
-                        Outcome::Ack
-                    }
                     Err(StoreError::Conflict(current)) => {
                         // Cancelled (or taken over) while the last bytes went up: the object
                         // must not outlive the job that no longer wants it.
@@ -421,7 +410,7 @@ impl Worker {
         let stalled = stalled_continuations(job, bytes_done, resumed_from);
         if stalled >= MAX_STALLED_CONTINUATIONS {
             let failure = JobFailure {
-                code: "no_progress".into(),
+                code: FailureCode::NoProgress,
                 message: format!(
                     "{stalled} invocations in a row ended without getting further (the origin \
                      restarts the file, or its ranges do not hold)"
@@ -465,7 +454,7 @@ impl Worker {
             &[("JobsFailed", "Count", 1.0)],
             &[
                 ("jobId", job.id.to_string().into()),
-                ("errorCode", failure.code.clone().into()),
+                ("errorCode", failure.code.as_str().into()),
             ],
         );
         match self

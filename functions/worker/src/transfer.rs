@@ -13,6 +13,7 @@ use haul::artifacts::{ArtifactError, ArtifactStore};
 use tokio::task::JoinSet;
 
 use crate::plan::PartPlan;
+use haul::FailureCode;
 use haul::clock::{EpochMs, now_ms};
 use haul::job::{Artifact, Checkpoint, JobFailure};
 use haul::store::{Progress, StoreError};
@@ -38,14 +39,14 @@ pub enum TransferError {
     OutOfTime { bytes_done: u64, resumed_from: u64 },
 }
 
-fn failure(code: &str, message: impl Into<String>) -> JobFailure {
+fn failure(code: FailureCode, message: impl Into<String>) -> JobFailure {
     JobFailure {
-        code: code.to_owned(),
+        code,
         message: message.into(),
     }
 }
 
-fn transient(code: &str, message: impl Into<String>) -> TransferError {
+fn transient(code: FailureCode, message: impl Into<String>) -> TransferError {
     TransferError::Transient(failure(code, message))
 }
 
@@ -191,7 +192,7 @@ pub async fn run(
                 return too_slow();
             }
             transient(
-                "origin_unreachable",
+                FailureCode::OriginUnreachable,
                 format!("cannot reach the origin: {}", without_url(&err)),
             )
         })
@@ -227,7 +228,7 @@ pub async fn run(
             Some((start, Some(total))) if start == point.offset => (Some(point), Some(total)),
             _ => {
                 return Err(transient(
-                    "origin_range_mismatch",
+                    FailureCode::OriginRangeMismatch,
                     "the origin sent another range",
                 ));
             }
@@ -318,19 +319,19 @@ pub async fn run(
 fn classify_status(status: StatusCode) -> TransferError {
     match status {
         StatusCode::NOT_FOUND | StatusCode::GONE => TransferError::Permanent(failure(
-            "origin_not_found",
+            FailureCode::OriginNotFound,
             format!("the origin has no such file (HTTP {})", status.as_u16()),
         )),
         StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => transient(
-            "origin_busy",
+            FailureCode::OriginBusy,
             format!("the origin asked to retry (HTTP {})", status.as_u16()),
         ),
         s if s.is_client_error() => TransferError::Permanent(failure(
-            "origin_rejected",
+            FailureCode::OriginRejected,
             format!("the origin refused the request (HTTP {})", s.as_u16()),
         )),
         s => transient(
-            "origin_error",
+            FailureCode::OriginError,
             format!("the origin failed (HTTP {})", s.as_u16()),
         ),
     }
@@ -440,19 +441,19 @@ impl SourceLimits {
 }
 
 fn blocked(reason: String) -> TransferError {
-    TransferError::Permanent(failure("source_blocked", reason))
+    TransferError::Permanent(failure(FailureCode::SourceBlocked, reason))
 }
 
 fn too_large(max: u64) -> TransferError {
     TransferError::Permanent(failure(
-        "source_too_large",
+        FailureCode::SourceTooLarge,
         format!("the file is larger than the {max} bytes this service fetches"),
     ))
 }
 
 fn too_slow() -> TransferError {
     TransferError::Permanent(failure(
-        "source_too_slow",
+        FailureCode::SourceTooSlow,
         "the source took longer than this service allows for one job",
     ))
 }
@@ -595,7 +596,7 @@ impl<'a> Upload<'a> {
                     return too_slow();
                 }
                 transient(
-                    "origin_interrupted",
+                    FailureCode::OriginInterrupted,
                     format!("reading the file: {}", without_url(&err)),
                 )
             })?;
@@ -610,7 +611,7 @@ impl<'a> Upload<'a> {
             }
             if bytes_total.is_some_and(|total| bytes_done > total) {
                 return Err(transient(
-                    "origin_size_mismatch",
+                    FailureCode::OriginSizeMismatch,
                     "the origin sent more than it announced",
                 ));
             }
@@ -643,7 +644,7 @@ impl<'a> Upload<'a> {
             && bytes_done != total
         {
             return Err(transient(
-                "origin_truncated",
+                FailureCode::OriginTruncated,
                 format!("the origin sent {bytes_done} of {total} bytes"),
             ));
         }
@@ -737,14 +738,17 @@ impl<'a> Upload<'a> {
                 Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => {
                     return Err(TransferError::Stopped);
                 }
-                Err(err) => return Err(transient("store_error", err.to_string())),
+                Err(err) => return Err(transient(FailureCode::StoreError, err.to_string())),
             }
         }
         let in_flight = self.worker.services.config.parts_in_flight;
         let artifacts = self.artifacts().clone();
         let key = self.key.clone();
         let Some(multipart) = self.multipart.as_mut() else {
-            return Err(transient("storage_error", "multipart upload missing"));
+            return Err(transient(
+                FailureCode::StorageError,
+                "multipart upload missing",
+            ));
         };
         while multipart.uploading.len() >= in_flight {
             collect_one(multipart).await?;
@@ -770,7 +774,10 @@ impl<'a> Upload<'a> {
             self.send_part(rest).await?;
         }
         let Some(multipart) = self.multipart.as_mut() else {
-            return Err(transient("storage_error", "multipart upload missing"));
+            return Err(transient(
+                FailureCode::StorageError,
+                "multipart upload missing",
+            ));
         };
         while !multipart.uploading.is_empty() {
             collect_one(multipart).await?;
@@ -835,7 +842,7 @@ impl<'a> Upload<'a> {
 }
 
 fn storage(err: ArtifactError) -> TransferError {
-    transient("storage_error", err.to_string())
+    transient(FailureCode::StorageError, err.to_string())
 }
 
 /// Waits for one uploading part and records it.
@@ -847,7 +854,7 @@ async fn collect_one(multipart: &mut Multipart) -> Result<(), TransferError> {
         }
         Some(Ok(Err(err))) => Err(storage(err)),
         Some(Err(err)) => Err(transient(
-            "storage_error",
+            FailureCode::StorageError,
             format!("part upload task: {err}"),
         )),
         None => Ok(()),

@@ -257,7 +257,7 @@ async fn a_failed_send_message_after_the_job_write_still_answers_202_and_cleanup
 
 /// The write lands in DynamoDB but its answer is lost: the SDK's retry of the PutItem then
 /// hits its own record (`attribute_not_exists(jobId)` fails). The store recognises its own
-/// record (same id, same creation fields) and initiate answers 202, so a retrying client does
+/// record (it carries this write's token) and initiate answers 202, so a retrying client does
 /// not start a second job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_item_whose_answer_is_lost_still_answers_202_for_the_job_it_created() {
@@ -383,9 +383,30 @@ async fn a_claim_whose_answer_is_lost_is_recognised_by_its_worker_and_the_job_co
     assert_stored_file(&app, &done, 19).await;
 }
 
-/// The completion write lands but its answer is lost: the worker recognises its own
-/// completion (same attempt, same object) instead of taking it for a cancel or a takeover,
-/// so the job counts as completed once, in the log and the metrics.
+/// A cancel whose answer is lost: the SDK's retry finds the job already cancelled, by this
+/// very write, so the client gets its 200 and not a 409 `job_already_finished`. Every store
+/// write recovers the same way (its token), not only the claim and the completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_whose_answer_is_lost_answers_200_for_the_cancel_it_made() {
+    let (app, proxy) = through_proxy(AppOptions::default()).await;
+    let id = app.start_job(23).await;
+    proxy.add(Rule::new("dynamodb.UpdateItem", Fault::LoseResponse).times(1));
+    let cancelled = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(proxy.injected("dynamodb.UpdateItem"), 1);
+    assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+}
+
+/// The completion write lands but its answer is lost: the store recognises its own
+/// completion (the record carries this write's token) instead of taking it for a cancel or a
+/// takeover, so the job counts as completed once, in the log and the metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_completion_whose_answer_is_lost_is_counted_once_as_the_worker_s_own() {
     // No timed progress writes, so every small job makes the same writes in the same order.

@@ -1,6 +1,7 @@
 //! `openapi.yaml` is the contract: these tests hold the handlers to it and it to the handlers.
 //!
 //! - the problem codes of `ApiError` and the spec's `ProblemCode` enum are the same set;
+//! - the job failure codes of `FailureCode::ALL` are the ones the spec lists and describes;
 //! - the spec's routes are the template's, and its limits are the code's constants;
 //! - every problem the handlers can build matches a response the spec documents;
 //! - against the real local stack, every documented operation is answered with a documented
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use haul::job::FileId;
 use haul::request::{MAX_BODY_BYTES, MAX_CLIENT_REQUEST_ID_LEN};
 use haul::source::SourcePolicy;
-use haul::{ApiError, JobId, JobStatus, idempotency};
+use haul::{ApiError, FailureCode, JobId, JobStatus, idempotency};
 use haul_tests::harness::{AppOptions, TestApp, TestResponse};
 use haul_tests::template::Template;
 use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
@@ -282,7 +283,7 @@ fn check_problem(response: &TestResponse) -> Result<(), String> {
     Ok(())
 }
 
-/// The codes `ApiError::code` returns, read from its source (the arms of `fn code`).
+/// The codes `ApiError::code` returns: one error of each kind, from `ApiError::one_of_each`.
 fn handler_codes() -> BTreeSet<String> {
     ApiError::one_of_each()
         .iter()
@@ -307,6 +308,36 @@ fn the_problem_codes_are_the_handlers_codes() {
         "openapi.yaml's ProblemCode and ApiError::code disagree:\n  \
          not in ProblemCode: {undocumented:?}\n  \
          documented but not in ApiError::code: {gone:?}"
+    );
+}
+
+/// The job failure codes are open-ended for clients (`x-extensible-enum`: more may come), but
+/// the list is exactly the codes this build writes, and the description explains each one.
+#[test]
+fn the_failure_codes_are_the_worker_s_and_cleanup_s_codes() {
+    let contract = Contract::load();
+    let code = &contract.spec["components"]["schemas"]["JobFailure"]["properties"]["code"];
+    let documented = strings(&code["x-extensible-enum"]);
+    let produced: BTreeSet<String> = FailureCode::ALL
+        .iter()
+        .map(|code| code.as_str().to_owned())
+        .collect();
+    let undocumented: Vec<_> = produced.difference(&documented).collect();
+    let gone: Vec<_> = documented.difference(&produced).collect();
+    assert!(
+        undocumented.is_empty() && gone.is_empty(),
+        "openapi.yaml's JobFailure.code and FailureCode::ALL disagree:\n  \
+         not in x-extensible-enum: {undocumented:?}\n  \
+         documented but not in FailureCode::ALL: {gone:?}"
+    );
+    let description = code["description"].as_str().unwrap_or_default();
+    let unexplained: Vec<_> = produced
+        .iter()
+        .filter(|code| !description.contains(&format!("`{code}`")))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "JobFailure.code's description does not mention {unexplained:?}"
     );
 }
 

@@ -314,11 +314,7 @@ async fn the_store_refuses_illegal_transitions_even_when_code_asks() {
         matches!(refused, Err(haul::store::StoreError::Conflict(ref job)) if job.status == JobStatus::Queued),
         "{refused:?}"
     );
-    let expired = app
-        .services
-        .jobs
-        .transition(id, JobStatus::Expired, Default::default(), None, 1)
-        .await;
+    let expired = app.services.jobs.expire(id, 1).await;
     assert!(matches!(expired, Err(haul::store::StoreError::Conflict(_))));
     assert_eq!(app.status(id).await.body["status"], "queued");
 }

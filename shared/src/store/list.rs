@@ -1,0 +1,180 @@
+//! The store's reads of many jobs: cleanup's stale listings (status index) and a caller's
+//! jobs (owner index). Indexes are eventually consistent; every decision taken on a listing
+//! is re-checked by the conditional write that acts on it.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::Select;
+
+use super::codec::{Item, from_item, n, s};
+use super::{JobStore, OWNER_INDEX, STATUS_INDEX, StoreError, dynamo};
+use crate::clock::EpochMs;
+use crate::job::{Job, JobId, JobStatus, Owner};
+
+/// Where the next page of an owner's jobs starts: after this job. Clients see it as an
+/// opaque token (`<createdAt>.<jobId>`); the owner always comes from the caller, never from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    pub created_at: EpochMs,
+    pub job_id: JobId,
+}
+
+impl PageCursor {
+    pub fn parse(token: &str) -> Option<Self> {
+        let (created_at, job_id) = token.split_once('.')?;
+        Some(Self {
+            created_at: created_at.parse().ok().filter(|ms: &EpochMs| *ms >= 0)?,
+            job_id: job_id.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for PageCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at, self.job_id)
+    }
+}
+
+/// Jobs a listing found, and how many records it skipped as undecodable.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub jobs: Vec<Job>,
+    pub skipped: u32,
+}
+
+impl JobStore {
+    /// Jobs in `status` last written before `before`, oldest first, at most `limit`.
+    pub async fn list_stale(
+        &self,
+        status: JobStatus,
+        before: EpochMs,
+        limit: usize,
+    ) -> Result<Listing, StoreError> {
+        let mut jobs = Vec::new();
+        let mut skipped_records = 0;
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(STATUS_INDEX)
+                .key_condition_expression("#status = :status AND updatedAt < :before")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":before", n(before))
+                .limit(limit.clamp(1, 100) as i32)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for item in page.items() {
+                // One undecodable record must not stop every cleanup run (and with it the
+                // re-drive and stale recovery of every other job): skip it, loudly.
+                match from_item(item) {
+                    Ok(job) => jobs.push(job),
+                    Err(err) => {
+                        skipped(item, &err);
+                        skipped_records += 1;
+                    }
+                }
+            }
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() || jobs.len() >= limit {
+                jobs.truncate(limit);
+                return Ok(Listing {
+                    jobs,
+                    skipped: skipped_records,
+                });
+            }
+        }
+    }
+
+    /// One page of an owner's jobs, newest first, from the owner index (eventually
+    /// consistent: a job created a moment ago may show on the next call).
+    pub async fn list_by_owner(
+        &self,
+        owner: &Owner,
+        limit: u32,
+        after: Option<&PageCursor>,
+    ) -> Result<(Vec<Job>, Option<PageCursor>), StoreError> {
+        let start_key = after.map(|cursor| {
+            HashMap::from([
+                ("jobId".to_owned(), s(cursor.job_id.to_string())),
+                ("owner".to_owned(), s(owner.as_str())),
+                ("createdAt".to_owned(), n(cursor.created_at)),
+            ])
+        });
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 100) as i32)
+            .set_exclusive_start_key(start_key)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        let jobs: Vec<Job> = page
+            .items()
+            .iter()
+            .filter_map(|item| from_item(item).map_err(|err| skipped(item, &err)).ok())
+            .collect();
+        // The cursor is where DynamoDB stopped, not the last job shown: a skipped record at
+        // the end of a page must neither end the listing nor be read again.
+        let next = page.last_evaluated_key.as_ref().and_then(|key| {
+            Some(PageCursor {
+                created_at: key.get("createdAt")?.as_n().ok()?.parse().ok()?,
+                job_id: key.get("jobId")?.as_s().ok()?.parse().ok()?,
+            })
+        });
+        Ok((jobs, next))
+    }
+
+    /// How many of an owner's jobs created since `since` are queued or running.
+    pub async fn count_active(&self, owner: &Owner, since: EpochMs) -> Result<u32, StoreError> {
+        let mut count = 0;
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(OWNER_INDEX)
+                .key_condition_expression("#owner = :owner AND createdAt >= :since")
+                .filter_expression("#status IN (:queued, :running)")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":since", n(since))
+                .expression_attribute_values(":queued", s(JobStatus::Queued.as_str()))
+                .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(dynamo)?;
+            count += page.count.max(0) as u32;
+            start_key = page.last_evaluated_key;
+            if start_key.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}
+
+/// Reports a record that listing skipped because it cannot be read as a job; counted by the
+/// `MalformedRecords` metric, so an alarm or a dashboard can see it.
+fn skipped(item: &Item, err: &StoreError) {
+    let id = item.get("jobId").and_then(|v| v.as_s().ok());
+    tracing::error!(job_id = ?id, error = %err, "skipped an undecodable job record");
+    crate::metrics::emit(
+        "store",
+        &[("MalformedRecords", "Count", 1.0)],
+        &[("jobId", id.cloned().unwrap_or_default().into())],
+    );
+}

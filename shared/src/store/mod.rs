@@ -1,0 +1,418 @@
+//! The job store on DynamoDB. Every status write is a conditional update whose condition is
+//! derived from [`JobStatus::allowed_sources`], so the table itself refuses illegal transitions
+//! and concurrent writers (duplicate SQS deliveries, a cancel racing a worker) cannot both win.
+//!
+//! - `mod.rs`: the operations on one job;
+//! - `expr.rs`: the update/condition builder every write goes through;
+//! - `codec.rs`: item <-> [`Job`];
+//! - `keys.rs`: the idempotency-key transaction;
+//! - `list.rs`: listings and counts from the indexes.
+//!
+//! A conditional write whose answer was lost is retried by the SDK, and the retry then fails
+//! its condition against the write itself. Every write stores a fresh token (`writeToken`), and
+//! DynamoDB answers a failed condition with the record as it is: when the record carries this
+//! write's token, the write is ours and the operation succeeded. Callers never see the case.
+
+mod codec;
+mod expr;
+mod keys;
+mod list;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+
+use crate::clock::EpochMs;
+use crate::job::{Artifact, Checkpoint, Job, JobError, JobFailure, JobId, JobStatus};
+use codec::{Item, from_item, n, s, to_item};
+use expr::{Update, WRITE_TOKEN};
+
+pub use keys::{Created, KeyClaim};
+pub use list::{Listing, PageCursor};
+
+/// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
+/// stale jobs of one status with a Query instead of scanning the table.
+pub const STATUS_INDEX: &str = "status-updatedAt";
+/// Global secondary index (partition `owner`, sort `createdAt`): a caller's jobs, newest
+/// first. Only jobs created under an authorizer carry `owner`, so only they are indexed.
+pub const OWNER_INDEX: &str = "owner-createdAt";
+/// Epoch-seconds attribute DynamoDB's TTL deletes records by.
+pub const TTL_ATTRIBUTE: &str = "ttl";
+/// Records outlive their file by this long, so late polls still get a clear `expired`.
+const RECORD_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("job not found")]
+    NotFound,
+    /// The condition failed; carries the job as it is now.
+    #[error("job is {} and cannot change that way", .0.status)]
+    Conflict(Box<Job>),
+    #[error("stored job is malformed: {0}")]
+    Malformed(#[from] JobError),
+    #[error("dynamodb: {0}")]
+    Dynamo(String),
+}
+
+fn dynamo<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    StoreError::Dynamo(DisplayErrorContext(err).to_string())
+}
+
+/// A running job's progress as the worker reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub bytes_done: u64,
+    pub bytes_total: Option<u64>,
+    /// Recent transfer rate, once known.
+    pub bytes_per_second: Option<u64>,
+}
+
+/// Why a running job goes back to the queue.
+#[derive(Debug, Clone, Copy)]
+pub enum Requeue<'a> {
+    /// A transient failure; the next attempt starts at `next_attempt_at`.
+    Retry(&'a Retry),
+    /// The invocation's time ran out: `bytes_done` are stored; `stalled` counts the
+    /// continuations in a row that got no further than the one before.
+    Continuation { bytes_done: u64, stalled: u32 },
+}
+
+/// Why a job goes back to the queue, and when its next attempt starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub failure: JobFailure,
+    pub next_attempt_at: EpochMs,
+}
+
+impl Update {
+    /// A retry's record: why the last attempt ended and when the next starts.
+    fn retry(self, retry: &Retry) -> Self {
+        self.set("errorCode", s(retry.failure.code.as_str()))
+            .set("errorMessage", s(&retry.failure.message))
+            .set("nextAttemptAt", n(retry.next_attempt_at))
+    }
+
+    /// A final failure's record.
+    fn failed(self, failure: &JobFailure, now: EpochMs) -> Self {
+        self.set("completedAt", n(now))
+            .set("errorCode", s(failure.code.as_str()))
+            .set("errorMessage", s(&failure.message))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct JobStore {
+    client: Client,
+    table: String,
+    retention: Duration,
+}
+
+impl JobStore {
+    pub fn new(client: Client, table: impl Into<String>, retention: Duration) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention,
+        }
+    }
+
+    fn ttl_from(&self, now: EpochMs) -> AttributeValue {
+        let secs = now / 1000 + (self.retention + RECORD_GRACE).as_secs() as i64;
+        n(secs)
+    }
+
+    /// Stores a new job; fails with `Conflict` if the id exists with another request's job.
+    pub async fn create(&self, job: &Job) -> Result<(), StoreError> {
+        let token = uuid::Uuid::new_v4().to_string();
+        let mut item = to_item(job);
+        item.insert(TTL_ATTRIBUTE.into(), self.ttl_from(job.created_at));
+        item.insert(WRITE_TOKEN.into(), s(token.clone()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(jobId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let refused = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(e)) => e.item().cloned(),
+                _ => return Err(dynamo(err)),
+            },
+        };
+        match refused {
+            // The condition failed on an item that is not there: nothing sensible to retry.
+            None => Err(StoreError::NotFound),
+            Some(existing) => ours(job.id, existing, &token).map(|_| ()),
+        }
+    }
+
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        output.item.as_ref().map(from_item).transpose()
+    }
+
+    /// Claims a job for a worker: `queued → running`, or takes over a `running` job whose
+    /// heartbeat stopped before `stale_before` (its worker died). Counts the attempt.
+    pub async fn claim(
+        &self,
+        id: JobId,
+        stale_before: EpochMs,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::claimable(stale_before)
+            .status(JobStatus::Running)
+            .increment("attempts", 1)
+            .set_if_absent("startedAt", n(now))
+            .set("bytesDone", n(0))
+            .remove("bytesTotal")
+            .remove("errorCode")
+            .remove("errorMessage")
+            .remove("nextAttemptAt");
+        self.update(id, update, now).await
+    }
+
+    /// Records progress, which doubles as the worker's heartbeat. Fails with `Conflict` once
+    /// the job stopped being this attempt's running job (cancelled, taken over).
+    pub async fn record_progress(
+        &self,
+        id: JobId,
+        attempt: u32,
+        progress: Progress,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let mut update = Update::when(&[JobStatus::Running])
+            .fenced(attempt)
+            .set("bytesDone", n(progress.bytes_done));
+        if let Some(total) = progress.bytes_total {
+            update = update.set("bytesTotal", n(total));
+        }
+        if let Some(rate) = progress.bytes_per_second {
+            update = update.set("bytesPerSecond", n(rate));
+        }
+        self.update(id, update, now).await
+    }
+
+    /// `running → completed` for attempt `attempt`, with the stored file.
+    pub async fn complete(
+        &self,
+        id: JobId,
+        attempt: u32,
+        artifact: &Artifact,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let mut update = Update::transition(JobStatus::Completed)
+            .fenced(attempt)
+            .set("completedAt", n(now))
+            .set("s3Key", s(&artifact.key))
+            .set("size", n(artifact.size))
+            .set("bytesDone", n(artifact.size))
+            .set("bytesTotal", n(artifact.size))
+            .set("contentType", s(&artifact.content_type))
+            .set("fileName", s(&artifact.file_name))
+            .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        if let Some(checksum) = &artifact.checksum_crc32c {
+            update = update.set("checksumCrc32c", s(checksum));
+        }
+        let update = update
+            .remove("uploadId")
+            .remove("partSize")
+            .remove("originValidator");
+        self.update(id, update, now).await
+    }
+
+    /// `running → queued` for attempt `attempt`. A continuation gives the attempt back, so
+    /// the next claim's count leaves `attempts` where it was, and records how far it got (to
+    /// tell continuations that make progress from ones that loop). A retry keeps the attempt
+    /// and records why and when the next one starts, for the status view.
+    pub async fn requeue(
+        &self,
+        id: JobId,
+        attempt: u32,
+        why: Requeue<'_>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::transition(JobStatus::Queued).fenced(attempt);
+        let update = match why {
+            Requeue::Retry(retry) => update.retry(retry),
+            Requeue::Continuation {
+                bytes_done,
+                stalled,
+            } => update
+                .set("attempts", n(attempt.saturating_sub(1)))
+                .set("continuationBytes", n(bytes_done))
+                .set("stalledContinuations", n(stalled)),
+        };
+        self.update(id, update, now).await
+    }
+
+    /// Cleanup's `running → queued` for a job whose worker stopped reporting: only while its
+    /// heartbeat is still older than `stale_before`, so a live worker is never re-queued.
+    pub async fn requeue_abandoned(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stale_before: EpochMs,
+        retry: &Retry,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::transition(JobStatus::Queued)
+            .fenced(attempt)
+            .updated_before(stale_before)
+            .retry(retry);
+        self.update(id, update, now).await
+    }
+
+    /// Cleanup's `running → failed` on the last attempt, under the same staleness condition.
+    pub async fn fail_abandoned(
+        &self,
+        id: JobId,
+        attempt: u32,
+        stale_before: EpochMs,
+        failure: &JobFailure,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::transition(JobStatus::Failed)
+            .fenced(attempt)
+            .updated_before(stale_before)
+            .failed(failure, now);
+        self.update(id, update, now).await
+    }
+
+    /// Records (or, with `None`, forgets) the attempt's open multipart upload, so a later
+    /// attempt can resume it or at least abort it. Fenced like progress.
+    pub async fn record_checkpoint(
+        &self,
+        id: JobId,
+        attempt: u32,
+        checkpoint: Option<&Checkpoint>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::when(&[JobStatus::Running]).fenced(attempt);
+        let update = match checkpoint {
+            Some(cp) => {
+                let update = update
+                    .set("uploadId", s(&cp.upload_id))
+                    .set("partSize", n(cp.part_size));
+                match &cp.validator {
+                    Some(validator) => update.set("originValidator", s(validator)),
+                    None => update.remove("originValidator"),
+                }
+            }
+            None => update
+                .remove("uploadId")
+                .remove("partSize")
+                .remove("originValidator"),
+        };
+        self.update(id, update, now).await
+    }
+
+    /// `queued|running → failed`; `fence` (a worker's attempt) makes it fail if another
+    /// attempt took over.
+    pub async fn fail(
+        &self,
+        id: JobId,
+        fence: Option<u32>,
+        failure: &JobFailure,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::transition(JobStatus::Failed);
+        let update = match fence {
+            Some(attempt) => update.fenced(attempt),
+            None => update,
+        };
+        self.update(id, update.failed(failure, now), now).await
+    }
+
+    /// A client's `queued|running → cancelled`.
+    pub async fn cancel(&self, id: JobId, now: EpochMs) -> Result<Job, StoreError> {
+        self.update(id, Update::transition(JobStatus::Cancelled), now)
+            .await
+    }
+
+    /// Cleanup's `completed → expired`, once the file is deleted.
+    pub async fn expire(&self, id: JobId, now: EpochMs) -> Result<Job, StoreError> {
+        self.update(id, Update::transition(JobStatus::Expired), now)
+            .await
+    }
+
+    /// Sends a job that is still `queued` back through the queue; `seen_updated_at` makes two
+    /// concurrent cleanups re-drive it once.
+    pub async fn touch_queued(
+        &self,
+        id: JobId,
+        seen_updated_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::when(&[JobStatus::Queued]).updated_at(seen_updated_at);
+        self.update(id, update, now).await
+    }
+
+    /// Applies `update` and returns the record it wrote. When the condition fails, DynamoDB
+    /// returns the record as it is in the same call (no second read): a record carrying this
+    /// write's token means the write landed and its answer was lost, so it is the result;
+    /// any other is `Conflict`. A missing record is `NotFound`.
+    async fn update(&self, id: JobId, update: Update, now: EpochMs) -> Result<Job, StoreError> {
+        let expr = update.finish(now);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression(expr.update)
+            .condition_expression(expr.condition)
+            .set_expression_attribute_names(Some(expr.names))
+            .set_expression_attribute_values(Some(expr.values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => from_item(
+                &output
+                    .attributes
+                    .ok_or(JobError::MalformedRecord("jobId"))?,
+            ),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => match e.item() {
+                    Some(current) => ours(id, current.clone(), &expr.token),
+                    None => Err(StoreError::NotFound),
+                },
+                _ => Err(dynamo(err)),
+            },
+        }
+    }
+}
+
+/// The job a refused write found: this write's own (its answer was lost), or a `Conflict`.
+fn ours(id: JobId, found: Item, token: &str) -> Result<Job, StoreError> {
+    let mine = found
+        .get(WRITE_TOKEN)
+        .and_then(|v| v.as_s().ok())
+        .is_some_and(|stored| stored == token);
+    let job = from_item(&found)?;
+    if mine {
+        tracing::info!(job_id = %id, "write answer was lost; the write is ours");
+        return Ok(job);
+    }
+    Err(StoreError::Conflict(Box::new(job)))
+}
