@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::Select;
 
 use super::codec::{Item, from_item, n, s};
@@ -43,6 +44,14 @@ pub struct Listing {
 }
 
 impl JobStore {
+    /// A query of one of the table's indexes.
+    fn query(&self, index: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+    }
+
     /// Jobs in `status` last written before `before`, oldest first, at most `limit`.
     pub async fn list_stale(
         &self,
@@ -55,10 +64,7 @@ impl JobStore {
         let mut start_key = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(STATUS_INDEX)
+                .query(STATUS_INDEX)
                 .key_condition_expression("#status = :status AND updatedAt < :before")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":status", s(status.as_str()))
@@ -106,10 +112,7 @@ impl JobStore {
             ])
         });
         let page = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OWNER_INDEX)
+            .query(OWNER_INDEX)
             .key_condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner.as_str()))
@@ -141,10 +144,7 @@ impl JobStore {
         let mut start_key = None;
         loop {
             let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(OWNER_INDEX)
+                .query(OWNER_INDEX)
                 .key_condition_expression("#owner = :owner AND createdAt >= :since")
                 .filter_expression("#status IN (:queued, :running)")
                 .expression_attribute_names("#owner", "owner")
