@@ -174,6 +174,11 @@ impl Update {
     /// The placeholder of an attribute name: `#` and the name (every name the store writes is
     /// alphanumeric, which is what a placeholder allows).
     fn name(&mut self, attribute: &str) -> String {
+        // Names are the store's own constants, never input: a bad one is a bug to catch in tests.
+        debug_assert!(
+            attribute.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{attribute} cannot be a placeholder"
+        );
         let placeholder = format!("#{attribute}");
         self.names
             .entry(placeholder.clone())
