@@ -326,4 +326,48 @@ mod tests {
         assert_eq!(response.status(), 405);
         assert_eq!(response.headers()[header::ALLOW], "POST");
     }
+
+    #[test]
+    fn store_failures_map_to_their_default_problems() {
+        let job = crate::job::Job::new_queued(
+            crate::job::JobId::new_random(),
+            crate::job::FileId::new(1).unwrap(),
+            None,
+            0,
+        );
+        let cases = [
+            (StoreError::NotFound, 404, "job_not_found"),
+            (
+                StoreError::Conflict(Box::new(job)),
+                409,
+                "job_already_finished",
+            ),
+            (
+                StoreError::Dynamo("throttled".into()),
+                503,
+                "service_unavailable",
+            ),
+            (
+                StoreError::Malformed(crate::job::JobError::MalformedRecord("status")),
+                503,
+                "service_unavailable",
+            ),
+        ];
+        for (err, status, code) in cases {
+            let problem = ApiError::from(err);
+            assert_eq!((problem.status().as_u16(), problem.code()), (status, code));
+        }
+    }
+
+    #[test]
+    fn a_refused_idempotency_key_names_its_field() {
+        for (err, field) in [
+            (KeyError::InvalidHeader, "Idempotency-Key"),
+            (KeyError::Mismatch, "clientRequestId"),
+        ] {
+            let body = body_json(&ApiError::from(err).into_response("/", "r"));
+            assert_eq!(body["code"], "invalid_field");
+            assert_eq!(body["field"], field);
+        }
+    }
 }
