@@ -3,7 +3,7 @@
 //! cancelled or taken over by another worker can no longer change the job, whatever it still
 //! believes. All of the worker's fenced writes go through here.
 
-use haul::clock::now_ms;
+use haul::clock::{EpochMs, now_ms};
 use haul::job::{Artifact, Checkpoint, JobFailure};
 use haul::store::{JobStore, Progress, Requeue, StoreError};
 use haul::{Job, JobId, JobStatus};
@@ -46,13 +46,21 @@ pub(crate) struct Lease<'a> {
 }
 
 impl<'a> Lease<'a> {
-    /// The lease of the attempt that just claimed `job`.
-    pub(crate) fn of(jobs: &'a JobStore, job: &Job) -> Self {
-        Self {
+    /// Claims job `id` (`queued`, or `running` with a heartbeat older than `stale_before`, its
+    /// worker dead): the claim counts the attempt the returned lease is for.
+    pub(crate) async fn claim(
+        jobs: &'a JobStore,
+        id: JobId,
+        stale_before: EpochMs,
+        now: EpochMs,
+    ) -> Result<(Self, Job), StoreError> {
+        let job = jobs.claim(id, stale_before, now).await?;
+        let lease = Self {
             jobs,
             id: job.id,
             attempt: job.attempts,
-        }
+        };
+        Ok((lease, job))
     }
 
     pub(crate) fn id(&self) -> JobId {
@@ -99,8 +107,8 @@ impl<'a> Lease<'a> {
         Ok(())
     }
 
-    /// Records the job's file. A completion that landed but whose answer was lost (the SDK's
-    /// retry then fails the condition against it) is this attempt's own write: `Ok`.
+    /// Records the job's file. The store recognises its own lost answers for `claim` and
+    /// `create` but not (yet) for `complete`, so the worker does it here, and only here.
     pub(crate) async fn complete(&self, artifact: &Artifact) -> Result<(), LeaseError> {
         match self
             .jobs
@@ -108,6 +116,8 @@ impl<'a> Lease<'a> {
             .await
         {
             Ok(_) => Ok(()),
+            // The completion landed but its answer was lost, and the SDK's retry met it: this
+            // attempt's own write, so it is counted like any other.
             Err(StoreError::Conflict(current))
                 if current.status == JobStatus::Completed
                     && current.attempts == self.attempt

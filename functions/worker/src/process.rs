@@ -33,11 +33,10 @@ impl Worker {
         deadline: Option<EpochMs>,
         heartbeat: Option<&Heartbeat>,
     ) -> Outcome {
-        let job = match self.claim(id).await {
-            Ok(job) => job,
+        let (lease, job) = match self.claim(id).await {
+            Ok(claimed) => claimed,
             Err(outcome) => return outcome,
         };
-        let lease = Lease::of(&self.services.jobs, &job);
         if let Some(trace) = job.trace_id {
             // Every line of this attempt carries the trace the client started the job in.
             tracing::Span::current().record("trace_id", tracing::field::display(trace));
@@ -69,12 +68,12 @@ impl Worker {
     }
 
     /// Claims the job for this attempt; `Err` says what to do with the message instead.
-    async fn claim(&self, id: JobId) -> Result<Job, Outcome> {
+    async fn claim(&self, id: JobId) -> Result<(Lease<'_>, Job), Outcome> {
         let config = &self.services.config;
         let now = now_ms();
         let stale_before = now - config.stale_after.as_millis() as i64;
-        match self.services.jobs.claim(id, stale_before, now).await {
-            Ok(job) => Ok(job),
+        match Lease::claim(&self.services.jobs, id, stale_before, now).await {
+            Ok(claimed) => Ok(claimed),
             Err(StoreError::NotFound) => {
                 tracing::warn!("message for an unknown job; dropped");
                 Err(Outcome::Ack)

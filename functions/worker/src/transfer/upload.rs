@@ -30,6 +30,7 @@ struct Multipart {
     next_number: u64,
 }
 
+/// One attempt's upload, fenced by its lease.
 pub(super) struct Upload<'a> {
     worker: &'a Worker,
     lease: Lease<'a>,
