@@ -49,3 +49,18 @@ pub(crate) fn retried_in_invocation(failure: &JobFailure) -> bool {
         ORIGIN_INTERRUPTED | ORIGIN_TRUNCATED | STORAGE_ERROR
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_broken_body_or_storage_is_retried_within_the_invocation() {
+        for code in [ORIGIN_INTERRUPTED, ORIGIN_TRUNCATED, STORAGE_ERROR] {
+            assert!(retried_in_invocation(&failure(code, "")), "{code}");
+        }
+        for code in [ORIGIN_ERROR, ORIGIN_BUSY, ORIGIN_UNREACHABLE, STORE_ERROR] {
+            assert!(!retried_in_invocation(&failure(code, "")), "{code}");
+        }
+    }
+}

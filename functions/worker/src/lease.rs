@@ -146,3 +146,20 @@ impl<'a> Lease<'a> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haul::FileId;
+
+    #[test]
+    fn a_conflict_or_a_missing_job_loses_the_lease_and_a_store_failure_does_not() {
+        let job = Job::new_queued(JobId::new_random(), FileId::new(7).unwrap(), None, 0);
+        let conflict = LeaseError::from(StoreError::Conflict(Box::new(job)));
+        assert!(matches!(conflict, LeaseError::Lost(Some(_))));
+        let missing = LeaseError::from(StoreError::NotFound);
+        assert!(matches!(missing, LeaseError::Lost(None)));
+        let failed = LeaseError::from(StoreError::Dynamo("throttled".into()));
+        assert!(matches!(failed, LeaseError::Store(_)));
+    }
+}

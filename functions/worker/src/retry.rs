@@ -225,4 +225,22 @@ mod tests {
             Duration::from_millis(359_940)
         );
     }
+
+    #[test]
+    fn a_continuation_stalls_unless_it_carries_on_and_stores_more() {
+        let mut job = Job::new_queued(
+            haul::JobId::new_random(),
+            haul::FileId::new(7).unwrap(),
+            None,
+            0,
+        );
+        job.stalled_continuations = 1;
+        // The first continuation: any stored byte is progress.
+        assert_eq!(stalled_continuations(&job, 10, 0), 0);
+        assert_eq!(stalled_continuations(&job, 0, 0), 2);
+        job.continuation_bytes = Some(100);
+        assert_eq!(stalled_continuations(&job, 200, 100), 0);
+        assert_eq!(stalled_continuations(&job, 100, 100), 2, "no more stored");
+        assert_eq!(stalled_continuations(&job, 200, 0), 2, "restarted");
+    }
 }

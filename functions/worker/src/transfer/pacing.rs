@@ -7,20 +7,20 @@ use std::time::{Duration, Instant};
 pub(super) struct Pacing {
     started: Instant,
     last: Instant,
-    last_done: u64,
+    /// Bytes done at the last write; a resumed upload starts at its offset.
+    pub(super) last_done: u64,
     rate: Option<u64>,
     min_gap: Duration,
     max_gap: Duration,
 }
 
 impl Pacing {
-    /// Pacing for a transfer that has `done` bytes before it starts (a resumed upload).
-    pub(super) fn new(min_gap: Duration, stale_after: Duration, done: u64) -> Self {
+    pub(super) fn new(min_gap: Duration, stale_after: Duration) -> Self {
         let now = Instant::now();
         Self {
             started: now,
             last: now,
-            last_done: done,
+            last_done: 0,
             rate: None,
             min_gap,
             max_gap: (stale_after / 3).max(min_gap),

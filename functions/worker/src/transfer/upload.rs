@@ -60,7 +60,21 @@ impl<'a> Upload<'a> {
         plan: PartPlan,
         validator: Option<String>,
     ) -> Self {
-        Self::starting_at(worker, lease, job, content_type, plan, validator, 0)
+        let config = &worker.services.config;
+        Self {
+            worker,
+            lease,
+            key: job.artifact_key.clone(),
+            content_type,
+            plan,
+            multipart: None,
+            pacing: Pacing::new(config.progress_interval, config.stale_after),
+            validator,
+            start: 0,
+            hand_over_at: None,
+            limits: None,
+            last_cancel_check: Instant::now(),
+        }
     }
 
     /// Continues an earlier attempt's upload after its leading full parts.
@@ -77,16 +91,16 @@ impl<'a> Upload<'a> {
             "resuming upload"
         );
         let plan = PartPlan::fixed(point.checkpoint.part_size);
-        let validator = Some(point.validator);
-        let mut upload = Self::starting_at(
+        let mut upload = Self::new(
             worker,
             lease,
             job,
             content_type,
             plan,
-            validator,
-            point.offset,
+            Some(point.validator),
         );
+        upload.start = point.offset;
+        upload.pacing.last_done = point.offset;
         upload.multipart = Some(Multipart {
             upload_id: point.checkpoint.upload_id,
             next_number: point.parts.len() as u64 + 1,
@@ -94,32 +108,6 @@ impl<'a> Upload<'a> {
             uploading: JoinSet::new(),
         });
         upload
-    }
-
-    fn starting_at(
-        worker: &'a Worker,
-        lease: Lease<'a>,
-        job: &Job,
-        content_type: &'a str,
-        plan: PartPlan,
-        validator: Option<String>,
-        start: u64,
-    ) -> Self {
-        let config = &worker.services.config;
-        Self {
-            worker,
-            lease,
-            key: job.artifact_key.clone(),
-            content_type,
-            plan,
-            multipart: None,
-            pacing: Pacing::new(config.progress_interval, config.stale_after, start),
-            validator,
-            start,
-            hand_over_at: None,
-            limits: None,
-            last_cancel_check: Instant::now(),
-        }
     }
 
     /// Sets when to hand over to a continuation, and the caps of a client-given URL.
