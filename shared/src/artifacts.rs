@@ -24,6 +24,25 @@ fn s3_error(err: impl std::error::Error) -> ArtifactError {
     ArtifactError(DisplayErrorContext(err).to_string())
 }
 
+/// A part S3 holds of an open multipart upload: what completing the upload needs of it, so
+/// callers never name S3's own types.
+#[derive(Debug, Clone)]
+pub struct UploadedPart {
+    part: CompletedPart,
+    size: u64,
+}
+
+impl UploadedPart {
+    /// The part's 1-based number, as S3 reports it.
+    pub fn number(&self) -> Option<i32> {
+        self.part.part_number
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 /// A presigned GET, valid until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresignedUrl {
@@ -128,7 +147,8 @@ impl ArtifactStore {
         upload_id: &str,
         part_number: i32,
         body: Bytes,
-    ) -> Result<CompletedPart, ArtifactError> {
+    ) -> Result<UploadedPart, ArtifactError> {
+        let size = body.len() as u64;
         let output = self
             .client
             .upload_part()
@@ -142,11 +162,12 @@ impl ArtifactStore {
             .send()
             .await
             .map_err(s3_error)?;
-        Ok(CompletedPart::builder()
+        let part = CompletedPart::builder()
             .part_number(part_number)
             .set_e_tag(output.e_tag)
             .set_checksum_crc32_c(output.checksum_crc32_c)
-            .build())
+            .build();
+        Ok(UploadedPart { part, size })
     }
 
     /// Completes the upload; returns S3's composite CRC32C of the object (`…-<parts>`).
@@ -154,8 +175,9 @@ impl ArtifactStore {
         &self,
         key: &str,
         upload_id: &str,
-        parts: Vec<CompletedPart>,
+        parts: Vec<UploadedPart>,
     ) -> Result<Option<String>, ArtifactError> {
+        let parts = parts.into_iter().map(|p| p.part).collect();
         let output = self
             .client
             .complete_multipart_upload()
@@ -173,13 +195,13 @@ impl ArtifactStore {
         Ok(output.checksum_crc32_c)
     }
 
-    /// The parts an open upload already holds, in part order, with their sizes; `None` when
-    /// S3 no longer knows the upload (completed, aborted or expired).
+    /// The parts an open upload already holds, in part order; `None` when S3 no longer knows
+    /// the upload (completed, aborted or expired).
     pub async fn list_parts(
         &self,
         key: &str,
         upload_id: &str,
-    ) -> Result<Option<Vec<(CompletedPart, u64)>>, ArtifactError> {
+    ) -> Result<Option<Vec<UploadedPart>>, ArtifactError> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -210,7 +232,10 @@ impl ArtifactStore {
                     .set_e_tag(part.e_tag.clone())
                     .set_checksum_crc32_c(part.checksum_crc32_c.clone())
                     .build();
-                parts.push((completed, part.size.unwrap_or(0).max(0) as u64));
+                parts.push(UploadedPart {
+                    part: completed,
+                    size: part.size.unwrap_or(0).max(0) as u64,
+                });
             }
             if output.is_truncated != Some(true) {
                 break;
@@ -220,7 +245,7 @@ impl ArtifactStore {
                 break;
             }
         }
-        parts.sort_by_key(|(p, _)| p.part_number);
+        parts.sort_by_key(UploadedPart::number);
         Ok(Some(parts))
     }
 

@@ -1,0 +1,183 @@
+//! One job, start to finish: claim it, transfer its file, and record how that ended.
+
+use std::time::Instant;
+
+use haul::clock::{EpochMs, now_ms};
+use haul::job::{Artifact, JobFailure};
+use haul::metrics;
+use haul::store::StoreError;
+use haul::{Job, JobId, JobStatus};
+
+use crate::lease::{Lease, LeaseError};
+use crate::message::Heartbeat;
+use crate::{Outcome, TransferError, Worker};
+
+impl Worker {
+    /// Works on job `id` as for a message without a receipt handle (no heartbeat).
+    pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
+        self.process_job(id, deadline, None).await
+    }
+
+    pub(crate) async fn process_job(
+        &self,
+        id: JobId,
+        deadline: Option<EpochMs>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
+        haul::aws_calls::as_function("worker", self.work_on(id, deadline, heartbeat)).await
+    }
+
+    async fn work_on(
+        &self,
+        id: JobId,
+        deadline: Option<EpochMs>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
+        let (lease, job) = match self.claim(id).await {
+            Ok(claimed) => claimed,
+            Err(outcome) => return outcome,
+        };
+        if let Some(trace) = job.trace_id {
+            // Every line of this attempt carries the trace the client started the job in.
+            tracing::Span::current().record("trace_id", tracing::field::display(trace));
+        }
+        tracing::info!(attempt = lease.attempt(), source = %job.source, "job started");
+        let started = Instant::now();
+
+        // Stop early enough to record where we are and hand over before Lambda's cut-off.
+        let hand_over_at =
+            deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
+        match self.transfer_with_retries(lease, &job, hand_over_at).await {
+            Ok(artifact) => self.complete(lease, &artifact, started).await,
+            Err(TransferError::Stopped) => {
+                tracing::info!("job stopped by a cancel or a takeover");
+                Outcome::Ack
+            }
+            Err(TransferError::OutOfTime {
+                bytes_done,
+                resumed_from,
+            }) => {
+                self.continue_later(lease, &job, bytes_done, resumed_from)
+                    .await
+            }
+            Err(TransferError::Permanent(failure)) => self.fail(lease, failure).await,
+            Err(TransferError::Transient(failure)) => {
+                self.retry_later(lease, failure, heartbeat).await
+            }
+        }
+    }
+
+    /// Claims the job for this attempt; `Err` says what to do with the message instead.
+    async fn claim(&self, id: JobId) -> Result<(Lease<'_>, Job), Outcome> {
+        let config = &self.services.config;
+        let now = now_ms();
+        let stale_before = now - config.stale_after.as_millis() as i64;
+        match Lease::claim(&self.services.jobs, id, stale_before, now).await {
+            Ok(claimed) => Ok(claimed),
+            Err(StoreError::NotFound) => {
+                tracing::warn!("message for an unknown job; dropped");
+                Err(Outcome::Ack)
+            }
+            Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
+                tracing::info!(status = %job.status, "job already finished; duplicate delivery");
+                // E.g. cancelled after a crashed attempt: its upload must not linger.
+                self.abort_checkpoint(&job).await;
+                Err(Outcome::Ack)
+            }
+            Err(StoreError::Conflict(job)) => {
+                // Another worker is on it right now. Come back later: if it dies, its heartbeat
+                // goes stale and the next delivery takes over.
+                tracing::info!(status = %job.status, "job is being worked on elsewhere");
+                Err(Outcome::Retry)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot claim job");
+                Err(Outcome::Retry)
+            }
+        }
+    }
+
+    /// Records the stored file as the job's.
+    async fn complete(&self, lease: Lease<'_>, artifact: &Artifact, started: Instant) -> Outcome {
+        match lease.complete(artifact).await {
+            Ok(()) => {
+                completed(lease.id(), artifact, started);
+                Outcome::Ack
+            }
+            Err(LeaseError::Lost(Some(current))) => {
+                // Cancelled (or taken over) while the last bytes went up: the object
+                // must not outlive the job that no longer wants it.
+                tracing::info!(status = %current.status, "job changed before completion; removing object");
+                if current.status == JobStatus::Cancelled {
+                    self.delete_quietly(&artifact.key).await;
+                }
+                Outcome::Ack
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record completion");
+                Outcome::Retry
+            }
+        }
+    }
+
+    pub(crate) async fn fail(&self, lease: Lease<'_>, failure: JobFailure) -> Outcome {
+        tracing::warn!(code = %failure.code, reason = %failure.message, "job failed");
+        metrics::emit(
+            "worker",
+            &[("JobsFailed", "Count", 1.0)],
+            &[
+                ("jobId", lease.id().to_string().into()),
+                ("errorCode", failure.code.as_str().into()),
+            ],
+        );
+        match lease.fail(&failure).await {
+            Ok(()) | Err(LeaseError::Lost(_)) => Outcome::Ack,
+            Err(LeaseError::Store(err)) => {
+                tracing::warn!(error = %err, "cannot record failure");
+                Outcome::Retry
+            }
+        }
+    }
+
+    /// Aborts the upload a job records, if any: no attempt will resume it.
+    pub(crate) async fn abort_checkpoint(&self, job: &Job) {
+        if let Some(checkpoint) = &job.checkpoint {
+            let key = &job.artifact_key;
+            if let Err(err) = self
+                .services
+                .artifacts
+                .abort_multipart(key, &checkpoint.upload_id)
+                .await
+            {
+                tracing::warn!(error = %err, "cannot abort the recorded upload");
+            }
+        }
+    }
+
+    pub(crate) async fn delete_quietly(&self, key: &str) {
+        if let Err(err) = self.services.artifacts.delete(key).await {
+            tracing::warn!(error = %err, key, "cannot delete object");
+        }
+    }
+}
+
+/// Logs and meters a completion this attempt recorded.
+fn completed(id: JobId, artifact: &Artifact, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        bytes = artifact.size,
+        duration_ms = (seconds * 1000.0) as u64,
+        "job completed"
+    );
+    let size = artifact.size as f64;
+    metrics::emit(
+        "worker",
+        &[
+            ("JobsCompleted", "Count", 1.0),
+            ("DurationMs", "Milliseconds", seconds * 1000.0),
+            ("Bytes", "Bytes", size),
+            ("Throughput", "Bytes/Second", size / seconds.max(0.001)),
+        ],
+        &[("jobId", id.to_string().into())],
+    );
+}

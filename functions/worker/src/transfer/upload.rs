@@ -1,0 +1,455 @@
+//! One attempt's upload. Small files go up in a single PUT; larger ones as a multipart upload
+//! with a few parts in flight. Reading the origin waits while all of them are busy, so memory
+//! stays at about `parts_in_flight + 1` parts whatever the file size.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use haul::Job;
+use haul::artifacts::{ArtifactError, ArtifactStore, UploadedPart};
+use haul::clock::{EpochMs, now_ms};
+use haul::job::Checkpoint;
+use haul::store::Progress;
+use tokio::task::JoinSet;
+
+use super::origin::{SourceLimits, too_large, too_slow, without_url};
+use super::pacing::Pacing;
+use super::resume::{ResumePoint, abort_quietly};
+use super::{TransferError, transient};
+use crate::Worker;
+use crate::lease::{Lease, LeaseError};
+use crate::plan::PartPlan;
+use haul::FailureCode;
+
+/// A multipart upload in progress: parts done, and up to `parts_in_flight` still uploading.
+struct Multipart {
+    upload_id: String,
+    done: Vec<UploadedPart>,
+    uploading: JoinSet<Result<UploadedPart, ArtifactError>>,
+    next_number: u64,
+}
+
+/// One attempt's upload, fenced by its lease.
+pub(super) struct Upload<'a> {
+    worker: &'a Worker,
+    lease: Lease<'a>,
+    key: String,
+    content_type: &'a str,
+    plan: PartPlan,
+    multipart: Option<Multipart>,
+    pacing: Pacing,
+    /// For `If-Range` on a later attempt; `None` when the origin cannot resume.
+    validator: Option<String>,
+    /// Bytes already in S3 from an earlier attempt.
+    start: u64,
+    /// When to stop and hand over to a continuation (resumable uploads only).
+    hand_over_at: Option<EpochMs>,
+    /// Last time the job was read to see whether it was cancelled.
+    last_cancel_check: Instant,
+    /// Caps for client-given URLs.
+    limits: Option<SourceLimits>,
+}
+
+impl<'a> Upload<'a> {
+    pub(super) fn new(
+        worker: &'a Worker,
+        lease: Lease<'a>,
+        job: &Job,
+        content_type: &'a str,
+        plan: PartPlan,
+        validator: Option<String>,
+    ) -> Self {
+        let config = &worker.services.config;
+        Self {
+            worker,
+            lease,
+            key: job.artifact_key.clone(),
+            content_type,
+            plan,
+            multipart: None,
+            pacing: Pacing::new(config.progress_interval, config.stale_after),
+            validator,
+            start: 0,
+            hand_over_at: None,
+            limits: None,
+            last_cancel_check: Instant::now(),
+        }
+    }
+
+    /// Continues an earlier attempt's upload after its leading full parts.
+    pub(super) fn resume(
+        worker: &'a Worker,
+        lease: Lease<'a>,
+        job: &Job,
+        content_type: &'a str,
+        point: ResumePoint,
+    ) -> Self {
+        tracing::info!(
+            offset = point.offset,
+            parts = point.parts.len(),
+            "resuming upload"
+        );
+        let plan = PartPlan::fixed(point.checkpoint.part_size);
+        let mut upload = Self::new(
+            worker,
+            lease,
+            job,
+            content_type,
+            plan,
+            Some(point.validator),
+        );
+        upload.start = point.offset;
+        upload.pacing.last_done = point.offset;
+        upload.multipart = Some(Multipart {
+            upload_id: point.checkpoint.upload_id,
+            next_number: point.parts.len() as u64 + 1,
+            done: point.parts,
+            uploading: JoinSet::new(),
+        });
+        upload
+    }
+
+    /// Sets when to hand over to a continuation, and the caps of a client-given URL.
+    pub(super) fn bounded_by(
+        mut self,
+        hand_over_at: Option<EpochMs>,
+        limits: Option<SourceLimits>,
+    ) -> Self {
+        self.hand_over_at = hand_over_at;
+        self.limits = limits;
+        self
+    }
+
+    /// An open upload a later attempt can continue.
+    fn resumable(&self) -> bool {
+        self.multipart.is_some() && self.validator.is_some()
+    }
+
+    fn artifacts(&self) -> &ArtifactStore {
+        &self.worker.services.artifacts
+    }
+
+    fn next_part_size(&self) -> usize {
+        let number = self.multipart.as_ref().map_or(1, |m| m.next_number);
+        self.plan.size(number) as usize
+    }
+
+    /// Streams the body; returns its length and S3's checksum of the stored object.
+    pub(super) async fn stream(
+        &mut self,
+        response: reqwest::Response,
+        bytes_total: Option<u64>,
+    ) -> Result<(u64, Option<String>), TransferError> {
+        // One allocation per part, filled to the byte: a growing buffer would double its
+        // capacity past the part size and leave the allocator fragmented.
+        let mut buffer = BytesMut::with_capacity(self.next_part_size());
+        let mut bytes_done: u64 = self.start;
+        let mut stored: u64 = self.start;
+        // The first progress write publishes the total and proves the job is still ours.
+        self.heartbeat(bytes_done, bytes_total).await?;
+
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = self.read(chunk)?;
+            bytes_done += chunk.len() as u64;
+            self.check_length(bytes_done, bytes_total)?;
+            self.cut_parts(chunk, &mut buffer, &mut stored, bytes_total)
+                .await?;
+            if self.pacing.due(bytes_done, bytes_total) {
+                self.heartbeat(bytes_done, bytes_total).await?;
+            }
+        }
+        if let Some(total) = bytes_total
+            && bytes_done != total
+        {
+            return Err(transient(
+                FailureCode::OriginTruncated,
+                format!("the origin sent {bytes_done} of {total} bytes"),
+            ));
+        }
+        let checksum = self.finish(buffer.freeze()).await?;
+        Ok((bytes_done, checksum))
+    }
+
+    fn read(&self, chunk: Result<Bytes, reqwest::Error>) -> Result<Bytes, TransferError> {
+        chunk.map_err(|err| {
+            if self.limits.is_some_and(|l| l.expired()) {
+                return too_slow();
+            }
+            transient(
+                FailureCode::OriginInterrupted,
+                format!("reading the file: {}", without_url(&err)),
+            )
+        })
+    }
+
+    /// The body so far stays within the caps and within what the origin announced.
+    fn check_length(&self, bytes_done: u64, bytes_total: Option<u64>) -> Result<(), TransferError> {
+        if let Some(limits) = self.limits {
+            if bytes_done > limits.max_bytes {
+                return Err(too_large(limits.max_bytes));
+            }
+            if limits.expired() {
+                return Err(too_slow());
+            }
+        }
+        if bytes_total.is_some_and(|total| bytes_done > total) {
+            return Err(transient(
+                FailureCode::OriginSizeMismatch,
+                "the origin sent more than it announced",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Adds `chunk` to the part being filled and sends every part that fills up; hands over
+    /// to a continuation when the invocation's time runs out.
+    async fn cut_parts(
+        &mut self,
+        mut chunk: Bytes,
+        buffer: &mut BytesMut,
+        stored: &mut u64,
+        bytes_total: Option<u64>,
+    ) -> Result<(), TransferError> {
+        while !chunk.is_empty() {
+            let take = (self.next_part_size() - buffer.len()).min(chunk.len());
+            buffer.extend_from_slice(&chunk.split_to(take));
+            if buffer.len() < self.next_part_size() {
+                continue;
+            }
+            let part = std::mem::replace(buffer, BytesMut::new()).freeze();
+            *stored += part.len() as u64;
+            self.send_part(part).await?;
+            *buffer = BytesMut::with_capacity(self.next_part_size());
+            let rest = bytes_total.map(|total| total.saturating_sub(*stored));
+            if rest != Some(0) && self.out_of_time() {
+                // Everything up to `stored` is in parts: let them land, then hand over.
+                self.settle().await?;
+                self.heartbeat(*stored, bytes_total).await?;
+                return Err(TransferError::OutOfTime {
+                    bytes_done: *stored,
+                    resumed_from: self.start,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn heartbeat(&mut self, done: u64, total: Option<u64>) -> Result<(), TransferError> {
+        let progress = Progress {
+            bytes_done: done,
+            bytes_total: total,
+            bytes_per_second: self.pacing.record(done),
+        };
+        match self.lease.heartbeat(progress).await {
+            Ok(()) => Ok(()),
+            Err(LeaseError::Lost(_)) => Err(TransferError::Stopped),
+            // Progress is advisory; a failed write must not fail the transfer.
+            Err(LeaseError::Store(err)) => {
+                tracing::warn!(error = %err, "progress write failed");
+                Ok(())
+            }
+        }
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.resumable() && self.hand_over_at.is_some_and(|at| now_ms() >= at)
+    }
+
+    /// Waits for every part in flight.
+    async fn settle(&mut self) -> Result<(), TransferError> {
+        if let Some(multipart) = self.multipart.as_mut() {
+            while !multipart.uploading.is_empty() {
+                collect_one(multipart).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Between parts, at most once a second: has the job been cancelled (or taken over)?
+    /// Progress writes also notice it, but they are spaced out for cost.
+    async fn check_cancelled(&mut self) -> Result<(), TransferError> {
+        if self.last_cancel_check.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        self.last_cancel_check = Instant::now();
+        match self.lease.still_ours().await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(TransferError::Stopped),
+            // A failed read proves nothing; the next progress write checks again.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Opens the multipart upload and records it on the job.
+    async fn start_multipart(&mut self) -> Result<(), TransferError> {
+        let upload_id = self
+            .artifacts()
+            .start_multipart(&self.key, self.content_type)
+            .await
+            .map_err(storage)?;
+        // Remember the upload before any part goes up, so no later attempt loses track.
+        let checkpoint = Checkpoint {
+            upload_id: upload_id.clone(),
+            part_size: self.plan.size(1),
+            validator: self.validator.clone(),
+        };
+        let recorded = self.lease.checkpoint(Some(&checkpoint)).await;
+        self.multipart = Some(Multipart {
+            upload_id,
+            done: Vec::new(),
+            uploading: JoinSet::new(),
+            next_number: 1,
+        });
+        match recorded {
+            Ok(()) => Ok(()),
+            Err(LeaseError::Lost(_)) => Err(TransferError::Stopped),
+            Err(LeaseError::Store(err)) => Err(transient(FailureCode::StoreError, err.to_string())),
+        }
+    }
+
+    /// Queues a part for upload, first waiting for a slot when all are busy.
+    async fn send_part(&mut self, part: Bytes) -> Result<(), TransferError> {
+        self.check_cancelled().await?;
+        if self.multipart.is_none() {
+            self.start_multipart().await?;
+        }
+        let in_flight = self.worker.services.config.parts_in_flight;
+        let artifacts = self.artifacts().clone();
+        let key = self.key.clone();
+        let Some(multipart) = self.multipart.as_mut() else {
+            return Err(transient(
+                FailureCode::StorageError,
+                "multipart upload missing",
+            ));
+        };
+        while multipart.uploading.len() >= in_flight {
+            collect_one(multipart).await?;
+        }
+        let number = multipart.next_number as i32;
+        multipart.next_number += 1;
+        let upload_id = multipart.upload_id.clone();
+        haul::aws_calls::spawn_in(&mut multipart.uploading, async move {
+            artifacts.upload_part(&key, &upload_id, number, part).await
+        });
+        Ok(())
+    }
+
+    async fn finish(&mut self, rest: Bytes) -> Result<Option<String>, TransferError> {
+        if self.multipart.is_none() {
+            return self
+                .artifacts()
+                .put(&self.key, rest, self.content_type)
+                .await
+                .map_err(storage);
+        }
+        if !rest.is_empty() {
+            self.send_part(rest).await?;
+        }
+        let Some(multipart) = self.multipart.as_mut() else {
+            return Err(transient(
+                FailureCode::StorageError,
+                "multipart upload missing",
+            ));
+        };
+        while !multipart.uploading.is_empty() {
+            collect_one(multipart).await?;
+        }
+        let mut parts = std::mem::take(&mut multipart.done);
+        parts.sort_by_key(UploadedPart::number);
+        let upload_id = multipart.upload_id.clone();
+        let checksum = self
+            .artifacts()
+            .complete_multipart(&self.key, &upload_id, parts)
+            .await
+            .map_err(storage)?;
+        self.multipart = None;
+        Ok(checksum)
+    }
+
+    /// After a failed stream: what stays in S3, and the error to report.
+    pub(super) async fn give_up(&mut self, err: TransferError) -> TransferError {
+        match err {
+            // A resumable upload stays open for the next attempt; anything else is aborted.
+            err @ (TransferError::Transient(_) | TransferError::OutOfTime { .. })
+                if self.resumable() =>
+            {
+                // Let the parts already on their way land: they are what the next try resumes.
+                let _ = self.settle().await;
+                err
+            }
+            // Stopped: cancelled, or another attempt took the job over, and that attempt may be
+            // resuming this very upload. Abort only what nobody goes on with.
+            TransferError::Stopped => {
+                self.abort_unless_inherited().await;
+                TransferError::Stopped
+            }
+            err => {
+                self.abort().await;
+                err
+            }
+        }
+    }
+
+    /// After a stop: aborts the upload unless the job, still alive, records it as its
+    /// checkpoint, i.e. the attempt that took over resumes it (or aborts it itself).
+    async fn abort_unless_inherited(&mut self) {
+        let Some(multipart) = self.multipart.as_mut() else {
+            return;
+        };
+        multipart.uploading.shutdown().await;
+        let upload_id = multipart.upload_id.clone();
+        let inherited = match self.lease.read().await {
+            // The successor may have completed this very upload already; an orphan of ours
+            // is ended by the bucket's abort-incomplete-uploads rule.
+            Ok(Some(job)) if job.status == haul::JobStatus::Completed => true,
+            Ok(Some(job)) => {
+                !job.status.is_terminal()
+                    && job
+                        .checkpoint
+                        .as_ref()
+                        .is_some_and(|c| c.upload_id == upload_id)
+            }
+            Ok(None) => false,
+            // Unsure: leave it. The bucket's lifecycle rule aborts it after a day if unused.
+            Err(_) => true,
+        };
+        if inherited {
+            tracing::info!("upload left to the attempt that took the job over");
+            self.multipart = None;
+        } else {
+            self.abort().await;
+        }
+    }
+
+    /// Leaves nothing behind: no part still uploading, no incomplete multipart upload.
+    async fn abort(&mut self) {
+        if let Some(mut multipart) = self.multipart.take() {
+            multipart.uploading.shutdown().await;
+            abort_quietly(self.artifacts(), &self.key, &multipart.upload_id).await;
+            // Fails harmlessly when the job is no longer this attempt's.
+            let _ = self.lease.checkpoint(None).await;
+        }
+    }
+}
+
+fn storage(err: ArtifactError) -> TransferError {
+    transient(FailureCode::StorageError, err.to_string())
+}
+
+/// Waits for one uploading part and records it.
+async fn collect_one(multipart: &mut Multipart) -> Result<(), TransferError> {
+    match multipart.uploading.join_next().await {
+        Some(Ok(Ok(part))) => {
+            multipart.done.push(part);
+            Ok(())
+        }
+        Some(Ok(Err(err))) => Err(storage(err)),
+        Some(Err(err)) => Err(transient(
+            FailureCode::StorageError,
+            format!("part upload task: {err}"),
+        )),
+        None => Ok(()),
+    }
+}
