@@ -15,7 +15,7 @@ BENCH_VENV="$HAUL_CACHE/bench"
 AWSCLI="awscli==1.46.3"
 
 started=0
-cleanup() { [ "$started" = 1 ] && scripts/stack.sh down || true; }
+cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down || true; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 

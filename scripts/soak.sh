@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 started=0
-cleanup() { [ "$started" = 1 ] && scripts/stack.sh down || true; }
+cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down || true; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
