@@ -99,11 +99,9 @@ fn event(name: &str) -> Result<Value, BoxError> {
 }
 
 pub async fn run(args: &[String]) -> Result<(), BoxError> {
-    let release = PathBuf::from(
-        args.first()
-            .cloned()
-            .ok_or("usage: xtask bench-api <dir with the release initiate, status, worker, cleanup>")?,
-    );
+    let release = PathBuf::from(args.first().cloned().ok_or(
+        "usage: xtask bench-api <dir with the release initiate, status, worker, cleanup>",
+    )?);
     let calls = setting("BENCH_CALLS", 1000);
     let cold_runs = setting("BENCH_COLD_RUNS", 20);
     let load_calls = setting("BENCH_LOAD_CALLS", 1000);
