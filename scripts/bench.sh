@@ -32,8 +32,8 @@ eval "$(scripts/stack.sh up)"
 # The functions on their own, as `cargo lambda build --release` builds them, so cargo
 # resolves their dependencies' features without the bench's (a second set of artifacts).
 cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
-cargo build --release --quiet -p haul-tests --bin worker-once
-cargo build --release --quiet -p xtask
+# worker-once (the worker measured) and the benches in one build, one feature set.
+cargo build --release --quiet -p haul-tests -p xtask --bin worker-once --bin xtask
 target_dir="${CARGO_TARGET_DIR:-target}"
 only="${BENCH_ONLY:-}"
 if [ "$only" != api ]; then

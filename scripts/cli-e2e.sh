@@ -42,7 +42,9 @@ waited() {
 }
 
 echo "cli-e2e: building the CLI"
-cargo build --quiet -p haul-cli
+# `--bin`, not `-p haul-cli`: features resolved over the whole workspace, as `cargo test
+# --workspace` and make dev resolve them, so the dependencies they built are reused.
+cargo build --quiet --bin haul
 
 stop_all() {
   for pid in "${BACKGROUND[@]}"; do kill "$pid" 2>/dev/null || true; done
