@@ -1,5 +1,6 @@
-//! `cargo xtask provision <prefix>`: creates haul's table, queues and bucket on the local stack and prints
-//! them as environment variables for the functions (used by `make dev`).
+//! `cargo xtask provision [prefix]`: creates haul's table, queues and bucket on the local stack
+//! (default prefix `haul-dev`) and prints them as environment variables for the functions, to
+//! run one by hand. `make dev`'s supervisor provisions through the same `Provisioner`.
 
 use haul_tests::provision::{Provisioner, QueueSettings};
 use haul_tests::template::Template;

@@ -3,8 +3,8 @@
 //! job, and a load run. Everything against the local stack, in one run. Writes
 //! `target/bench/api.json` and prints a table.
 //!
-//! Usage: `cargo xtask bench-api <dir>` where `<dir>` holds the release binaries `initiate`, `status`,
-//! `worker` and `cleanup` (built as `cargo lambda build --release` builds them).
+//! Usage: `cargo xtask bench-api <dir>` where `<dir>` holds the release binaries `initiate`,
+//! `status`, `worker` and `cleanup` (built as `cargo lambda build --release` builds them).
 
 mod cold;
 mod cost;
