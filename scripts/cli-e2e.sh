@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end check of the `haul` command-line client (clients/cli): starts its own `make dev`,
-# builds the CLI and runs the real binary against it over HTTP: a download whose bytes must
-# equal the origin's, --json output, a failed job, status and cancel of a slow job, picking up
-# a job after an interrupted run, bad and unknown job ids, an unreachable API, and the exit
-# code of each.
+# End-to-end check of the `haul` command-line client (clients/cli): builds the CLI, starts its
+# own `make dev` (or, under scripts/test.sh, uses the one all end-to-end stages share:
+# scripts/lib/dev-stack.sh) and runs the real binary against it over HTTP: a download whose
+# bytes must equal the origin's, --json output, a failed job, status and cancel of a slow job,
+# picking up a job after an interrupted run, bad and unknown job ids, an unreachable API, and
+# the exit code of each.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/dev-stack.sh
 
-export HAUL_DEV_PORT="${HAUL_CLI_E2E_PORT:-9420}"
-export HAUL_DEV_ORIGIN_PORT="${HAUL_CLI_E2E_ORIGIN_PORT:-9421}"
-export HAUL_DEV_PREFIX="haul-cli-e2e-$$"
-API="http://127.0.0.1:$HAUL_DEV_PORT"
-ORIGIN="http://127.0.0.1:$HAUL_DEV_ORIGIN_PORT"
 WORK=$(mktemp -d)
-LOG="$WORK/dev.log"
-# The CLI's own settings: this API, a state directory of its own, no token, few retries.
-export HAUL_API_URL="$API"
-export HAUL_STATE_DIR="$WORK/state"
-unset HAUL_TOKEN
+DEV_LOG="$WORK/dev.log"
 HAUL="${CARGO_TARGET_DIR:-target}/debug/haul"
 BACKGROUND=()
 
@@ -27,7 +20,7 @@ fail() {
     [ -s "$f" ] && { echo "--- $f" >&2; tail -20 "$f" >&2; }
   done
   echo "--- make dev" >&2
-  tail -30 "$LOG" >&2
+  tail -30 "$DEV_LOG" >&2
   exit 1
 }
 
@@ -49,23 +42,22 @@ waited() {
 }
 
 echo "cli-e2e: building the CLI"
-cargo build --quiet -p haul-cli
+# `--bin`, not `-p haul-cli`: features resolved over the whole workspace, as `cargo test
+# --workspace` and make dev resolve them, so the dependencies they built are reused.
+cargo build --quiet --bin haul
 
-started_at=$(date +%s)
-setsid make dev >"$LOG" 2>&1 &
-DEV_PID=$!
 stop_all() {
   for pid in "${BACKGROUND[@]}"; do kill "$pid" 2>/dev/null || true; done
-  kill -INT -- "-$DEV_PID" 2>/dev/null || true
+  dev_stack_stop
 }
 trap stop_all EXIT
-for _ in $(seq 1 2400); do
-  grep -q "haul dev is ready" "$LOG" && break
-  kill -0 "$DEV_PID" 2>/dev/null || fail "make dev exited early"
-  sleep 0.5
-done
-grep -q "haul dev is ready" "$LOG" || fail "make dev not ready after 20 minutes"
-echo "cli-e2e: make dev ready after $(($(date +%s) - started_at)) s"
+dev_stack_up cli-e2e cli-e2e "${HAUL_CLI_E2E_PORT:-9420}" "${HAUL_CLI_E2E_ORIGIN_PORT:-9421}"
+API=$DEV_API
+ORIGIN=$DEV_ORIGIN
+# The CLI's own settings: this API, a state directory of its own, no token, few retries.
+export HAUL_API_URL="$API"
+export HAUL_STATE_DIR="$WORK/state"
+unset HAUL_TOKEN
 t0=$(date +%s)
 
 # The slower downloads run in the background while the quick checks go on: an 8 MiB file (a
@@ -201,15 +193,13 @@ waited "$SLOW"
 [ "$WAITED" = 5 ] || fail "the get waiting on the cancelled job exited $WAITED, expected 5"
 grep -q "was cancelled" "$WORK/slow.err" || fail "the waiting get did not say why"
 echo "cli-e2e: the get waiting on the cancelled job exited 5"
-if ls -A "$WORK/files" | grep -q '\.part$'; then fail "a partial file was left behind"; fi
+if compgen -G "$WORK/files/*.part" >/dev/null || compgen -G "$WORK/files/.*.part" >/dev/null; then
+  fail "a partial file was left behind"
+fi
 echo "cli-e2e: checks took $(($(date +%s) - t0)) s"
 
-stop_all
+for pid in "${BACKGROUND[@]}"; do kill "$pid" 2>/dev/null || true; done
+dev_stack_down
 trap - EXIT
-for _ in $(seq 1 60); do
-  kill -0 "$DEV_PID" 2>/dev/null || break
-  sleep 0.5
-done
-kill -0 "$DEV_PID" 2>/dev/null && fail "make dev still running after SIGINT"
 echo "cli-e2e: ok"
 rm -rf "$WORK"

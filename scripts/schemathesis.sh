@@ -5,6 +5,11 @@
 # list, a body or header that violates its schema, invalid input accepted, a wrong method not
 # answered 405 with `Allow`. Reports (JUnit, NDJSON) go to target/schemathesis/.
 #
+# Under scripts/test.sh it runs against the make dev all end-to-end stages share
+# (HAUL_E2E_DEV_SHARED=1, scripts/lib/dev-stack.sh), last of them: its jobs then fetch from
+# that make dev's catalog origin, paced and few at a time (four pollers), instead of the small
+# origin below, and whatever is still queued when it ends is stopped with make dev.
+#
 #   HAUL_ST_PORT          API port of the make dev it starts (default 9430)
 #   HAUL_ST_ORIGIN_PORT   port of the small origin it serves the jobs' files from (9431)
 #   HAUL_ST_SEED          Hypothesis seed (default 20261125)
@@ -14,6 +19,7 @@
 # dev catalog's megabytes, so that hundreds of jobs cost the machine nothing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/dev-stack.sh
 
 HAUL_CACHE="${HAUL_CACHE:-$HOME/.cache/haul}"
 VENV="$HAUL_CACHE/schemathesis-venv"
@@ -22,8 +28,9 @@ PORT="${HAUL_ST_PORT:-9430}"
 ORIGIN_PORT="${HAUL_ST_ORIGIN_PORT:-9431}"
 SEED="${HAUL_ST_SEED:-20261125}"
 MAX_EXAMPLES="${HAUL_ST_MAX_EXAMPLES:-200}"
-API="http://127.0.0.1:$PORT"
 REPORT_DIR="${CARGO_TARGET_DIR:-target}/schemathesis"
+SHARED=0
+[ "${HAUL_E2E_DEV_SHARED:-}" = 1 ] && SHARED=1
 
 log() { echo "schemathesis: $*" >&2; }
 fail() {
@@ -53,20 +60,13 @@ mkdir -p "$HAUL_CACHE"
   install
 ) 9>"$HAUL_CACHE/.schemathesis.lock"
 
-# --- The origin the jobs fetch from ---------------------------------------------------------
+# --- The origin the jobs fetch from (when this script starts its own make dev) ---------------
 WORK=$(mktemp -d)
 ORIGIN_LOG="$WORK/origin.log"
 DEV_LOG="$WORK/dev.log"
 ORIGIN_PID=""
-DEV_PID=""
 stop_all() {
-  if [ -n "$DEV_PID" ]; then
-    kill -INT -- "-$DEV_PID" 2>/dev/null || true
-    for _ in $(seq 1 60); do
-      kill -0 "$DEV_PID" 2>/dev/null || break
-      sleep 0.5
-    done
-  fi
+  dev_stack_stop
   if [ -n "$ORIGIN_PID" ]; then
     kill "$ORIGIN_PID" 2>/dev/null || true
   fi
@@ -75,6 +75,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
+start_origin() {
 "$VENV/bin/python" - "$ORIGIN_PORT" >"$ORIGIN_LOG" 2>&1 <<'PY' &
 import re, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,27 +101,23 @@ class Files(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Files).serve_forever()
 PY
 ORIGIN_PID=$!
+}
 
 # --- make dev ---------------------------------------------------------------------------------
-export HAUL_DEV_PORT="$PORT"
-export HAUL_DEV_PREFIX="haul-st-$$"
-export HAUL_DEV_WEB_PORT=0 # the page server, if any, on a free port of the system's choosing
-export ORIGIN_URL_TEMPLATE="http://127.0.0.1:$ORIGIN_PORT/files/{file_id}"
-# cargo lambda watch must not rebuild and restart the functions mid-run when a source file
-# changes (its global configuration file; the router stays the workspace's).
-printf '[watch]\nignore_changes = true\n' >"$WORK/cargo-lambda.toml"
-export CARGO_LAMBDA_GLOBAL="$WORK/cargo-lambda.toml"
-started_at=$(date +%s)
-setsid make dev >"$DEV_LOG" 2>&1 &
-DEV_PID=$!
-for _ in $(seq 1 2400); do
-  grep -q "haul dev is ready" "$DEV_LOG" && break
-  kill -0 "$DEV_PID" 2>/dev/null || fail "make dev exited early"
-  sleep 0.5
-done
-grep -q "haul dev is ready" "$DEV_LOG" || fail "make dev not ready after 20 minutes"
-log "make dev ready after $(($(date +%s) - started_at)) s on $API"
-kill -0 "$ORIGIN_PID" 2>/dev/null || fail "the origin did not start: $(cat "$ORIGIN_LOG")"
+if [ "$SHARED" = 0 ]; then
+  start_origin
+  export ORIGIN_URL_TEMPLATE="http://127.0.0.1:$ORIGIN_PORT/files/{file_id}"
+  # cargo lambda watch must not rebuild and restart the functions mid-run when a source file
+  # changes (its global configuration file; the router stays the workspace's).
+  printf '[watch]\nignore_changes = true\n' >"$WORK/cargo-lambda.toml"
+  export CARGO_LAMBDA_GLOBAL="$WORK/cargo-lambda.toml"
+fi
+# The page server, if any, on a free port of the system's choosing (web port 0).
+dev_stack_up schemathesis st "$PORT" "$ORIGIN_PORT" 0
+API=$DEV_API
+if [ "$SHARED" = 0 ]; then
+  kill -0 "$ORIGIN_PID" 2>/dev/null || fail "the origin did not start: $(cat "$ORIGIN_LOG")"
+fi
 # cargo lambda starts a function's first instance on its first request (`cargo run`, which
 # waits for any other cargo on the machine): start both API functions before timing anything.
 curl -fsS -m 600 -o /dev/null "$API/health" || fail "GET /health"
@@ -180,4 +177,5 @@ status=$?
 set -e
 log "run took $(($(date +%s) - run_started)) s (seed $SEED, up to $MAX_EXAMPLES examples per operation)"
 [ "$status" = 0 ] || fail "Schemathesis found problems (exit $status); reports in $REPORT_DIR"
+dev_stack_down
 log "ok"

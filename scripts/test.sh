@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # `make test`: installs what is missing, starts the local stack unless it already runs (or
 # HAUL_STACK=external says someone else runs it, as CI's service containers do), checks
-# formatting, lints, the SAM template and the workflows, runs every unit and integration test
-# and the `make dev` end-to-end check, and stops the stack again if it started it.
+# formatting, lints, the SAM template and the workflows, runs every unit and integration test,
+# then starts one `make dev` for all the end-to-end stages (make dev itself, the command-line
+# client, the browser page, Schemathesis; scripts/lib/dev-stack.sh), and stops what it started.
+# HAUL_E2E_DEV_SHARED=0 gives each stage a make dev of its own instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/dev-stack.sh
 
 step() { printf '\n==> %s\n' "$*"; }
+fail() {
+  echo "test: FAIL: $*" >&2
+  if [ -n "$DEV_LOG" ]; then tail -40 "$DEV_LOG" >&2; fi
+  exit 1
+}
 started=0
 cleanup() {
+  dev_stack_stop
   if [ "$started" = 1 ]; then
     step "stopping the local stack"
     scripts/stack.sh down || true
@@ -54,19 +63,46 @@ python3 scripts/permissions/test_prove.py
 
 step "tests"
 # The integration tests wait on I/O, not CPU: run more of them at once than there are cores.
+# This builds the dependency graph make dev's functions use too (same features: see
+# docs/testing.md, "One build"), so make dev below compiles only the workspace's own crates.
 cargo test --workspace -- --test-threads="${HAUL_TEST_THREADS:-8}"
+
+# One make dev (one build, one start) for every end-to-end stage. The functions must not
+# restart under a stage when a source file changes meanwhile (HAUL_DEV_NO_RELOAD).
+if [ "${HAUL_E2E_DEV_SHARED:-1}" = 1 ]; then
+  step "make dev, once for the end-to-end stages"
+  export HAUL_DEV_NO_RELOAD=1
+  # make dev's per-caller limit (1200 job starts a minute) is sized for one stage; the browser
+  # tests and Schemathesis, one after the other from 127.0.0.1, may fall within one minute.
+  export HAUL_DEV_RATE_LIMIT="${HAUL_DEV_RATE_LIMIT:-2400}"
+  unset HAUL_E2E_DEV_SHARED
+  DEV_LOG="$PWD/target/e2e/dev.log"
+  mkdir -p "$(dirname "$DEV_LOG")"
+  dev_stack_up test e2e "${HAUL_E2E_DEV_PORT:-9400}" "${HAUL_E2E_DEV_ORIGIN_PORT:-9401}" \
+    "${HAUL_E2E_DEV_PAGE_PORT:-9402}"
+  export HAUL_E2E_DEV_SHARED=1 HAUL_E2E_DEV_LOG="$DEV_LOG"
+else
+  unset HAUL_E2E_DEV_SHARED
+fi
 
 step "make dev, end to end"
 scripts/dev-e2e.sh
-
-step "API contract: Schemathesis against make dev"
-scripts/schemathesis.sh
 
 step "command-line client, end to end"
 scripts/cli-e2e.sh
 
 step "browser page, end to end (headless Chromium)"
 scripts/web-e2e.sh
+
+# Last: its hundreds of jobs would otherwise queue ahead of the other stages' on a shared make dev.
+step "API contract: Schemathesis against make dev"
+scripts/schemathesis.sh
+
+if [ "${HAUL_E2E_DEV_SHARED:-}" = 1 ]; then
+  step "stopping make dev: Ctrl-C must stop its port and every process it started"
+  dev_stack_down
+  unset HAUL_E2E_DEV_SHARED
+fi
 
 step "permission proof: every recorded AWS call is granted by its function's role, and nothing more"
 python3 scripts/permissions/prove.py --template template.yaml --calls "$HAUL_AWS_CALL_LOG" \

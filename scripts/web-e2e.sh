@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
 # The browser page, end to end: builds web/ (and unit-tests its polling module), installs
 # Debian's chromium when it is missing, starts its own `make dev` (API, origin and page on ports
-# of their own), drives the page in headless Chromium through playwright-core
+# of their own; under scripts/test.sh it uses the one all end-to-end stages share:
+# scripts/lib/dev-stack.sh), drives the page in headless Chromium through playwright-core
 # (web/e2e/page.test.mjs), and stops make dev again. Screenshots go to target/web-e2e/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/lib/dev-stack.sh
 
-export HAUL_DEV_PORT="${HAUL_WEB_E2E_API_PORT:-9410}"
-export HAUL_DEV_ORIGIN_PORT="${HAUL_WEB_E2E_ORIGIN_PORT:-9411}"
-export HAUL_DEV_WEB_PORT="${HAUL_WEB_E2E_PAGE_PORT:-9412}"
-export HAUL_DEV_PREFIX="haul-web-e2e-$$"
 # The functions must not restart under the test when a source file changes meanwhile.
 export HAUL_DEV_NO_RELOAD=1
-export HAUL_WEB_URL="http://127.0.0.1:$HAUL_DEV_WEB_PORT/"
-export HAUL_ORIGIN_URL="http://127.0.0.1:$HAUL_DEV_ORIGIN_PORT"
 export HAUL_E2E_ARTIFACTS="$PWD/target/web-e2e"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 LOG=$(mktemp)
 started_at=$(date +%s)
-fail() { echo "web-e2e: FAIL: $*" >&2; tail -40 "$LOG" >&2; exit 1; }
+fail() {
+  echo "web-e2e: FAIL: $*" >&2
+  tail -40 "$LOG" >&2
+  if [ -n "$DEV_LOG" ]; then tail -40 "$DEV_LOG" >&2; fi
+  exit 1
+}
 
 if [ ! -x "$CHROMIUM" ]; then
   [ "$(id -u)" = 0 ] || fail "$CHROMIUM is missing; install Debian's chromium package (apt-get install chromium)"
@@ -35,19 +36,12 @@ echo "web-e2e: poll module unit tests passed"
 rm -rf "$HAUL_E2E_ARTIFACTS"
 mkdir -p "$HAUL_E2E_ARTIFACTS"
 : >"$LOG"
-setsid make dev >"$LOG" 2>&1 &
-DEV_PID=$!
-stop_dev() { kill -INT -- "-$DEV_PID" 2>/dev/null || true; }
-trap stop_dev EXIT
-
-for _ in $(seq 1 2400); do
-  grep -q "haul dev is ready" "$LOG" && break
-  kill -0 "$DEV_PID" 2>/dev/null || fail "make dev exited early"
-  sleep 0.5
-done
-grep -q "haul dev is ready" "$LOG" || fail "make dev not ready after 20 minutes"
-grep -q "page: $HAUL_WEB_URL" "$LOG" || fail "make dev does not announce the page at $HAUL_WEB_URL"
-echo "web-e2e: make dev ready after $(($(date +%s) - started_at)) s"
+trap dev_stack_stop EXIT
+dev_stack_up web-e2e web-e2e "${HAUL_WEB_E2E_API_PORT:-9410}" "${HAUL_WEB_E2E_ORIGIN_PORT:-9411}" \
+  "${HAUL_WEB_E2E_PAGE_PORT:-9412}"
+export HAUL_WEB_URL="http://127.0.0.1:${HAUL_DEV_WEB_PORT:?make dev serves no page}/"
+export HAUL_ORIGIN_URL="$DEV_ORIGIN"
+grep -q "page: $HAUL_WEB_URL" "$DEV_LOG" || fail "make dev does not announce the page at $HAUL_WEB_URL"
 curl -fsS "$HAUL_WEB_URL" | grep -q 'src="app.js"' || fail "the page is not served at $HAUL_WEB_URL"
 curl -fsS "${HAUL_WEB_URL}health" | grep -q '"ok"' || fail "/health is not proxied"
 
@@ -74,12 +68,8 @@ tests_at=$(date +%s)
 }
 echo "web-e2e: browser tests took $(($(date +%s) - tests_at)) s; screenshots in target/web-e2e/"
 
-stop_dev
+dev_stack_down
 trap - EXIT
-for _ in $(seq 1 60); do
-  kill -0 "$DEV_PID" 2>/dev/null || break
-  sleep 0.5
-done
-kill -0 "$DEV_PID" 2>/dev/null && fail "make dev still running after SIGINT"
 echo "web-e2e: ok in $(($(date +%s) - started_at)) s"
 rm -f "$LOG"
+[ "${HAUL_E2E_DEV_SHARED:-}" = 1 ] || rm -f "$DEV_LOG"

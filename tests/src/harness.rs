@@ -92,6 +92,15 @@ impl TestResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
+
+    /// The `jobId` of an initiate's 202, asserting the 202.
+    pub fn accepted_id(&self) -> String {
+        assert_eq!(self.status, StatusCode::ACCEPTED, "{:?}", self.body);
+        self.body["jobId"]
+            .as_str()
+            .expect("202 carries a jobId")
+            .to_owned()
+    }
 }
 
 /// An SQS message as Lambda's event source mapping hands it to the function.
@@ -266,6 +275,13 @@ fn url_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     })
 }
 
+const INITIATE: &str = "/v1/download/initiate";
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn initiate_body(file_id: u64) -> String {
+    serde_json::json!({ "file_id": file_id }).to_string()
+}
+
 impl TestApp {
     /// Sends a request to the function API Gateway would route it to.
     pub async fn call(
@@ -358,24 +374,54 @@ impl TestApp {
         TestResponse::from_response(response)
     }
 
+    /// `POST /v1/download/initiate` for a file.
     pub async fn initiate(&self, file_id: u64) -> TestResponse {
+        self.call(Method::POST, INITIATE, &[JSON], initiate_body(file_id))
+            .await
+    }
+
+    /// `POST /v1/download/initiate` with an `Idempotency-Key`.
+    pub async fn initiate_with_key(&self, file_id: u64, key: &str) -> TestResponse {
         self.call(
             Method::POST,
-            "/v1/download/initiate",
-            &[("content-type", "application/json")],
-            serde_json::json!({ "file_id": file_id }).to_string(),
+            INITIATE,
+            &[JSON, ("idempotency-key", key)],
+            initiate_body(file_id),
+        )
+        .await
+    }
+
+    /// [`TestApp::initiate_with_key`] as `caller`, verified by the JWT authorizer.
+    pub async fn initiate_as(&self, caller: &str, key: &str, file_id: u64) -> TestResponse {
+        self.call_as(
+            caller,
+            Method::POST,
+            INITIATE,
+            &[JSON, ("idempotency-key", key)],
+            initiate_body(file_id),
+        )
+        .await
+    }
+
+    /// [`TestApp::initiate_with_key`] from `source_ip`, without an authorizer.
+    pub async fn initiate_from(&self, source_ip: &str, key: &str, file_id: u64) -> TestResponse {
+        self.call_from(
+            source_ip,
+            Method::POST,
+            INITIATE,
+            &[JSON, ("idempotency-key", key)],
+            initiate_body(file_id),
         )
         .await
     }
 
     /// Starts a job and returns its id, asserting the 202.
     pub async fn start_job(&self, file_id: u64) -> JobId {
-        let response = self.initiate(file_id).await;
-        assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
-        response.body["jobId"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .expect("202 carries a jobId")
+        self.initiate(file_id)
+            .await
+            .accepted_id()
+            .parse()
+            .expect("202 carries a job id")
     }
 
     pub async fn status(&self, id: JobId) -> TestResponse {
@@ -386,6 +432,57 @@ impl TestApp {
             Body::Empty,
         )
         .await
+    }
+
+    /// `GET /v1/download/{id}`: the 302 to the file, or why not.
+    pub async fn download(&self, id: impl std::fmt::Display) -> TestResponse {
+        self.call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
+            .await
+    }
+
+    /// `DELETE /v1/download/{id}`: cancels the job.
+    pub async fn cancel(&self, id: impl std::fmt::Display) -> TestResponse {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// `GET /v1/downloads{query}` as `caller`: their job history, a page at a time.
+    pub async fn list_as(&self, caller: &str, query: &str) -> TestResponse {
+        self.call_as(
+            caller,
+            Method::GET,
+            &format!("/v1/downloads{query}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// Polls the job's status (every 20 ms) until `done` holds for its body, which it returns;
+    /// panics after `timeout`.
+    pub async fn wait_for_status(
+        &self,
+        id: JobId,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(id).await.body;
+            if done(&status) {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id}: condition not met after {timeout:?}: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Does what Lambda's SQS event source mapping does, once: receives a batch from the real

@@ -6,8 +6,7 @@ use haul_cleanup::run_cleanup;
 use haul_tests::harness::AppOptions;
 use haul_tests::{spawn_app, spawn_app_with};
 use haul_worker::Outcome;
-use lambda_http::Body;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
 fn millis(d: Duration) -> i64 {
     d.as_millis() as i64
@@ -37,9 +36,7 @@ async fn completed_jobs_past_retention_expire_and_lose_their_object() {
     assert!(app.object_keys().await.is_empty());
     // An old URL stops working with the object gone.
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 404);
-    let download = app
-        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
-        .await;
+    let download = app.download(id).await;
     assert_eq!(download.status, StatusCode::CONFLICT);
     assert_eq!(download.body["jobStatus"], "expired");
 

@@ -16,8 +16,7 @@ use haul_tests::faults::{Fault, FaultProxy, Rule};
 use haul_tests::harness::{AppOptions, TestApp, TestResponse, deliver_once, lambda_record};
 use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
 use haul_worker::{Outcome, Worker};
-use lambda_http::Body;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
 use crate::sha256_hex;
 
@@ -49,19 +48,6 @@ async fn job_records(app: &TestApp) -> usize {
         .expect("scan the jobs table")
         .items()
         .len()
-}
-
-async fn initiate_with_key(app: &TestApp, key: &str, file_id: u64) -> TestResponse {
-    app.call(
-        Method::POST,
-        "/v1/download/initiate",
-        &[
-            ("content-type", "application/json"),
-            ("idempotency-key", key),
-        ],
-        format!("{{\"file_id\": {file_id}}}"),
-    )
-    .await
 }
 
 fn assert_unavailable(response: &TestResponse) {
@@ -221,12 +207,12 @@ async fn a_dynamodb_reset_at_initiate_with_an_idempotency_key_leaves_the_key_fre
     let (app, proxy) = through_proxy(AppOptions::default()).await;
     proxy.add(Rule::new("dynamodb.TransactWriteItems", Fault::Reset));
 
-    assert_unavailable(&initiate_with_key(&app, "outage-1", 8).await);
+    assert_unavailable(&app.initiate_with_key(8, "outage-1").await);
     assert!(proxy.injected("dynamodb.TransactWriteItems") >= 1);
     assert_eq!(job_records(&app).await, 0);
 
     proxy.clear();
-    let retry = initiate_with_key(&app, "outage-1", 8).await;
+    let retry = app.initiate_with_key(8, "outage-1").await;
     assert_eq!(retry.status, StatusCode::ACCEPTED, "{:?}", retry.body);
     assert_eq!(
         retry.header("idempotency-replayed"),
@@ -275,7 +261,7 @@ async fn a_transaction_whose_answer_is_lost_is_replayed_to_the_client_as_its_own
     let (app, proxy) = through_proxy(AppOptions::default()).await;
     proxy.add(Rule::new("dynamodb.TransactWriteItems", Fault::LoseResponse).times(1));
 
-    let response = initiate_with_key(&app, "lost-answer-1", 10).await;
+    let response = app.initiate_with_key(10, "lost-answer-1").await;
     assert_eq!(proxy.injected("dynamodb.TransactWriteItems"), 1);
     assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
     assert_eq!(job_records(&app).await, 1, "one job for one key");
@@ -475,13 +461,7 @@ async fn a_cancel_that_beats_the_completion_write_leaves_no_object_behind() {
             assert!(Instant::now() < deadline, "the completion write never came");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        app.call(
-            Method::DELETE,
-            &format!("/v1/download/{second}"),
-            &[],
-            Body::Empty,
-        )
-        .await
+        app.cancel(second).await
     };
     let (outcomes, cancelled) = tokio::join!(worker, cancel);
     assert_eq!(outcomes, vec![Outcome::Ack]);

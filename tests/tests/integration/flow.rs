@@ -2,7 +2,6 @@ use std::time::{Duration, Instant};
 
 use haul_tests::harness::AppOptions;
 use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
-use lambda_http::Body;
 use lambda_http::http::{Method, StatusCode};
 
 use crate::sha256_hex;
@@ -152,9 +151,7 @@ async fn no_presigned_url_reveals_the_job_id() {
         let id = app.start_job(file_id).await;
         let done = app.work_until_done(id, Duration::from_secs(30)).await;
         assert_eq!(done["status"], "completed", "{done}");
-        let redirect = app
-            .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
-            .await;
+        let redirect = app.download(id).await;
         let located = redirect.header("location").unwrap_or_default().to_owned();
         for url in [done["result"]["url"].as_str().unwrap(), located.as_str()] {
             let lower = url.to_ascii_lowercase();
@@ -178,9 +175,7 @@ async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() 
     let app = spawn_app().await;
     let id = app.start_job(7).await;
 
-    let early = app
-        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
-        .await;
+    let early = app.download(id).await;
     assert_eq!(early.status, StatusCode::CONFLICT);
     assert_eq!(early.body["code"], "job_not_ready");
     assert_eq!(early.body["jobStatus"], "queued");
@@ -188,9 +183,7 @@ async fn the_download_route_redirects_to_a_fresh_presigned_url_once_completed() 
     let done = app.work_until_done(id, Duration::from_secs(30)).await;
     assert_eq!(done["status"], "completed");
 
-    let redirect = app
-        .call(Method::GET, &format!("/v1/download/{id}"), &[], Body::Empty)
-        .await;
+    let redirect = app.download(id).await;
     assert_eq!(redirect.status, StatusCode::FOUND);
     let location = redirect.header("location").unwrap();
     let bytes = app.fetch(location).await;

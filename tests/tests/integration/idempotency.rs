@@ -11,21 +11,6 @@ use lambda_http::http::{Method, StatusCode};
 const PATH: &str = "/v1/download/initiate";
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-async fn initiate_with_key(app: &TestApp, key: &str, file_id: u64) -> TestResponse {
-    app.call(
-        Method::POST,
-        PATH,
-        &[JSON, ("idempotency-key", key)],
-        format!("{{\"file_id\": {file_id}}}"),
-    )
-    .await
-}
-
-fn job_id(response: &TestResponse) -> String {
-    assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
-    response.body["jobId"].as_str().unwrap().to_owned()
-}
-
 async fn table_items(app: &TestApp) -> usize {
     let output = app
         .aws
@@ -41,10 +26,10 @@ async fn table_items(app: &TestApp) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_key_gets_the_original_job_and_enqueues_nothing_new() {
     let app = spawn_app().await;
-    let first = initiate_with_key(&app, "retry-1", 70000).await;
-    let again = initiate_with_key(&app, "retry-1", 70000).await;
+    let first = app.initiate_with_key(70000, "retry-1").await;
+    let again = app.initiate_with_key(70000, "retry-1").await;
 
-    assert_eq!(job_id(&first), job_id(&again));
+    assert_eq!(first.accepted_id(), again.accepted_id());
     assert_eq!(first.body, again.body, "the replay repeats the first body");
     assert_eq!(first.header("idempotency-replayed"), None);
     assert_eq!(again.header("idempotency-replayed"), Some("true"));
@@ -57,8 +42,8 @@ async fn a_retry_with_the_same_key_gets_the_original_job_and_enqueues_nothing_ne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_key_with_another_payload_is_refused_and_creates_nothing() {
     let app = spawn_app().await;
-    job_id(&initiate_with_key(&app, "retry-2", 70000).await);
-    let other = initiate_with_key(&app, "retry-2", 70001).await;
+    app.initiate_with_key(70000, "retry-2").await.accepted_id();
+    let other = app.initiate_with_key(70001, "retry-2").await;
 
     assert_eq!(other.status.as_u16(), 422, "{:?}", other.body);
     assert_eq!(other.body["code"], "idempotency_key_reused");
@@ -75,7 +60,7 @@ async fn concurrent_requests_with_one_key_create_one_job() {
     let app = std::sync::Arc::new(spawn_app().await);
     let calls = (0..12).map(|_| {
         let app = app.clone();
-        tokio::spawn(async move { initiate_with_key(&app, "burst", 70000).await })
+        tokio::spawn(async move { app.initiate_with_key(70000, "burst").await })
     });
     let responses: Vec<TestResponse> = futures_util::future::join_all(calls)
         .await
@@ -83,7 +68,7 @@ async fn concurrent_requests_with_one_key_create_one_job() {
         .map(|r| r.unwrap())
         .collect();
 
-    let ids: HashSet<String> = responses.iter().map(job_id).collect();
+    let ids: HashSet<String> = responses.iter().map(TestResponse::accepted_id).collect();
     assert_eq!(ids.len(), 1, "one job for one key: {ids:?}");
     let originals = responses
         .iter()
@@ -99,8 +84,8 @@ async fn client_request_id_in_the_body_is_a_key_too_and_must_agree_with_the_head
     let app = spawn_app().await;
     let body = r#"{"file_id": 70000, "clientRequestId": "order-77"}"#;
     let first = app.call(Method::POST, PATH, &[JSON], body).await;
-    let header_retry = initiate_with_key(&app, "order-77", 70000).await;
-    assert_eq!(job_id(&first), job_id(&header_retry));
+    let header_retry = app.initiate_with_key(70000, "order-77").await;
+    assert_eq!(first.accepted_id(), header_retry.accepted_id());
 
     let disagreeing = app
         .call(
@@ -112,7 +97,7 @@ async fn client_request_id_in_the_body_is_a_key_too_and_must_agree_with_the_head
         .await;
     assert_eq!(disagreeing.status, StatusCode::BAD_REQUEST);
     assert_eq!(disagreeing.body["code"], "invalid_field");
-    let bad_key = initiate_with_key(&app, "two words", 70000).await;
+    let bad_key = app.initiate_with_key(70000, "two words").await;
     assert_eq!(bad_key.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_key.body["field"], "Idempotency-Key");
     assert_eq!(app.queue_depth(&app.resources.queue_url).await, 1);
@@ -121,7 +106,7 @@ async fn client_request_id_in_the_body_is_a_key_too_and_must_agree_with_the_head
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_past_its_lifetime_starts_a_new_job() {
     let app = spawn_app().await;
-    let first = job_id(&initiate_with_key(&app, "old-key", 70000).await);
+    let first = app.initiate_with_key(70000, "old-key").await.accepted_id();
     // Age the key record as if a day had passed; DynamoDB's TTL deletes lazily.
     let record = IdempotencyKey::parse("old-key").unwrap().record_id(None);
     app.aws
@@ -138,35 +123,35 @@ async fn a_key_past_its_lifetime_starts_a_new_job() {
         .send()
         .await
         .unwrap();
-    let second = initiate_with_key(&app, "old-key", 70001).await;
-    assert_ne!(first, job_id(&second));
+    let second = app.initiate_with_key(70001, "old-key").await;
+    assert_ne!(first, second.accepted_id());
     assert_eq!(second.header("idempotency-replayed"), None);
-}
-
-async fn initiate_as(app: &TestApp, caller: &str, key: &str) -> TestResponse {
-    app.call_as(
-        caller,
-        Method::POST,
-        PATH,
-        &[JSON, ("idempotency-key", key)],
-        r#"{"file_id": 70000}"#,
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_belong_to_their_caller() {
     let app = spawn_app().await;
-    let alice = job_id(&initiate_as(&app, "alice", "same-key").await);
-    let bob = job_id(&initiate_as(&app, "bob", "same-key").await);
+    let alice = app
+        .initiate_as("alice", "same-key", 70000)
+        .await
+        .accepted_id();
+    let bob = app
+        .initiate_as("bob", "same-key", 70000)
+        .await
+        .accepted_id();
     assert_ne!(alice, bob);
-    assert_eq!(job_id(&initiate_as(&app, "alice", "same-key").await), alice);
+    assert_eq!(
+        app.initiate_as("alice", "same-key", 70000)
+            .await
+            .accepted_id(),
+        alice
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_callers_job_is_not_found_for_status_download_and_cancel() {
     let app = spawn_app().await;
-    let id = job_id(&initiate_as(&app, "alice", "k1").await);
+    let id = app.initiate_as("alice", "k1", 70000).await.accepted_id();
     for (method, path) in [
         (Method::GET, format!("/v1/download/status/{id}")),
         (Method::GET, format!("/v1/download/{id}")),

@@ -2,40 +2,10 @@
 
 use std::time::Duration;
 
-use haul_tests::harness::{TestApp, TestResponse};
+use haul_tests::harness::TestResponse;
 use haul_tests::spawn_app;
 use lambda_http::Body;
 use lambda_http::http::{Method, StatusCode};
-
-const PATH: &str = "/v1/download/initiate";
-const JSON: (&str, &str) = ("content-type", "application/json");
-
-async fn start_as(app: &TestApp, caller: &str, key: &str, file_id: u64) -> TestResponse {
-    app.call_as(
-        caller,
-        Method::POST,
-        PATH,
-        &[JSON, ("idempotency-key", key)],
-        format!("{{\"file_id\": {file_id}}}"),
-    )
-    .await
-}
-
-fn accepted_id(response: &TestResponse) -> String {
-    assert_eq!(response.status, StatusCode::ACCEPTED, "{:?}", response.body);
-    response.body["jobId"].as_str().unwrap().to_owned()
-}
-
-async fn list_as(app: &TestApp, caller: &str, query: &str) -> TestResponse {
-    app.call_as(
-        caller,
-        Method::GET,
-        &format!("/v1/downloads{query}"),
-        &[],
-        Body::Empty,
-    )
-    .await
-}
 
 fn ids(page: &TestResponse) -> Vec<String> {
     assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
@@ -52,26 +22,30 @@ async fn a_caller_lists_only_their_own_jobs_newest_first_page_by_page() {
     let app = spawn_app().await;
     let mut alice = Vec::new();
     for (i, file_id) in [70001, 70002, 70003].into_iter().enumerate() {
-        alice.push(accepted_id(
-            &start_as(&app, "alice", &format!("a{i}"), file_id).await,
-        ));
+        alice.push(
+            app.initiate_as("alice", &format!("a{i}"), file_id)
+                .await
+                .accepted_id(),
+        );
         // createdAt has millisecond resolution; keep the order unambiguous.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let bob = accepted_id(&start_as(&app, "bob", "b0", 70004).await);
+    let bob = app.initiate_as("bob", "b0", 70004).await.accepted_id();
 
-    let first = list_as(&app, "alice", "?limit=2").await;
+    let first = app.list_as("alice", "?limit=2").await;
     assert_eq!(ids(&first), [alice[2].clone(), alice[1].clone()]);
     let cursor = first.body["nextCursor"]
         .as_str()
         .expect("a next page")
         .to_owned();
-    let second = list_as(&app, "alice", &format!("?limit=2&cursor={cursor}")).await;
+    let second = app
+        .list_as("alice", &format!("?limit=2&cursor={cursor}"))
+        .await;
     assert_eq!(ids(&second), [alice[0].clone()]);
     assert!(second.body["nextCursor"].is_null(), "{:?}", second.body);
     assert_eq!(second.body["items"][0]["status"], "queued");
 
-    assert_eq!(ids(&list_as(&app, "bob", "").await), [bob]);
+    assert_eq!(ids(&app.list_as("bob", "").await), [bob]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +64,7 @@ async fn without_an_authorizer_history_is_off_and_bad_page_parameters_are_named(
         ("?cursor=nonsense", "cursor"),
         ("?cursor=12.not-a-uuid", "cursor"),
     ] {
-        let page = list_as(&app, "alice", query).await;
+        let page = app.list_as("alice", query).await;
         assert_eq!(page.status, StatusCode::BAD_REQUEST, "{query}");
         assert_eq!(page.body["field"], field, "{query}");
     }
@@ -104,10 +78,10 @@ async fn without_an_authorizer_history_is_off_and_bad_page_parameters_are_named(
 async fn a_caller_at_the_active_job_limit_gets_429_but_retries_still_replay() {
     let mut app = spawn_app().await;
     app.services.config.max_active_jobs_per_owner = 2;
-    let first = accepted_id(&start_as(&app, "alice", "k1", 70001).await);
-    accepted_id(&start_as(&app, "alice", "k2", 70002).await);
+    let first = app.initiate_as("alice", "k1", 70001).await.accepted_id();
+    app.initiate_as("alice", "k2", 70002).await.accepted_id();
 
-    let third = start_as(&app, "alice", "k3", 70003).await;
+    let third = app.initiate_as("alice", "k3", 70003).await;
     assert_eq!(
         third.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -117,11 +91,11 @@ async fn a_caller_at_the_active_job_limit_gets_429_but_retries_still_replay() {
     assert_eq!(third.body["code"], "too_many_active_jobs");
     assert_eq!(third.header("retry-after"), Some("10"));
     // A retry of an accepted request is not new work.
-    let retry = start_as(&app, "alice", "k1", 70001).await;
-    assert_eq!(accepted_id(&retry), first);
+    let retry = app.initiate_as("alice", "k1", 70001).await;
+    assert_eq!(retry.accepted_id(), first);
     assert_eq!(retry.header("idempotency-replayed"), Some("true"));
     // The limit is per caller.
-    accepted_id(&start_as(&app, "bob", "k3", 70003).await);
+    app.initiate_as("bob", "k3", 70003).await.accepted_id();
 
     // A finished job frees its slot.
     let cancel = app
@@ -134,7 +108,7 @@ async fn a_caller_at_the_active_job_limit_gets_429_but_retries_still_replay() {
         )
         .await;
     assert_eq!(cancel.status, StatusCode::OK);
-    accepted_id(&start_as(&app, "alice", "k3", 70003).await);
+    app.initiate_as("alice", "k3", 70003).await.accepted_id();
     assert_eq!(app.queue_depth(&app.resources.queue_url).await, 4);
 }
 
@@ -170,17 +144,6 @@ async fn a_backlog_over_the_limit_gets_503_and_the_depth_is_read_only_every_few_
     );
 }
 
-async fn start_from(app: &TestApp, ip: &str, key: &str, file_id: u64) -> TestResponse {
-    app.call_from(
-        ip,
-        Method::POST,
-        PATH,
-        &[JSON, ("idempotency-key", key)],
-        format!("{{\"file_id\": {file_id}}}"),
-    )
-    .await
-}
-
 /// HTTP APIs have no per-client throttling: the service limits job starts per caller itself,
 /// by JWT subject, else by source IP, with a token bucket in DynamoDB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,9 +154,11 @@ async fn job_starts_past_the_per_caller_rate_get_429_rate_limited_with_retry_aft
     })
     .await;
     for i in 0..3 {
-        accepted_id(&start_as(&app, "carol", &format!("c{i}"), 80_001 + i).await);
+        app.initiate_as("carol", &format!("c{i}"), 80_001 + i)
+            .await
+            .accepted_id();
     }
-    let limited = start_as(&app, "carol", "c3", 80_010).await;
+    let limited = app.initiate_as("carol", "c3", 80_010).await;
     assert_eq!(
         limited.status,
         StatusCode::TOO_MANY_REQUESTS,
@@ -208,18 +173,22 @@ async fn job_starts_past_the_per_caller_rate_get_429_rate_limited_with_retry_aft
     );
 
     // A retry of an accepted start is a replay, not a new start.
-    let replay = start_as(&app, "carol", "c0", 80_001).await;
+    let replay = app.initiate_as("carol", "c0", 80_001).await;
     assert_eq!(replay.status, StatusCode::ACCEPTED, "{:?}", replay.body);
     assert_eq!(replay.header("idempotency-replayed"), Some("true"));
     // Other callers have buckets of their own.
-    accepted_id(&start_as(&app, "dave", "d0", 80_020).await);
+    app.initiate_as("dave", "d0", 80_020).await.accepted_id();
 
     // Without an authorizer the source IP is the caller.
     for i in 0..3 {
-        accepted_id(&start_from(&app, "127.0.0.7", &format!("ip{i}"), 80_030 + i).await);
+        app.initiate_from("127.0.0.7", &format!("ip{i}"), 80_030 + i)
+            .await
+            .accepted_id();
     }
-    let limited = start_from(&app, "127.0.0.7", "ip3", 80_040).await;
+    let limited = app.initiate_from("127.0.0.7", "ip3", 80_040).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.body["code"], "rate_limited");
-    accepted_id(&start_from(&app, "127.0.0.8", "other", 80_041).await);
+    app.initiate_from("127.0.0.8", "other", 80_041)
+        .await
+        .accepted_id();
 }

@@ -4,8 +4,7 @@ use haul::JobStatus;
 use haul_tests::harness::AppOptions;
 use haul_tests::{OriginBehavior, spawn_app, spawn_app_with};
 use haul_worker::Outcome;
-use lambda_http::Body;
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::StatusCode;
 
 use crate::sha256_hex;
 
@@ -221,23 +220,12 @@ async fn cancelling_a_running_job_stops_the_worker_and_leaves_nothing_in_s3() {
 
     let worker = app.deliver(5);
     let canceller = async {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let status = app.status(id).await.body;
+        app.wait_for_status(id, Duration::from_secs(30), |status| {
             let done = status["progress"]["bytesDone"].as_u64().unwrap_or(0);
-            if status["status"] == "running" && done > 6 * 1024 * 1024 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "never got going: {status}");
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-        app.call(
-            Method::DELETE,
-            &format!("/v1/download/{id}"),
-            &[],
-            Body::Empty,
-        )
-        .await
+            status["status"] == "running" && done > 6 * 1024 * 1024
+        })
+        .await;
+        app.cancel(id).await
     };
     let (outcomes, cancelled) = tokio::join!(worker, canceller);
     assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
@@ -262,14 +250,7 @@ async fn cancelling_a_running_job_stops_the_worker_and_leaves_nothing_in_s3() {
 async fn cancelling_a_queued_job_means_the_worker_never_fetches_it() {
     let app = spawn_app().await;
     let id = app.start_job(41).await;
-    let cancelled = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/download/{id}"),
-            &[],
-            Body::Empty,
-        )
-        .await;
+    let cancelled = app.cancel(id).await;
     assert_eq!(cancelled.status, StatusCode::OK);
     assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
     assert_eq!(app.origin.requests(), 0);
@@ -282,14 +263,7 @@ async fn cancelling_a_completed_job_is_a_conflict_and_keeps_the_file() {
     let id = app.start_job(51).await;
     app.work_until_done(id, Duration::from_secs(30)).await;
 
-    let response = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/download/{id}"),
-            &[],
-            Body::Empty,
-        )
-        .await;
+    let response = app.cancel(id).await;
     assert_eq!(response.status, StatusCode::CONFLICT);
     assert_eq!(response.body["code"], "job_already_finished");
     assert_eq!(response.body["jobStatus"], "completed");

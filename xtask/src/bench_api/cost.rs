@@ -15,9 +15,9 @@ use lambda_http::Body;
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::BoxError;
-use crate::counting::{Bill, Counts, Tally, counts_json};
-use crate::latency::{body_json, initiate_request, request};
+use super::BoxError;
+use super::counting::{Bill, Counts, Tally, counts_json};
+use super::latency::{body_json, initiate_request, request};
 
 /// Services and worker whose SDK clients count what they send.
 pub struct Rig {

@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::BoxError;
-use crate::stats::ms;
+use super::BoxError;
+use super::stats::ms;
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 

@@ -1,13 +1,16 @@
-//! `provision <prefix>`: creates haul's table, queues and bucket on the local stack and prints
-//! them as environment variables for the functions (used by `make dev`).
+//! `cargo xtask provision [prefix]`: creates haul's table, queues and bucket on the local stack
+//! (default prefix `haul-dev`) and prints them as environment variables for the functions, to
+//! run one by hand. `make dev`'s supervisor provisions through the same `Provisioner`.
 
 use haul_tests::provision::{Provisioner, QueueSettings};
 use haul_tests::template::Template;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let prefix = std::env::args()
-        .nth(1)
+use crate::BoxError;
+
+pub async fn run(args: &[String]) -> Result<(), BoxError> {
+    let prefix = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "haul-dev".to_owned());
     let sdk = haul::services::sdk_config().await;
     let settings = QueueSettings {

@@ -3,8 +3,8 @@
 //! job, and a load run. Everything against the local stack, in one run. Writes
 //! `target/bench/api.json` and prints a table.
 //!
-//! Usage: `bench-api <dir>` where `<dir>` holds the release binaries `initiate`, `status`,
-//! `worker` and `cleanup` (built as `cargo lambda build --release` builds them).
+//! Usage: `cargo xtask bench-api <dir>` where `<dir>` holds the release binaries `initiate`,
+//! `status`, `worker` and `cleanup` (built as `cargo lambda build --release` builds them).
 
 mod cold;
 mod cost;
@@ -22,9 +22,8 @@ use haul_tests::OriginBehavior;
 use haul_tests::harness::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use serde_json::{Map, Value, json};
 
-use crate::stats::{median, round};
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::BoxError;
+use stats::{median, round};
 
 const MIB: u64 = 1024 * 1024;
 const FUNCTIONS: [&str; 4] = ["initiate", "status", "worker", "cleanup"];
@@ -99,13 +98,10 @@ fn event(name: &str) -> Result<Value, BoxError> {
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), BoxError> {
-    let release = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .ok_or("usage: bench-api <dir with the release initiate, status, worker, cleanup>")?,
-    );
+pub async fn run(args: &[String]) -> Result<(), BoxError> {
+    let release = PathBuf::from(args.first().cloned().ok_or(
+        "usage: xtask bench-api <dir with the release initiate, status, worker, cleanup>",
+    )?);
     let calls = setting("BENCH_CALLS", 1000);
     let cold_runs = setting("BENCH_COLD_RUNS", 20);
     let load_calls = setting("BENCH_LOAD_CALLS", 1000);

@@ -26,7 +26,7 @@ use haul_tests::template::Template;
 use haul_tests::{Origin, OriginBehavior};
 use tokio::process::Command;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 const MIB: u64 = 1024 * 1024;
 /// Shorter than the template's (ten times a 900 s worker timeout), so that a worker killed
@@ -56,8 +56,7 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+pub async fn run() -> Result<(), BoxError> {
     let port = env_or("HAUL_DEV_PORT", "9000");
     let api = format!("http://127.0.0.1:{port}");
     let max_receive_count = Template::load()?.max_receive_count()?;

@@ -13,9 +13,9 @@ use haul::queue::WorkMessage;
 use lambda_http::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::BoxError;
-use crate::latency::{body_json, initiate_request};
-use crate::stats::{ms, percentile, round};
+use super::BoxError;
+use super::latency::{body_json, initiate_request};
+use super::stats::{ms, percentile, round};
 
 pub struct LoadReport {
     pub latencies: Vec<f64>,

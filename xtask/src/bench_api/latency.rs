@@ -14,8 +14,8 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request};
 use serde_json::Value;
 
-use crate::BoxError;
-use crate::stats::{ms, percentile, round};
+use super::BoxError;
+use super::stats::{ms, percentile, round};
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -11,7 +11,7 @@ use haul::{FileId, Job, JobId, JobStatus};
 use haul_tests::OriginBehavior;
 use haul_tests::harness::{AppOptions, spawn_app_with};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 const MIB: u64 = 1024 * 1024;
 
 /// Runs `worker-once` for one queued job; returns wall time and the process's peak RSS.
@@ -36,12 +36,12 @@ fn run_worker(
     Ok((started.elapsed(), usage.ru_maxrss as u64 / 1024))
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), BoxError> {
-    let worker_binary = std::env::args()
-        .nth(1)
-        .ok_or("usage: bench <path to release worker-once> [aws cli]")?;
-    let aws_cli = std::env::args().nth(2).unwrap_or_else(|| "aws".to_owned());
+pub async fn run(args: &[String]) -> Result<(), BoxError> {
+    let worker_binary = args
+        .first()
+        .cloned()
+        .ok_or("usage: xtask bench <path to release worker-once> [aws cli]")?;
+    let aws_cli = args.get(1).cloned().unwrap_or_else(|| "aws".to_owned());
     let app = spawn_app_with(AppOptions {
         origin: OriginBehavior {
             size: 0,

@@ -31,7 +31,7 @@ use tokio::sync::Semaphore;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::BoxError;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -257,10 +257,10 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
     Sha256::digest(bytes).to_vec()
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<(), BoxError> {
-    let report_path = std::env::args()
-        .nth(1)
+pub async fn run(args: &[String]) -> Result<(), BoxError> {
+    let report_path = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "target/soak/report.json".to_owned());
     let jobs = setting("SOAK_JOBS", 500) as usize;
     let seed = setting("SOAK_SEED", 1);
