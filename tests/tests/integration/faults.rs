@@ -377,14 +377,7 @@ async fn a_cancel_whose_answer_is_lost_answers_200_for_the_cancel_it_made() {
     let (app, proxy) = through_proxy(AppOptions::default()).await;
     let id = app.start_job(23).await;
     proxy.add(Rule::new("dynamodb.UpdateItem", Fault::LoseResponse).times(1));
-    let cancelled = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/download/{id}"),
-            &[],
-            Body::Empty,
-        )
-        .await;
+    let cancelled = app.cancel(id).await;
     assert_eq!(proxy.injected("dynamodb.UpdateItem"), 1);
     assert_eq!(cancelled.status, 200, "{:?}", cancelled.body);
     assert_eq!(cancelled.body["status"], "cancelled");
