@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs everything `make test` needs, each piece pinned, cached under ~/.cache/haul (or
+# HAUL_CACHE) and a no-op when already current: the developer tools (cargo-lambda, SAM, the
+# permission proof's tables, actionlint), LocalStack and DynamoDB Local, Schemathesis, Debian's
+# chromium and the browser page's npm packages. Installs wait on the network and builds on
+# the CPU, so scripts/test.sh runs this in the background while cargo compiles.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/tools.sh all >/dev/null
+scripts/stack.sh install
+scripts/schemathesis.sh --install-only
+scripts/web-e2e.sh --install-only
+web/build.sh
