@@ -3,12 +3,23 @@
 # HAUL_CACHE) and a no-op when already current: the developer tools (cargo-lambda, SAM, the
 # permission proof's tables, actionlint), LocalStack and DynamoDB Local, Schemathesis, Debian's
 # chromium and the browser page's npm packages. Installs wait on the network and builds on
-# the CPU, so scripts/test.sh runs this in the background while cargo compiles.
+# the CPU, so scripts/test.sh runs this in the background while cargo compiles; the installs
+# are independent of each other (own directories, own locks), so they run side by side too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-scripts/tools.sh all >/dev/null
-scripts/stack.sh install
-scripts/schemathesis.sh --install-only
-scripts/web-e2e.sh --install-only
-web/build.sh
+pids=()
+scripts/tools.sh all >/dev/null &
+pids+=($!)
+scripts/stack.sh install &
+pids+=($!)
+scripts/schemathesis.sh --install-only &
+pids+=($!)
+{ scripts/web-e2e.sh --install-only && web/build.sh; } &
+pids+=($!)
+
+failed=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=1
+done
+exit "$failed"

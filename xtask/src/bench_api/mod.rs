@@ -17,12 +17,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use haul::JobId;
+
 use haul::{Config, Services};
 use haul_tests::OriginBehavior;
 use haul_tests::harness::{AppOptions, TestApp, spawn_app, spawn_app_with};
 use serde_json::{Map, Value, json};
 
 pub use crate::BoxError;
+use counting::Counts;
 use stats::{median, round};
 
 const MIB: u64 = 1024 * 1024;
@@ -98,27 +101,92 @@ fn event(name: &str) -> Result<Value, BoxError> {
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
 }
 
+/// What to run and how much (environment; `BENCH_PHASES=size,cost,latency,cold,load` runs a
+/// part while working on it, the default runs all).
+struct Settings {
+    release: PathBuf,
+    calls: usize,
+    cold_runs: usize,
+    load_calls: usize,
+    load_concurrency: usize,
+    phases: String,
+    out_dir: PathBuf,
+}
+
+impl Settings {
+    fn from_env(args: &[String]) -> Result<Self, BoxError> {
+        let release = PathBuf::from(args.first().cloned().ok_or(
+            "usage: xtask bench-api <dir with the release initiate, status, worker, cleanup>",
+        )?);
+        Ok(Settings {
+            release,
+            calls: setting("BENCH_CALLS", 1000),
+            cold_runs: setting("BENCH_COLD_RUNS", 20),
+            load_calls: setting("BENCH_LOAD_CALLS", 1000),
+            load_concurrency: setting("BENCH_LOAD_CONCURRENCY", 50),
+            phases: std::env::var("BENCH_PHASES").unwrap_or_default(),
+            out_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench"),
+        })
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.is_empty() || self.phases.split(',').any(|p| p.trim() == phase)
+    }
+}
+
+/// The two counted jobs of the cost phase, for the per-million table at the end.
+struct CostJobs {
+    small: cost::JobCost,
+    large: cost::JobCost,
+    expire_per_job: Counts,
+    retention: Duration,
+}
+
 pub async fn run(args: &[String]) -> Result<(), BoxError> {
-    let release = PathBuf::from(args.first().cloned().ok_or(
-        "usage: xtask bench-api <dir with the release initiate, status, worker, cleanup>",
-    )?);
-    let calls = setting("BENCH_CALLS", 1000);
-    let cold_runs = setting("BENCH_COLD_RUNS", 20);
-    let load_calls = setting("BENCH_LOAD_CALLS", 1000);
-    let load_concurrency = setting("BENCH_LOAD_CONCURRENCY", 50);
-    // For working on one part: BENCH_PHASES=size,cost,latency,cold,load (the default: all).
-    let phases = std::env::var("BENCH_PHASES").unwrap_or_default();
-    let phase = |name: &str| phases.is_empty() || phases.split(',').any(|p| p.trim() == name);
-    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    let settings = Settings::from_env(args)?;
     let mut report = Map::new();
     report.insert(
         "measured_at".into(),
         haul::clock::rfc3339(haul::clock::now_ms()).into(),
     );
+    if settings.runs("size") {
+        sizes(&settings, &mut report)?;
+    }
+    let sdk = haul::services::sdk_config().await;
+    let jobs = match settings.runs("cost") {
+        true => Some(cost_phase(&sdk, &mut report).await?),
+        false => None,
+    };
 
-    for function in FUNCTIONS.into_iter().filter(|_| phase("size")) {
-        let binary = release.join(function);
-        let zip = zipped_size(&binary, &out_dir.join("zip").join(function))?;
+    let app = spawn_app().await;
+    let completed = app.start_job(3).await;
+    let done = app
+        .work_until_done(completed, Duration::from_secs(60))
+        .await;
+    if done["status"] != "completed" {
+        return Err(format!("latency job ended {done}").into());
+    }
+    if settings.runs("latency") {
+        let api = plain(&sdk, &app)?;
+        latency_phase(&api, completed, settings.calls, &mut report).await?;
+    }
+    if settings.runs("cold") {
+        cold_phase(&settings, &app, completed, &mut report).await?;
+    }
+    if settings.runs("load") {
+        load_phase(&sdk, &settings, &mut report).await?;
+    }
+    if let Some(jobs) = &jobs {
+        report.insert("cost_per_million".into(), cost_per_million(jobs, &report));
+    }
+    write(&settings, report)
+}
+
+/// Zipped and raw size of each release binary.
+fn sizes(settings: &Settings, report: &mut Map<String, Value>) -> Result<(), BoxError> {
+    for function in FUNCTIONS {
+        let binary = settings.release.join(function);
+        let zip = zipped_size(&binary, &settings.out_dir.join("zip").join(function))?;
         let raw = std::fs::metadata(&binary)?.len();
         report.insert(
             format!("zip_mib_{function}"),
@@ -129,115 +197,117 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
             round(raw as f64 / MIB as f64, 2).into(),
         );
     }
+    Ok(())
+}
 
-    let sdk = haul::services::sdk_config().await;
-
-    let mut jobs = None;
-    if phase("cost") {
-        eprintln!("bench: cost per job (small and large file, counted)");
-        let cost_app = spawn_app_with(AppOptions {
-            origin: OriginBehavior {
-                size: MIB,
-                chunk: MIB as usize,
-                ranges: true,
-                ..Default::default()
-            },
-            part_size_mib: 8,
-            progress_interval_ms: 400,
-            visibility_timeout_secs: 600,
+/// AWS requests and capacity per job, counted: a small and a large file, and their expiry.
+async fn cost_phase(
+    sdk: &aws_config::SdkConfig,
+    report: &mut Map<String, Value>,
+) -> Result<CostJobs, BoxError> {
+    eprintln!("bench: cost per job (small and large file, counted)");
+    let cost_app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: MIB,
+            chunk: MIB as usize,
+            ranges: true,
             ..Default::default()
-        })
-        .await;
-        let mut cost_env = cost_app.env.clone();
-        // The deployed default: the message's invisibility is renewed every 100 s.
-        cost_env.insert("VISIBILITY_EXTENSION_SECONDS".into(), "300".into());
-        let rig = cost::Rig::new(&sdk, config_of(&cost_env)?)?;
-        let small = cost::job(&rig, &cost_app, 1, MIB).await?;
-        // The large file arrives over about 10 s, so the worker's progress writes reach their
-        // per-job budget (about 25, as for any job over 50 s with the deployed 2 s interval).
-        cost_app
-            .origin
-            .update(|b| b.chunk_delay = Duration::from_millis(40));
-        let large = cost::job(&rig, &cost_app, 2, 256 * MIB).await?;
-        let (expire_per_job, tick, _) = cost::expire(&rig, 2).await?;
-        for (name, job) in [("small", &small), ("large", &large)] {
-            for (key, value) in cost::flat(name, job, &expire_per_job) {
-                report.insert(key, value);
-            }
-        }
-        report.insert(
-            "cost".into(),
-            cost::report(
-                &[("small", &small), ("large", &large)],
-                &expire_per_job,
-                &tick,
+        },
+        part_size_mib: 8,
+        progress_interval_ms: 400,
+        visibility_timeout_secs: 600,
+        ..Default::default()
+    })
+    .await;
+    let mut cost_env = cost_app.env.clone();
+    // The deployed default: the message's invisibility is renewed every 100 s.
+    cost_env.insert("VISIBILITY_EXTENSION_SECONDS".into(), "300".into());
+    let rig = cost::Rig::new(sdk, config_of(&cost_env)?)?;
+    let small = cost::job(&rig, &cost_app, 1, MIB).await?;
+    // The large file arrives over about 10 s, so the worker's progress writes reach their
+    // per-job budget (about 25, as for any job over 50 s with the deployed 2 s interval).
+    cost_app
+        .origin
+        .update(|b| b.chunk_delay = Duration::from_millis(40));
+    let large = cost::job(&rig, &cost_app, 2, 256 * MIB).await?;
+    let (expire_per_job, tick, _) = cost::expire(&rig, 2).await?;
+    for (name, job) in [("small", &small), ("large", &large)] {
+        report.extend(cost::flat(name, job, &expire_per_job));
+    }
+    report.insert(
+        "cost".into(),
+        cost::report(
+            &[("small", &small), ("large", &large)],
+            &expire_per_job,
+            &tick,
+        ),
+    );
+    Ok(CostJobs {
+        small,
+        large,
+        expire_per_job,
+        retention: config_of(&cost_env)?.retention,
+    })
+}
+
+/// Handler latency against the bare SDK calls it makes, interleaved, and where status spends
+/// its time over the floor.
+async fn latency_phase(
+    api: &Plain,
+    completed: JobId,
+    calls: usize,
+    report: &mut Map<String, Value>,
+) -> Result<(), BoxError> {
+    eprintln!("bench: latency, {calls} calls each (handler and floor interleaved)");
+    let status = latency::status(&api.services, &api.dynamodb, completed, calls, 100, true).await?;
+    report.extend(status.report("status"));
+    let presign = latency::presign(&api.services, completed, calls).await?;
+    // The same poll of a job that is not finished yet: no presigning.
+    let queued = haul::Job::new_queued(
+        haul::JobId::new_random(),
+        haul::FileId::new(5)?,
+        None,
+        haul::clock::now_ms(),
+    );
+    api.services.jobs.create(&queued).await?;
+    let unsigned =
+        latency::status(&api.services, &api.dynamodb, queued.id, calls, 100, false).await?;
+    let read = latency::store_get(&api.services, &api.dynamodb, completed, calls).await?;
+    let p50 = |samples: &[f64]| round(stats::percentile(samples, 0.5), 3);
+    report.insert(
+        "status_breakdown".into(),
+        json!({
+            "queued_job_ratio": round(
+                stats::percentile(&unsigned.handler, 0.5)
+                    / stats::percentile(&unsigned.floor, 0.5),
+                3
             ),
-        );
-        jobs = Some((
-            small,
-            large,
-            expire_per_job,
-            config_of(&cost_env)?.retention,
-        ));
-    }
+            "store_get_p50_ms": p50(&read.handler),
+            "store_get_floor_p50_ms": p50(&read.floor),
+            "presign_alone_p50_ms": p50(&presign),
+        }),
+    );
+    let initiate = latency::initiate(&api.services, &api.dynamodb, &api.sqs, calls, 100).await?;
+    report.extend(initiate.report("initiate"));
+    Ok(())
+}
 
-    let app = spawn_app().await;
-    let completed = app.start_job(3).await;
-    let done = app
-        .work_until_done(completed, Duration::from_secs(60))
-        .await;
-    if done["status"] != "completed" {
-        return Err(format!("latency job ended {done}").into());
-    }
-    let api = plain(&sdk, &app)?;
-    if phase("latency") {
-        eprintln!("bench: latency, {calls} calls each (handler and floor interleaved)");
-        let status =
-            latency::status(&api.services, &api.dynamodb, completed, calls, 100, true).await?;
-        report.extend(status.report("status"));
-        let presign = latency::presign(&api.services, completed, calls).await?;
-        // The same poll of a job that is not finished yet: no presigning.
-        let queued = haul::Job::new_queued(
-            haul::JobId::new_random(),
-            haul::FileId::new(5)?,
-            None,
-            haul::clock::now_ms(),
-        );
-        api.services.jobs.create(&queued).await?;
-        let unsigned =
-            latency::status(&api.services, &api.dynamodb, queued.id, calls, 100, false).await?;
-        let read = latency::store_get(&api.services, &api.dynamodb, completed, calls).await?;
-        let p50 = |samples: &[f64]| round(stats::percentile(samples, 0.5), 3);
-        // Where the status handler's time over the floor goes.
-        report.insert(
-            "status_breakdown".into(),
-            json!({
-                "queued_job_ratio": round(
-                    stats::percentile(&unsigned.handler, 0.5)
-                        / stats::percentile(&unsigned.floor, 0.5),
-                    3
-                ),
-                "store_get_p50_ms": p50(&read.handler),
-                "store_get_floor_p50_ms": p50(&read.floor),
-                "presign_alone_p50_ms": p50(&presign),
-            }),
-        );
-        let initiate =
-            latency::initiate(&api.services, &api.dynamodb, &api.sqs, calls, 100).await?;
-        report.extend(initiate.report("initiate"));
-    }
-
-    let mut status_event = event("status.json")?;
-    let id = completed.to_string();
-    status_event["rawPath"] = format!("/v1/download/status/{id}").into();
-    status_event["requestContext"]["http"]["path"] = status_event["rawPath"].clone();
-    status_event["pathParameters"]["jobId"] = id.into();
-    let status_event = status_event.to_string();
-    let initiate_event = event("initiate.json")?;
-    let initiate_events = || -> Vec<String> {
-        (0..2)
-            .map(|_| {
-                let mut e = initiate_event.clone();
+/// The events each function's cold runs answer: two polls of a completed job for status, two
+/// fresh job starts for initiate, none for the others (init only).
+fn cold_events(function: &str, completed: JobId) -> Result<Vec<String>, BoxError> {
+    match function {
+        "status" => {
+            let mut status = event("status.json")?;
+            let id = completed.to_string();
+            status["rawPath"] = format!("/v1/download/status/{id}").into();
+            status["requestContext"]["http"]["path"] = status["rawPath"].clone();
+            status["pathParameters"]["jobId"] = id.into();
+            Ok(vec![status.to_string(), status.to_string()])
+        }
+        "initiate" => {
+            let template = event("initiate.json")?;
+            let start = || {
+                let mut e = template.clone();
                 e["body"] = json!({
                     "file_id": 70000,
                     "clientRequestId": format!("cold-{}", uuid::Uuid::new_v4().simple()),
@@ -245,24 +315,31 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
                 .to_string()
                 .into();
                 e.to_string()
-            })
-            .collect()
-    };
+            };
+            Ok(vec![start(), start()])
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Cold starts of each release binary under the runtime API, as Lambda runs them.
+async fn cold_phase(
+    settings: &Settings,
+    app: &TestApp,
+    completed: JobId,
+    report: &mut Map<String, Value>,
+) -> Result<(), BoxError> {
     let mut cold = Map::new();
-    for function in FUNCTIONS.into_iter().filter(|_| phase("cold")) {
+    for function in FUNCTIONS {
         let memory = if function == "worker" { 512 } else { 128 };
         let env = cold::lambda_env(function, memory, &app.env);
-        let binary = release.join(function);
+        let binary = settings.release.join(function);
+        let cold_runs = settings.cold_runs;
         eprintln!("bench: cold starts of {function}, {cold_runs} runs");
         let mut runs = Vec::new();
         // One unmeasured run first: the binary in the page cache, as on a warm host.
         for i in 0..=cold_runs {
-            let events = match function {
-                "status" => vec![status_event.clone(), status_event.clone()],
-                "initiate" => initiate_events(),
-                _ => Vec::new(),
-            };
-            let run = cold::run(&binary, &env, &events).await?;
+            let run = cold::run(&binary, &env, &cold_events(function, completed)?).await?;
             if i > 0 {
                 runs.push(run);
             }
@@ -284,65 +361,66 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
         }
         cold.insert(function.to_owned(), detail);
     }
-    if !cold.is_empty() {
-        report.insert("cold".into(), cold.into());
-    }
+    report.insert("cold".into(), cold.into());
+    Ok(())
+}
 
-    if phase("load") {
-        eprintln!("bench: load, {load_calls} initiates at concurrency {load_concurrency}");
-        let load_app = spawn_app().await;
-        let load_api = plain(&sdk, &load_app)?;
-        let load = load::run(
-            &load_api.services,
-            &load_api.dynamodb,
-            &load_api.sqs,
-            load_calls,
-            load_concurrency,
-        )
-        .await?;
-        report.extend(load.report(load_calls, load_concurrency));
-    }
+/// Job starts at a given concurrency, on a fresh app.
+async fn load_phase(
+    sdk: &aws_config::SdkConfig,
+    settings: &Settings,
+    report: &mut Map<String, Value>,
+) -> Result<(), BoxError> {
+    let (calls, concurrency) = (settings.load_calls, settings.load_concurrency);
+    eprintln!("bench: load, {calls} initiates at concurrency {concurrency}");
+    let load_app = spawn_app().await;
+    let api = plain(sdk, &load_app)?;
+    let load = load::run(&api.services, &api.dynamodb, &api.sqs, calls, concurrency).await?;
+    report.extend(load.report(calls, concurrency));
+    Ok(())
+}
 
-    if let Some((small, large, expire_per_job, retention)) = &jobs {
-        // API invocations billed at this run's handler p50 (local stack) when measured.
-        let p50 =
-            |key: &str, default: f64| report.get(key).and_then(Value::as_f64).unwrap_or(default);
-        let (initiate_ms, status_ms) = (p50("initiate_p50_ms", 25.0), p50("status_p50_ms", 10.0));
-        let days = retention.as_secs_f64() / 86_400.0;
-        let scenarios = [
-            cost::Scenario {
-                name: "small: 1 MiB, one PUT, 2 polls",
-                cost: small,
-                polls: 2,
-                initiate_ms,
-                status_ms,
-                host_hour: cost::price::EC2_T4G_SMALL_HOUR,
-            },
-            cost::Scenario {
-                name: "large: 256 MiB over 10 s, 32 parts, 5 polls",
-                cost: large,
-                polls: 5,
-                initiate_ms,
-                status_ms,
-                host_hour: cost::price::EC2_C7G_LARGE_HOUR,
-            },
-        ];
-        let table: Vec<Value> = scenarios
-            .iter()
-            .map(|s| cost::per_million(s, expire_per_job, days))
-            .collect();
-        report.insert("cost_per_million".into(), table.into());
-    }
+/// Cost per million jobs, with the API invocations billed at this run's handler p50 (local
+/// stack) when the latency phase measured it.
+fn cost_per_million(jobs: &CostJobs, report: &Map<String, Value>) -> Value {
+    let p50 = |key: &str, default: f64| report.get(key).and_then(Value::as_f64).unwrap_or(default);
+    let (initiate_ms, status_ms) = (p50("initiate_p50_ms", 25.0), p50("status_p50_ms", 10.0));
+    let days = jobs.retention.as_secs_f64() / 86_400.0;
+    let scenarios = [
+        cost::Scenario {
+            name: "small: 1 MiB, one PUT, 2 polls",
+            cost: &jobs.small,
+            polls: 2,
+            initiate_ms,
+            status_ms,
+            host_hour: cost::price::EC2_T4G_SMALL_HOUR,
+        },
+        cost::Scenario {
+            name: "large: 256 MiB over 10 s, 32 parts, 5 polls",
+            cost: &jobs.large,
+            polls: 5,
+            initiate_ms,
+            status_ms,
+            host_hour: cost::price::EC2_C7G_LARGE_HOUR,
+        },
+    ];
+    scenarios
+        .iter()
+        .map(|s| cost::per_million(s, &jobs.expire_per_job, days))
+        .collect::<Vec<_>>()
+        .into()
+}
 
-    std::fs::create_dir_all(&out_dir)?;
+/// `target/bench/api.json` (or `api-partial.json` for a part), and the table on stdout.
+fn write(settings: &Settings, report: Map<String, Value>) -> Result<(), BoxError> {
+    std::fs::create_dir_all(&settings.out_dir)?;
     let report = Value::Object(report);
-    let file = if phases.is_empty() {
-        "api.json"
-    } else {
-        "api-partial.json"
+    let file = match settings.phases.is_empty() {
+        true => "api.json",
+        false => "api-partial.json",
     };
     std::fs::write(
-        out_dir.join(file),
+        settings.out_dir.join(file),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
     println!("| measure | value |\n|---|---|");
