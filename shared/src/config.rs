@@ -78,89 +78,180 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
-                    name,
-                    reason: format!("{raw:?} is not a non-negative integer"),
-                }),
-            }
-        };
-        // A setting outside what AWS (or the rest of the configuration) allows breaks every
-        // answer that depends on it, long after the deploy: refuse it at cold start instead.
-        let ranged = |name: &'static str, default: u64, min: u64, max: u64, why: &str| {
-            let value = number(name, default)?;
-            if (min..=max).contains(&value) {
-                Ok(value)
-            } else {
-                Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("{value} is outside {min} to {max}: {why}"),
-                })
-            }
-        };
-        let presign_ttl = ranged(
-            "PRESIGN_TTL_SECONDS",
-            900,
-            1,
-            604_800,
-            "SigV4 presigned URLs are valid for 7 days at most",
+        let env = Env(&lookup);
+        let (presign_ttl, retention) = lifetimes(&env)?;
+        let clocks = Clocks::read(&env)?;
+        let origin_url_template = origin_url_template(&env)?;
+        let part_size_mib = env.ranged(
+            "PART_SIZE_MIB",
+            8,
+            5,
+            5 * 1024,
+            "S3 parts are 5 MiB to 5 GiB",
         )?;
-        let retention = ranged(
-            "RETENTION_SECONDS",
-            86_400,
-            60,
-            10 * 365 * 86_400,
-            "how long a finished file stays downloadable",
-        )?;
-        if let Some(days) = get("ARTIFACT_EXPIRY_DAYS") {
-            let days: u64 = days.trim().parse().map_err(|_| ConfigError::Invalid {
-                name: "ARTIFACT_EXPIRY_DAYS",
-                reason: format!("{days:?} is not a whole number of days"),
-            })?;
-            if days.saturating_mul(86_400) < retention {
-                return Err(ConfigError::Invalid {
-                    name: "RETENTION_SECONDS",
-                    reason: format!(
-                        "{retention} s is longer than the bucket keeps files ({days} days, \
-                         ARTIFACT_EXPIRY_DAYS): completed jobs would point at deleted files"
-                    ),
-                });
-            }
+        let max_attempts = env.ranged("MAX_ATTEMPTS", 5, 1, 1000, "attempts per job")?;
+        let sources = sources(&env)?;
+        let (rate_limit_per_minute, rate_limit_burst) = rate_limit(&env)?;
+        Ok(Self {
+            table_name: env.required("JOBS_TABLE")?,
+            queue_url: env.required("JOBS_QUEUE_URL")?,
+            bucket: env.required("ARTIFACTS_BUCKET")?,
+            origin_url_template,
+            s3_force_path_style: matches!(
+                env.get("S3_FORCE_PATH_STYLE").as_deref(),
+                Some("1" | "true" | "TRUE" | "yes")
+            ),
+            presign_ttl: Duration::from_secs(presign_ttl),
+            retention: Duration::from_secs(retention),
+            max_attempts: max_attempts as u32,
+            progress_interval: clocks.progress_interval,
+            stale_after: clocks.stale_after,
+            requeue_after: clocks.requeue_after,
+            part_size: (part_size_mib as usize) * 1024 * 1024,
+            parts_in_flight: env.number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
+            visibility_extension: clocks.visibility_extension,
+            retry_base: clocks.retry_base,
+            retry_max: clocks.retry_max,
+            deadline_margin: Duration::from_millis(env.number("DEADLINE_MARGIN_MS", 30_000)?),
+            origin_timeout: Duration::from_secs(env.number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
+            max_active_jobs_per_owner: env
+                .number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?
+                .min(u64::from(u32::MAX)) as u32,
+            rate_limit_per_minute,
+            rate_limit_burst,
+            max_queue_backlog: env.number("MAX_QUEUE_BACKLOG", 10_000)?,
+            backlog_check_interval: Duration::from_secs(
+                env.number("BACKLOG_CHECK_SECONDS", 5)?.max(1),
+            ),
+            sources,
+            source_max_bytes: env.number("SOURCE_MAX_BYTES", 5 * 1024 * 1024 * 1024)?,
+            source_max_time: Duration::from_secs(env.number("SOURCE_MAX_SECONDS", 900)?.max(1)),
+            source_max_redirects: env.number("SOURCE_MAX_REDIRECTS", 5)?.min(20) as usize,
+        })
+    }
+}
+
+/// Settings by name; a blank value counts as unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &'static str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn number(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("{raw:?} is not a non-negative integer"),
+            }),
         }
-        let visibility_extension = ranged(
+    }
+
+    /// A setting outside what AWS (or the rest of the configuration) allows breaks every
+    /// answer that depends on it, long after the deploy: refuse it at cold start instead.
+    fn ranged(
+        &self,
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+        why: &str,
+    ) -> Result<u64, ConfigError> {
+        let value = self.number(name, default)?;
+        if (min..=max).contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                reason: format!("{value} is outside {min} to {max}: {why}"),
+            })
+        }
+    }
+}
+
+/// The presigned URLs' lifetime and the files' retention, checked against the bucket's own
+/// expiry (`ARTIFACT_EXPIRY_DAYS`, when the template passes it).
+fn lifetimes(env: &Env) -> Result<(u64, u64), ConfigError> {
+    let presign_ttl = env.ranged(
+        "PRESIGN_TTL_SECONDS",
+        900,
+        1,
+        604_800,
+        "SigV4 presigned URLs are valid for 7 days at most",
+    )?;
+    let retention = env.ranged(
+        "RETENTION_SECONDS",
+        86_400,
+        60,
+        10 * 365 * 86_400,
+        "how long a finished file stays downloadable",
+    )?;
+    if let Some(days) = env.get("ARTIFACT_EXPIRY_DAYS") {
+        let days: u64 = days.trim().parse().map_err(|_| ConfigError::Invalid {
+            name: "ARTIFACT_EXPIRY_DAYS",
+            reason: format!("{days:?} is not a whole number of days"),
+        })?;
+        if days.saturating_mul(86_400) < retention {
+            return Err(ConfigError::Invalid {
+                name: "RETENTION_SECONDS",
+                reason: format!(
+                    "{retention} s is longer than the bucket keeps files ({days} days, \
+                     ARTIFACT_EXPIRY_DAYS): completed jobs would point at deleted files"
+                ),
+            });
+        }
+    }
+    Ok((presign_ttl, retention))
+}
+
+/// The clocks of the queue, the retries, the heartbeat and cleanup.
+struct Clocks {
+    visibility_extension: Duration,
+    retry_base: Duration,
+    retry_max: Duration,
+    requeue_after: Duration,
+    progress_interval: Duration,
+    stale_after: Duration,
+}
+
+impl Clocks {
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        let visibility_extension = env.ranged(
             "VISIBILITY_EXTENSION_SECONDS",
             300,
             3,
             43_200,
             "SQS visibility is 0 to 12 hours, renewed every third of it",
         )?;
-        let retry_base = ranged(
+        let retry_base = env.ranged(
             "RETRY_BASE_SECONDS",
             5,
             1,
             900,
             "the first wait before a retry",
         )?;
-        let retry_max = ranged(
+        let retry_max = env.ranged(
             "RETRY_MAX_SECONDS",
             300,
             retry_base,
             43_200,
             "at least RETRY_BASE_SECONDS and at most SQS's 12-hour visibility",
         )?;
-        let requeue_after = ranged(
+        let requeue_after = env.ranged(
             "REQUEUE_AFTER_SECONDS",
             60,
             1,
             u64::from(u32::MAX),
             "0 would send every queued job to the queue again at once",
         )?;
-        let progress_interval_ms = number("PROGRESS_INTERVAL_MS", 2_000)?;
-        let stale_after = number("STALE_AFTER_SECONDS", 120)?;
+        let progress_interval_ms = env.number("PROGRESS_INTERVAL_MS", 2_000)?;
+        let stale_after = env.number("STALE_AFTER_SECONDS", 120)?;
         // Only a warning: the worker also writes progress when it makes enough headway, and
         // a test runs with timed progress writes off (PROGRESS_INTERVAL_MS=3600000) on
         // purpose. In production it would mean live but slow workers declared lost.
@@ -172,99 +263,74 @@ impl Config {
                  cleanup may take a live worker for lost"
             );
         }
-        let origin_url_template = get("ORIGIN_URL_TEMPLATE");
-        if let Some(template) = &origin_url_template
-            && !template.contains("{file_id}")
-        {
-            return Err(ConfigError::Invalid {
-                name: "ORIGIN_URL_TEMPLATE",
-                reason: "must contain {file_id}".into(),
-            });
-        }
-        let part_size_mib = number("PART_SIZE_MIB", 8)?;
-        if !(5..=5 * 1024).contains(&part_size_mib) {
-            return Err(ConfigError::Invalid {
-                name: "PART_SIZE_MIB",
-                reason: "S3 parts are 5 MiB to 5 GiB".into(),
-            });
-        }
-        let max_attempts = number("MAX_ATTEMPTS", 5)?;
-        if max_attempts == 0 || max_attempts > 1000 {
-            return Err(ConfigError::Invalid {
-                name: "MAX_ATTEMPTS",
-                reason: "must be between 1 and 1000".into(),
-            });
-        }
-        let sources = SourcePolicy::new(
-            &get("ALLOWED_SOURCE_HOSTS").unwrap_or_default(),
-            // Test-only, for origins on loopback; deliberately loud to set.
-            matches!(
-                get("UNSAFE_ALLOW_LOOPBACK_SOURCES").as_deref(),
-                Some("1" | "true")
-            ),
-        )
-        .ok_or_else(|| ConfigError::Invalid {
-            name: "ALLOWED_SOURCE_HOSTS",
-            reason: "comma-separated hosts (files.example.com) or suffixes (*.example.com)".into(),
-        })?;
-        let ports = match get("ALLOWED_SOURCE_PORTS") {
-            None => crate::source::DEFAULT_SOURCE_PORTS.to_vec(),
-            Some(raw) => raw
-                .split(',')
-                .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p > 0))
-                .collect::<Option<Vec<u16>>>()
-                .filter(|ports| !ports.is_empty())
-                .ok_or_else(|| ConfigError::Invalid {
-                    name: "ALLOWED_SOURCE_PORTS",
-                    reason: "comma-separated port numbers (80,443)".into(),
-                })?,
-        };
-        let sources = sources.with_ports(ports);
-        let rate_limit_per_minute =
-            number("RATE_LIMIT_PER_MINUTE", 10)?.min(u64::from(u32::MAX)) as u32;
-        let rate_limit_burst = number("RATE_LIMIT_BURST", u64::from(rate_limit_per_minute))?;
-        // A bucket that holds no token refuses every start: with the limit on, that is a
-        // mistake, not a setting. With it off the burst is unused (kept at least 1).
-        if rate_limit_per_minute > 0 && rate_limit_burst == 0 {
-            return Err(ConfigError::Invalid {
-                name: "RATE_LIMIT_BURST",
-                reason: "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (not 0)".into(),
-            });
-        }
-        Ok(Self {
-            table_name: required("JOBS_TABLE")?,
-            queue_url: required("JOBS_QUEUE_URL")?,
-            bucket: required("ARTIFACTS_BUCKET")?,
-            origin_url_template,
-            s3_force_path_style: matches!(
-                get("S3_FORCE_PATH_STYLE").as_deref(),
-                Some("1" | "true" | "TRUE" | "yes")
-            ),
-            presign_ttl: Duration::from_secs(presign_ttl),
-            retention: Duration::from_secs(retention),
-            max_attempts: max_attempts as u32,
-            progress_interval: Duration::from_millis(progress_interval_ms),
-            stale_after: Duration::from_secs(stale_after),
-            requeue_after: Duration::from_secs(requeue_after),
-            part_size: (part_size_mib as usize) * 1024 * 1024,
-            parts_in_flight: number("PARTS_IN_FLIGHT", 4)?.clamp(1, 16) as usize,
+        Ok(Clocks {
             visibility_extension: Duration::from_secs(visibility_extension),
             retry_base: Duration::from_secs(retry_base),
             retry_max: Duration::from_secs(retry_max),
-            deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 30_000)?),
-            origin_timeout: Duration::from_secs(number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
-            max_active_jobs_per_owner: number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?.min(u32::MAX as u64)
-                as u32,
-            rate_limit_per_minute,
-            rate_limit_burst: rate_limit_burst.clamp(1, u64::from(u32::MAX)) as u32,
-            max_queue_backlog: number("MAX_QUEUE_BACKLOG", 10_000)?,
-            backlog_check_interval: Duration::from_secs(number("BACKLOG_CHECK_SECONDS", 5)?.max(1)),
-            sources,
-            source_max_bytes: number("SOURCE_MAX_BYTES", 5 * 1024 * 1024 * 1024)?,
-            source_max_time: Duration::from_secs(number("SOURCE_MAX_SECONDS", 900)?.max(1)),
-            source_max_redirects: number("SOURCE_MAX_REDIRECTS", 5)?.min(20) as usize,
+            requeue_after: Duration::from_secs(requeue_after),
+            progress_interval: Duration::from_millis(progress_interval_ms),
+            stale_after: Duration::from_secs(stale_after),
         })
     }
+}
+
+fn origin_url_template(env: &Env) -> Result<Option<String>, ConfigError> {
+    let template = env.get("ORIGIN_URL_TEMPLATE");
+    if let Some(template) = &template
+        && !template.contains("{file_id}")
+    {
+        return Err(ConfigError::Invalid {
+            name: "ORIGIN_URL_TEMPLATE",
+            reason: "must contain {file_id}".into(),
+        });
+    }
+    Ok(template)
+}
+
+/// Which client-given URLs may be fetched: hosts, and ports (80 and 443 unless configured).
+fn sources(env: &Env) -> Result<SourcePolicy, ConfigError> {
+    let sources = SourcePolicy::new(
+        &env.get("ALLOWED_SOURCE_HOSTS").unwrap_or_default(),
+        // Test-only, for origins on loopback; deliberately loud to set.
+        matches!(
+            env.get("UNSAFE_ALLOW_LOOPBACK_SOURCES").as_deref(),
+            Some("1" | "true")
+        ),
+    )
+    .ok_or_else(|| ConfigError::Invalid {
+        name: "ALLOWED_SOURCE_HOSTS",
+        reason: "comma-separated hosts (files.example.com) or suffixes (*.example.com)".into(),
+    })?;
+    let ports = match env.get("ALLOWED_SOURCE_PORTS") {
+        None => crate::source::DEFAULT_SOURCE_PORTS.to_vec(),
+        Some(raw) => raw
+            .split(',')
+            .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p > 0))
+            .collect::<Option<Vec<u16>>>()
+            .filter(|ports| !ports.is_empty())
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "ALLOWED_SOURCE_PORTS",
+                reason: "comma-separated port numbers (80,443)".into(),
+            })?,
+    };
+    Ok(sources.with_ports(ports))
+}
+
+/// Job starts per caller per minute, and the burst after idling.
+fn rate_limit(env: &Env) -> Result<(u32, u32), ConfigError> {
+    let per_minute = env
+        .number("RATE_LIMIT_PER_MINUTE", 10)?
+        .min(u64::from(u32::MAX)) as u32;
+    let burst = env.number("RATE_LIMIT_BURST", u64::from(per_minute))?;
+    // A bucket that holds no token refuses every start: with the limit on, that is a
+    // mistake, not a setting. With it off the burst is unused (kept at least 1).
+    if per_minute > 0 && burst == 0 {
+        return Err(ConfigError::Invalid {
+            name: "RATE_LIMIT_BURST",
+            reason: "must be at least 1 while RATE_LIMIT_PER_MINUTE is on (not 0)".into(),
+        });
+    }
+    Ok((per_minute, burst.clamp(1, u64::from(u32::MAX)) as u32))
 }
 
 #[cfg(test)]
