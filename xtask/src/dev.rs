@@ -21,10 +21,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use haul_tests::harness::lambda_record;
-use haul_tests::provision::{Provisioner, QueueSettings};
+use haul_tests::provision::{Provisioner, QueueSettings, Resources};
 use haul_tests::template::Template;
 use haul_tests::{Origin, OriginBehavior};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 
 use crate::BoxError;
 
@@ -75,64 +75,11 @@ pub async fn run() -> Result<(), BoxError> {
         "dev: table {}, queue {}, bucket {}",
         resources.table, resources.queue_url, resources.bucket
     );
-
-    let mut _origin = None;
-    let origin_template = match std::env::var("ORIGIN_URL_TEMPLATE") {
-        Ok(template) if !template.is_empty() => template,
-        _ => {
-            let origin = Origin::start_on(
-                &format!("127.0.0.1:{}", env_or("HAUL_DEV_ORIGIN_PORT", "9100")),
-                OriginBehavior {
-                    chunk: 256 * 1024,
-                    catalog: Some(dev_catalog),
-                    ..Default::default()
-                },
-            )
-            .await?;
-            let template = origin.url_template();
-            _origin = Some(origin);
-            template
-        }
-    };
+    // Kept alive until make dev stops: the origin serves while it is held.
+    let (_origin, origin_template) = origin().await?;
     eprintln!("dev: origin {origin_template}");
-
-    let env = [
-        ("JOBS_TABLE", resources.table.clone()),
-        ("JOBS_QUEUE_URL", resources.queue_url.clone()),
-        ("ARTIFACTS_BUCKET", resources.bucket.clone()),
-        ("ORIGIN_URL_TEMPLATE", origin_template),
-        ("S3_FORCE_PATH_STYLE", "true".to_owned()),
-        ("MAX_ATTEMPTS", max_receive_count.to_string()),
-        ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
-        // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
-        ("DEADLINE_MARGIN_MS", "3000".to_owned()),
-        // The per-caller limit stays on, loose enough for the contract and browser tests,
-        // which start hundreds of jobs from 127.0.0.1 within a minute.
-        (
-            "RATE_LIMIT_PER_MINUTE",
-            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
-        ),
-    ];
-    let mut watch = Command::new("cargo");
-    watch
-        .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-        .args([
-            "--invoke-port",
-            &port,
-            "--concurrency",
-            &POLLERS.to_string(),
-        ])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .process_group(0);
-    // Tests that must not see the functions restart when a source file changes under them.
-    if env_or("HAUL_DEV_NO_RELOAD", "0") == "1" {
-        watch.arg("--ignore-changes");
-    }
-    let mut watch = watch
-        .spawn()
-        .map_err(|e| format!("cannot run cargo lambda watch: {e}"))?;
+    let env = function_env(&resources, origin_template, max_receive_count);
+    let mut watch = watch_functions(&port, &env)?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
@@ -171,6 +118,71 @@ pub async fn run() -> Result<(), BoxError> {
     }
     let _ = watch.kill().await;
     Ok(())
+}
+
+/// The origin the worker fetches from: `ORIGIN_URL_TEMPLATE` when set, else the development
+/// origin (its catalog of files), started here and returned so it lives as long as make dev.
+async fn origin() -> Result<(Option<Origin>, String), BoxError> {
+    if let Ok(template) = std::env::var("ORIGIN_URL_TEMPLATE")
+        && !template.is_empty()
+    {
+        return Ok((None, template));
+    }
+    let origin = Origin::start_on(
+        &format!("127.0.0.1:{}", env_or("HAUL_DEV_ORIGIN_PORT", "9100")),
+        OriginBehavior {
+            chunk: 256 * 1024,
+            catalog: Some(dev_catalog),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let template = origin.url_template();
+    Ok((Some(origin), template))
+}
+
+/// The functions' environment, as the template gives it, pointed at the local resources.
+fn function_env(
+    resources: &Resources,
+    origin_template: String,
+    max_receive_count: u32,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("JOBS_TABLE", resources.table.clone()),
+        ("JOBS_QUEUE_URL", resources.queue_url.clone()),
+        ("ARTIFACTS_BUCKET", resources.bucket.clone()),
+        ("ORIGIN_URL_TEMPLATE", origin_template),
+        ("S3_FORCE_PATH_STYLE", "true".to_owned()),
+        ("MAX_ATTEMPTS", max_receive_count.to_string()),
+        ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
+        // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
+        ("DEADLINE_MARGIN_MS", "3000".to_owned()),
+        // The per-caller limit stays on, loose enough for the contract and browser tests,
+        // which start hundreds of jobs from 127.0.0.1 within a minute.
+        (
+            "RATE_LIMIT_PER_MINUTE",
+            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
+        ),
+    ]
+}
+
+/// `cargo lambda watch` serving the functions on `port`, in a process group of its own.
+fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, BoxError> {
+    let mut watch = Command::new("cargo");
+    watch
+        .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
+        .args(["--invoke-port", port, "--concurrency", &POLLERS.to_string()])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .process_group(0);
+    // Tests that must not see the functions restart when a source file changes under them.
+    if env_or("HAUL_DEV_NO_RELOAD", "0") == "1" {
+        watch.arg("--ignore-changes");
+    }
+    Ok(watch
+        .spawn()
+        .map_err(|e| format!("cannot run cargo lambda watch: {e}"))?)
 }
 
 async fn shutdown_signal() {
