@@ -9,7 +9,7 @@
 use haul::clock::EpochMs;
 use haul::job::JobFailure;
 use haul::store::{Retry, StoreError};
-use haul::{FailureCode, JobStatus, Services};
+use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use serde::Serialize;
 
 /// Jobs handled per category per run; the schedule picks up the rest next time.
@@ -65,13 +65,9 @@ async fn expire_completed(
             report.errors += 1;
             continue;
         }
-        match services.jobs.expire(job.id, now).await {
-            Ok(_) => report.expired += 1,
-            Err(StoreError::Conflict(_)) => {}
-            Err(err) => {
-                tracing::warn!(job_id = %job.id, error = %err, "cannot expire job");
-                report.errors += 1;
-            }
+        let expired = services.jobs.expire(job.id, now).await;
+        if written(expired, job.id, "cannot expire job", &mut report.errors) {
+            report.expired += 1;
         }
     }
     Ok(())
@@ -93,56 +89,89 @@ async fn recover_stale_running(
         // Fenced by the attempt seen and by the heartbeat still being stale: if the worker
         // moved on or reported meanwhile (the index lags the table), nothing happens.
         if job.attempts >= config.max_attempts {
-            let failure = JobFailure {
-                code: FailureCode::WorkerLost,
-                message: format!(
-                    "the worker stopped reporting progress on the last of {} attempts",
-                    config.max_attempts
-                ),
-            };
-            match services
-                .jobs
-                .fail_abandoned(job.id, job.attempts, cutoff, &failure, now)
-                .await
-            {
-                Ok(_) => report.failed_stale += 1,
-                Err(StoreError::Conflict(_)) => {}
-                Err(err) => {
-                    tracing::warn!(job_id = %job.id, error = %err, "cannot fail stale job");
-                    report.errors += 1;
-                }
-            }
-            continue;
-        }
-        // Sent again at once: the status says why the attempt ended and that another follows.
-        let retry = Retry {
-            failure: JobFailure {
-                code: FailureCode::WorkerLost,
-                message: "the worker stopped reporting progress; the job was queued again".into(),
-            },
-            next_attempt_at: now,
-        };
-        match services
-            .jobs
-            .requeue_abandoned(job.id, job.attempts, cutoff, &retry, now)
-            .await
-        {
-            Ok(_) => match services.queue.send(job.id).await {
-                Ok(()) => report.requeued_stale += 1,
-                Err(err) => {
-                    // Still queued: the next run's re-drive sends it.
-                    tracing::warn!(job_id = %job.id, error = %err, "cannot re-enqueue stale job");
-                    report.errors += 1;
-                }
-            },
-            Err(StoreError::Conflict(_)) => {}
-            Err(err) => {
-                tracing::warn!(job_id = %job.id, error = %err, "cannot re-queue stale job");
-                report.errors += 1;
-            }
+            fail_last_attempt(services, &job, cutoff, now, report).await;
+        } else {
+            requeue_stale(services, &job, cutoff, now, report).await;
         }
     }
     Ok(())
+}
+
+/// A stale job on its last attempt fails for good, `worker_lost`.
+async fn fail_last_attempt(
+    services: &Services,
+    job: &Job,
+    cutoff: EpochMs,
+    now: EpochMs,
+    report: &mut CleanupReport,
+) {
+    let failure = JobFailure {
+        code: FailureCode::WorkerLost,
+        message: format!(
+            "the worker stopped reporting progress on the last of {} attempts",
+            services.config.max_attempts
+        ),
+    };
+    let failed = services
+        .jobs
+        .fail_abandoned(job.id, job.attempts, cutoff, &failure, now)
+        .await;
+    if written(failed, job.id, "cannot fail stale job", &mut report.errors) {
+        report.failed_stale += 1;
+    }
+}
+
+/// A stale job with attempts left goes back to `queued` and is sent again at once: the status
+/// says why the attempt ended and that another follows.
+async fn requeue_stale(
+    services: &Services,
+    job: &Job,
+    cutoff: EpochMs,
+    now: EpochMs,
+    report: &mut CleanupReport,
+) {
+    let retry = Retry {
+        failure: JobFailure {
+            code: FailureCode::WorkerLost,
+            message: "the worker stopped reporting progress; the job was queued again".into(),
+        },
+        next_attempt_at: now,
+    };
+    let requeued = services
+        .jobs
+        .requeue_abandoned(job.id, job.attempts, cutoff, &retry, now)
+        .await;
+    if !written(
+        requeued,
+        job.id,
+        "cannot re-queue stale job",
+        &mut report.errors,
+    ) {
+        return;
+    }
+    match services.queue.send(job.id).await {
+        Ok(()) => report.requeued_stale += 1,
+        Err(err) => {
+            // Still queued: the next run's re-drive sends it.
+            tracing::warn!(job_id = %job.id, error = %err, "cannot re-enqueue stale job");
+            report.errors += 1;
+        }
+    }
+}
+
+/// Whether a conditional write landed. A conflict means a newer write won (the worker
+/// reported, the job moved on, another run got there first): nothing to do and no error.
+/// Anything else is logged and counted, and the next run tries again.
+fn written<T>(result: Result<T, StoreError>, id: JobId, what: &str, errors: &mut u32) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(StoreError::Conflict(_)) => false,
+        Err(err) => {
+            tracing::warn!(job_id = %id, error = %err, "{what}");
+            *errors += 1;
+            false
+        }
+    }
 }
 
 async fn redrive_queued(
