@@ -2,8 +2,11 @@
 
 mod api;
 mod backoff;
+mod download;
 mod error;
 mod get;
+mod interrupt;
+mod jobs;
 mod state;
 mod ui;
 mod verify;
@@ -16,11 +19,17 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::api::Api;
 use crate::error::{CliError, Exit};
-use crate::get::{GetRequest, Output};
+use crate::get::GetRequest;
 use crate::ui::{Mode, Ui};
 
 /// The largest file id the API accepts (2^53 - 1).
 const MAX_FILE_ID: u64 = (1 << 53) - 1;
+
+/// What a command prints on success: `json` with `--json`, else `text`.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub text: String,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,9 +124,9 @@ async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
             };
             get::get(&api, &ui, request).await
         }
-        Command::Status { job_id } => get::status(&api, job_id).await,
-        Command::Cancel { job_id } => get::cancel(&api, job_id).await,
-        Command::List { limit, cursor } => get::list(&api, *limit, cursor.as_deref()).await,
+        Command::Status { job_id } => jobs::status(&api, job_id).await,
+        Command::Cancel { job_id } => jobs::cancel(&api, job_id).await,
+        Command::List { limit, cursor } => jobs::list(&api, *limit, cursor.as_deref()).await,
     }
 }
 
@@ -139,14 +148,14 @@ fn main() {
             outcome = run(&cli, ui.clone()) => outcome,
             _ = tokio::signal::ctrl_c() => {
                 let mut message = "interrupted".to_string();
-                if let Some(hint) = get::interrupted_hint() {
+                if let Some(hint) = interrupt::interrupted_hint() {
                     message = format!("interrupted; {hint}");
                 }
                 Err(CliError::new(Exit::Interrupted, "interrupted", message))
             }
         }
     });
-    get::remove_partial();
+    interrupt::remove_partial();
     // A closed stdout (`| head`) is not worth a panic: the outcome is in the exit code.
     let print = |text: &dyn std::fmt::Display| {
         let _ = writeln!(std::io::stdout().lock(), "{text}");
