@@ -149,13 +149,15 @@ async fn requeue_stale(
     ) {
         return;
     }
-    match services.queue.send(job.id).await {
-        Ok(()) => report.requeued_stale += 1,
-        Err(err) => {
-            // Still queued: the next run's re-drive sends it.
-            tracing::warn!(job_id = %job.id, error = %err, "cannot re-enqueue stale job");
-            report.errors += 1;
-        }
+    // Still queued if the send fails: the next run's re-drive sends it.
+    let sent = services.queue.send(job.id).await;
+    if succeeded(
+        sent,
+        job.id,
+        "cannot re-enqueue stale job",
+        &mut report.errors,
+    ) {
+        report.requeued_stale += 1;
     }
 }
 
@@ -164,8 +166,20 @@ async fn requeue_stale(
 /// Anything else is logged and counted, and the next run tries again.
 fn written<T>(result: Result<T, StoreError>, id: JobId, what: &str, errors: &mut u32) -> bool {
     match result {
-        Ok(_) => true,
         Err(StoreError::Conflict(_)) => false,
+        other => succeeded(other, id, what, errors),
+    }
+}
+
+/// Whether a step succeeded; a failure is logged and counted, and the next run tries again.
+fn succeeded<T, E: std::fmt::Display>(
+    result: Result<T, E>,
+    id: JobId,
+    what: &str,
+    errors: &mut u32,
+) -> bool {
+    match result {
+        Ok(_) => true,
         Err(err) => {
             tracing::warn!(job_id = %id, error = %err, "{what}");
             *errors += 1;
@@ -200,12 +214,9 @@ async fn redrive_queued(
                 continue;
             }
         }
-        match services.queue.send(job.id).await {
-            Ok(()) => report.redriven_queued += 1,
-            Err(err) => {
-                tracing::warn!(job_id = %job.id, error = %err, "cannot re-drive job");
-                report.errors += 1;
-            }
+        let sent = services.queue.send(job.id).await;
+        if succeeded(sent, job.id, "cannot re-drive job", &mut report.errors) {
+            report.redriven_queued += 1;
         }
     }
     Ok(())

@@ -293,32 +293,43 @@ async fn latency_phase(
 }
 
 /// The events each function's cold runs answer: two polls of a completed job for status, two
-/// fresh job starts for initiate, none for the others (init only).
-fn cold_events(function: &str, completed: JobId) -> Result<Vec<String>, BoxError> {
-    match function {
-        "status" => {
-            let mut status = event("status.json")?;
-            let id = completed.to_string();
-            status["rawPath"] = format!("/v1/download/status/{id}").into();
-            status["requestContext"]["http"]["path"] = status["rawPath"].clone();
-            status["pathParameters"]["jobId"] = id.into();
-            Ok(vec![status.to_string(), status.to_string()])
+/// fresh job starts for initiate (new keys each run), none for the others (init only). The
+/// event files are read once.
+struct ColdEvents {
+    status: String,
+    initiate: Value,
+}
+
+impl ColdEvents {
+    fn load(completed: JobId) -> Result<Self, BoxError> {
+        let mut status = event("status.json")?;
+        let id = completed.to_string();
+        status["rawPath"] = format!("/v1/download/status/{id}").into();
+        status["requestContext"]["http"]["path"] = status["rawPath"].clone();
+        status["pathParameters"]["jobId"] = id.into();
+        Ok(ColdEvents {
+            status: status.to_string(),
+            initiate: event("initiate.json")?,
+        })
+    }
+
+    fn for_function(&self, function: &str) -> Vec<String> {
+        match function {
+            "status" => vec![self.status.clone(), self.status.clone()],
+            "initiate" => (0..2).map(|_| self.fresh_start()).collect(),
+            _ => Vec::new(),
         }
-        "initiate" => {
-            let template = event("initiate.json")?;
-            let start = || {
-                let mut e = template.clone();
-                e["body"] = json!({
-                    "file_id": 70000,
-                    "clientRequestId": format!("cold-{}", uuid::Uuid::new_v4().simple()),
-                })
-                .to_string()
-                .into();
-                e.to_string()
-            };
-            Ok(vec![start(), start()])
-        }
-        _ => Ok(Vec::new()),
+    }
+
+    fn fresh_start(&self) -> String {
+        let mut e = self.initiate.clone();
+        e["body"] = json!({
+            "file_id": 70000,
+            "clientRequestId": format!("cold-{}", uuid::Uuid::new_v4().simple()),
+        })
+        .to_string()
+        .into();
+        e.to_string()
     }
 }
 
@@ -329,6 +340,7 @@ async fn cold_phase(
     completed: JobId,
     report: &mut Map<String, Value>,
 ) -> Result<(), BoxError> {
+    let events = ColdEvents::load(completed)?;
     let mut cold = Map::new();
     for function in FUNCTIONS {
         let memory = if function == "worker" { 512 } else { 128 };
@@ -339,7 +351,7 @@ async fn cold_phase(
         let mut runs = Vec::new();
         // One unmeasured run first: the binary in the page cache, as on a warm host.
         for i in 0..=cold_runs {
-            let run = cold::run(&binary, &env, &cold_events(function, completed)?).await?;
+            let run = cold::run(&binary, &env, &events.for_function(function)).await?;
             if i > 0 {
                 runs.push(run);
             }
