@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::source::SourcePolicy;
+use crate::webhook::{CallbackPolicy, RetrySchedule, SigningKeys};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -70,6 +71,34 @@ pub struct Config {
     pub source_max_time: Duration,
     /// Redirects followed from a client-given URL, each one checked like the URL itself.
     pub source_max_redirects: usize,
+    /// Which callback URLs initiate accepts and the notifier calls.
+    pub callbacks: CallbackPolicy,
+    /// How the notifier signs and retries.
+    pub webhooks: WebhookSettings,
+}
+
+/// The notifier's settings.
+#[derive(Clone, Default)]
+pub struct WebhookSettings {
+    /// The notifier's own queue, for setting a retry's wait (`NOTIFY_QUEUE_URL`).
+    pub queue_url: Option<String>,
+    /// Secrets Manager secret holding the signing keys (`WEBHOOK_SECRET_ARN`).
+    pub secret_arn: Option<String>,
+    /// Development only (`make dev`, tests): the keys themselves (`WEBHOOK_DEV_SECRET`).
+    /// `template.yaml` never sets it; a deployed notifier reads Secrets Manager.
+    pub dev_secret: Option<String>,
+    pub schedule: RetrySchedule,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("queue_url", &self.queue_url)
+            .field("secret_arn", &self.secret_arn)
+            .field("dev_secret", &self.dev_secret.as_ref().map(|_| "<redacted>"))
+            .field("schedule", &self.schedule)
+            .finish()
+    }
 }
 
 impl Config {
@@ -127,6 +156,8 @@ impl Config {
             source_max_bytes: env.number("SOURCE_MAX_BYTES", 5 * 1024 * 1024 * 1024)?,
             source_max_time: Duration::from_secs(env.number("SOURCE_MAX_SECONDS", 900)?.max(1)),
             source_max_redirects: env.number("SOURCE_MAX_REDIRECTS", 5)?.min(20) as usize,
+            callbacks: callbacks(&env)?,
+            webhooks: webhooks(&env)?,
         })
     }
 }
@@ -314,6 +345,44 @@ fn sources(env: &Env) -> Result<SourcePolicy, ConfigError> {
             })?,
     };
     Ok(sources.with_ports(ports))
+}
+
+/// Which callback URLs are accepted. The two switches are for development (receivers on
+/// loopback, without TLS) and deliberately loud to set; `template.yaml` sets neither.
+fn callbacks(env: &Env) -> Result<CallbackPolicy, ConfigError> {
+    let switch = |name| matches!(env.get(name).as_deref(), Some("1" | "true"));
+    CallbackPolicy::new(
+        &env.get("ALLOWED_CALLBACK_HOSTS").unwrap_or_default(),
+        switch("UNSAFE_ALLOW_LOOPBACK_CALLBACKS"),
+        switch("UNSAFE_ALLOW_HTTP_CALLBACKS"),
+    )
+    .ok_or_else(|| ConfigError::Invalid {
+        name: "ALLOWED_CALLBACK_HOSTS",
+        reason: "comma-separated hosts (hooks.example.com) or suffixes (*.example.com)".into(),
+    })
+}
+
+fn webhooks(env: &Env) -> Result<WebhookSettings, ConfigError> {
+    let schedule = match env.get("WEBHOOK_RETRY_SCHEDULE") {
+        None => RetrySchedule::default(),
+        Some(raw) => RetrySchedule::parse(&raw).ok_or_else(|| ConfigError::Invalid {
+            name: "WEBHOOK_RETRY_SCHEDULE",
+            reason: "comma-separated waits such as 30s,2m,1h (each 1 s to 12 h)".into(),
+        })?,
+    };
+    let dev_secret = env.get("WEBHOOK_DEV_SECRET");
+    if let Some(secret) = &dev_secret {
+        SigningKeys::parse(secret).map_err(|reason| ConfigError::Invalid {
+            name: "WEBHOOK_DEV_SECRET",
+            reason,
+        })?;
+    }
+    Ok(WebhookSettings {
+        queue_url: env.get("NOTIFY_QUEUE_URL"),
+        secret_arn: env.get("WEBHOOK_SECRET_ARN"),
+        dev_secret,
+        schedule,
+    })
 }
 
 /// Job starts per caller per minute, and the burst after idling.

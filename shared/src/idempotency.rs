@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::job::Owner;
 use crate::source::Source;
+use crate::webhook::CallbackUrl;
 
 /// How long a key keeps answering with its job. Retries come within seconds to hours;
 /// a day covers a client that retries after an outage.
@@ -74,13 +75,18 @@ pub fn key_of(
     }
 }
 
-/// What a retry must repeat to count as the same request: the payload, normalised, hashed.
-/// The key itself and how it was sent are not part of it.
-pub fn fingerprint(source: &Source) -> String {
-    let canonical = match source {
+/// What a retry must repeat to count as the same request: the payload (source and callback),
+/// normalised, hashed. The key itself and how it was sent are not part of it. Without a
+/// callback the canonical form is what it always was, so stored fingerprints stay valid.
+pub fn fingerprint(source: &Source, callback: Option<&CallbackUrl>) -> String {
+    let mut canonical = match source {
         Source::File(id) => format!("file_id={}", id.get()),
         Source::Url(url) => format!("url={}", url.as_str()),
     };
+    if let Some(callback) = callback {
+        canonical.push_str("\ncallbackUrl=");
+        canonical.push_str(callback.as_str());
+    }
     hex(&Sha256::digest(canonical.as_bytes()))
 }
 
@@ -130,8 +136,12 @@ mod tests {
         let one = Source::File(FileId::new(1).unwrap());
         let two = Source::File(FileId::new(2).unwrap());
         let url = Source::Url(SourceUrl::parse("https://files.example.com/1").unwrap());
-        assert_eq!(fingerprint(&one), fingerprint(&one.clone()));
-        assert_ne!(fingerprint(&one), fingerprint(&two));
-        assert_ne!(fingerprint(&one), fingerprint(&url));
+        assert_eq!(fingerprint(&one, None), fingerprint(&one.clone(), None));
+        assert_ne!(fingerprint(&one, None), fingerprint(&two, None));
+        assert_ne!(fingerprint(&one, None), fingerprint(&url, None));
+        let hook = CallbackUrl::parse("https://hooks.example.com/a").unwrap();
+        let other = CallbackUrl::parse("https://hooks.example.com/b").unwrap();
+        assert_ne!(fingerprint(&one, None), fingerprint(&one, Some(&hook)));
+        assert_ne!(fingerprint(&one, Some(&hook)), fingerprint(&one, Some(&other)));
     }
 }

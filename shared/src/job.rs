@@ -270,6 +270,10 @@ pub struct Job {
     pub artifact_key: String,
     /// The W3C trace the job was started in (the client's `traceparent`, or a new one).
     pub trace_id: Option<crate::trace::TraceId>,
+    /// Where the job's terminal events are sent (`callbackUrl` at initiate).
+    pub callback_url: Option<crate::webhook::CallbackUrl>,
+    /// Each event's delivery, once the notifier started it.
+    pub deliveries: std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
 }
 
 impl Job {
@@ -311,7 +315,29 @@ impl Job {
             checkpoint: None,
             artifact_key: crate::artifacts::ArtifactStore::new_key(),
             trace_id: None,
+            callback_url: None,
+            deliveries: Default::default(),
         }
+    }
+
+    pub fn with_callback(mut self, callback: Option<crate::webhook::CallbackUrl>) -> Self {
+        self.callback_url = callback;
+        self
+    }
+
+    /// The delivery of the event of the job's current state, when it has a callback and is
+    /// in a terminal state (`pending` with no attempts until the notifier starts it).
+    pub fn notification(
+        &self,
+    ) -> Option<(crate::webhook::WebhookEvent, crate::webhook::Delivery)> {
+        self.callback_url.as_ref()?;
+        let event = crate::webhook::WebhookEvent::of(self.status)?;
+        let delivery = self
+            .deliveries
+            .get(&event)
+            .cloned()
+            .unwrap_or_else(crate::webhook::Delivery::not_started);
+        Some((event, delivery))
     }
 
     pub fn in_trace(mut self, trace_id: crate::trace::TraceId) -> Self {

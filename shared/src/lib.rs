@@ -20,6 +20,9 @@ pub mod source;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
+pub mod vetting;
+pub mod view;
+pub mod webhook;
 
 pub use config::Config;
 pub use failure::FailureCode;

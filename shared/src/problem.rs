@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A client-given URL the service will not fetch (off, not allowlisted, or non-public).
     #[error("{0}")]
     SourceNotAllowed(String),
+    /// A callback URL the service will not call (not https, non-public, not allowlisted).
+    #[error("{0}")]
+    CallbackNotAllowed(String),
     #[error("job history needs the API to run with an authorizer")]
     HistoryDisabled,
     #[error("this caller already has {limit} queued or running jobs")]
@@ -106,6 +109,11 @@ impl ApiError {
             ApiError::SourceNotAllowed(_) => {
                 (S::BAD_REQUEST, "source_not_allowed", "Source not allowed")
             }
+            ApiError::CallbackNotAllowed(_) => (
+                S::BAD_REQUEST,
+                "callback_not_allowed",
+                "Callback not allowed",
+            ),
             ApiError::HistoryDisabled => (S::NOT_FOUND, "history_disabled", "History disabled"),
             ApiError::TooManyActiveJobs { .. } => (
                 S::TOO_MANY_REQUESTS,
@@ -148,6 +156,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused,
             ApiError::Forbidden,
             ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
+            ApiError::CallbackNotAllowed("callback URLs must use https".into()),
             ApiError::HistoryDisabled,
             ApiError::TooManyActiveJobs { limit: 20 },
             ApiError::RateLimited {
@@ -172,6 +181,7 @@ impl ApiError {
                 | ApiError::IdempotencyKeyReused
                 | ApiError::Forbidden
                 | ApiError::SourceNotAllowed(_)
+                | ApiError::CallbackNotAllowed(_)
                 | ApiError::HistoryDisabled
                 | ApiError::TooManyActiveJobs { .. }
                 | ApiError::RateLimited { .. }
@@ -225,6 +235,9 @@ impl ApiError {
             }
             ApiError::SourceNotAllowed(_) => {
                 body.insert("field".into(), json!("url"));
+            }
+            ApiError::CallbackNotAllowed(_) => {
+                body.insert("field".into(), json!("callbackUrl"));
             }
             ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));

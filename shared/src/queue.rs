@@ -83,6 +83,11 @@ impl JobQueue {
         Ok(())
     }
 
+    /// The same client on another queue (the notifier's own).
+    pub fn on_queue(&self, queue_url: impl Into<String>) -> Self {
+        Self::new(self.client.clone(), queue_url)
+    }
+
     pub async fn send(&self, job_id: JobId) -> Result<(), QueueError> {
         let body = serde_json::to_string(&WorkMessage { job_id })
             .map_err(|e| QueueError(e.to_string()))?;

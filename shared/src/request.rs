@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use crate::job::{FileId, JobId, Owner};
 use crate::problem::ApiError;
 use crate::source::{Source, SourceUrl};
+use crate::webhook::CallbackUrl;
 
 /// Largest initiate body accepted. A valid one is well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -19,6 +20,8 @@ pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 128;
 pub struct InitiateRequest {
     pub source: Source,
     pub client_request_id: Option<String>,
+    /// Where the job's terminal events are sent, if anywhere.
+    pub callback_url: Option<CallbackUrl>,
 }
 
 impl InitiateRequest {
@@ -49,10 +52,12 @@ impl InitiateRequest {
             (file_id, None) => Source::File(parse_file_id(file_id)?),
         };
         let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
+        let callback_url = parse_callback_url(fields.remove("callbackUrl"))?;
         reject_unknown(&fields)?;
         Ok(Self {
             source,
             client_request_id,
+            callback_url,
         })
     }
 }
@@ -72,6 +77,19 @@ fn parse_url(value: Value) -> Result<SourceUrl, ApiError> {
         return Err(ApiError::invalid_field("url", "url must be a string"));
     };
     SourceUrl::parse(&raw).map_err(|refusal| ApiError::invalid_field("url", refusal.to_string()))
+}
+
+fn parse_callback_url(value: Option<Value>) -> Result<Option<CallbackUrl>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(raw)) => CallbackUrl::parse(&raw)
+            .map(Some)
+            .map_err(|refusal| ApiError::CallbackNotAllowed(refusal.to_string())),
+        Some(_) => Err(ApiError::invalid_field(
+            "callbackUrl",
+            "callbackUrl must be a string",
+        )),
+    }
 }
 
 fn parse_client_request_id(value: Option<Value>) -> Result<Option<String>, ApiError> {
@@ -94,7 +112,7 @@ fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
         None => Ok(()),
         Some(name) => Err(ApiError::invalid_field(
             name.chars().take(64).collect::<String>(),
-            "unknown field; allowed fields are file_id, url and clientRequestId",
+            "unknown field; allowed fields are file_id, url, clientRequestId and callbackUrl",
         )),
     }
 }

@@ -144,13 +144,13 @@ impl Refusal {
 /// One entry of `ALLOWED_SOURCE_HOSTS`: `files.example.com` (exactly that host) or
 /// `*.example.com` / `.example.com` (any subdomain of example.com, not example.com itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
+pub(crate) enum HostPattern {
     Exact(String),
     Suffix(String),
 }
 
 impl HostPattern {
-    fn parse(raw: &str) -> Option<Self> {
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
         let raw = raw.trim().trim_end_matches('.').to_ascii_lowercase();
         if let Some(suffix) = raw.strip_prefix("*.").or_else(|| raw.strip_prefix('.')) {
             (!suffix.is_empty() && !suffix.contains('*'))
@@ -160,7 +160,7 @@ impl HostPattern {
         }
     }
 
-    fn matches(&self, host: &str) -> bool {
+    pub(crate) fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(exact) => host == exact,
             HostPattern::Suffix(suffix) => host.ends_with(suffix.as_str()),

@@ -99,6 +99,13 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
             .check(url.as_url())
             .map_err(|refusal| ApiError::SourceNotAllowed(refusal.to_string()))?;
     }
+    if let Some(callback) = &input.callback_url {
+        services
+            .config
+            .callbacks
+            .check(callback)
+            .map_err(|refusal| ApiError::CallbackNotAllowed(refusal.to_string()))?;
+    }
     // Last of the checks, so only a start that is otherwise acceptable spends a token.
     if let Some(who) = rate_caller(&request, owner.as_ref()) {
         limit_rate(services, &who, key.as_ref(), owner.as_ref(), now).await?;
@@ -110,6 +117,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         now,
     )
     .owned_by(owner.clone())
+    .with_callback(input.callback_url.clone())
     .in_trace(trace);
     let body =
         serde_json::to_string(&Accepted::of(&job)).map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -216,7 +224,7 @@ async fn create_with_key(
 ) -> Result<Created, ApiError> {
     let claim = KeyClaim {
         record_id: key.record_id(owner),
-        fingerprint: idempotency::fingerprint(&input.source),
+        fingerprint: idempotency::fingerprint(&input.source, input.callback_url.as_ref()),
         response: body.to_owned(),
         now: job.created_at,
     };

@@ -7,45 +7,12 @@
 //!   first URL and for every redirect hop, which must also be on the allowlist;
 //! - no proxy from the environment, a redirect limit, and a cap on total time.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use haul::source::SourcePolicy;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-
-/// A refusal found while fetching; the job fails with `source_blocked`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Blocked(pub String);
-
-struct VettingResolver {
-    policy: SourcePolicy,
-    /// A name resolved without vetting: the operator's own origin (file ids), which may
-    /// well live on a private network. Only hosts it redirects to are vetted.
-    trusted: Option<String>,
-}
-
-impl Resolve for VettingResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        let trusted = self.trusted.as_deref() == Some(name.as_str());
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if addrs.is_empty() {
-                return Err(Box::new(Blocked(format!("{host} has no address"))) as _);
-            }
-            for addr in addrs.iter().filter(|_| !trusted) {
-                if let Err(refusal) = policy.vet(addr.ip()) {
-                    return Err(Box::new(Blocked(format!("{host} resolves to {refusal}"))) as _);
-                }
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
+pub use haul::vetting::{Blocked, blocked_reason};
+use haul::vetting::VettingResolver;
 
 /// A hop from https to anything else gives up the transport security the first URL had.
 fn is_downgrade(from: &reqwest::Url, to: &reqwest::Url) -> bool {
@@ -130,10 +97,7 @@ pub fn origin_client(
         }
     });
     vetted_client(
-        VettingResolver {
-            policy: policy.clone(),
-            trusted: origin_host,
-        },
+        VettingResolver::new(policy.clone(), origin_host),
         redirects,
         timeout,
         max_time,
@@ -173,26 +137,11 @@ pub fn source_client(
         }
     });
     vetted_client(
-        VettingResolver {
-            policy: policy.clone(),
-            trusted: None,
-        },
+        VettingResolver::new(policy.clone(), None),
         redirects,
         timeout,
         max_time,
     )
-}
-
-/// The refusal behind a request error, if a vetting step caused it.
-pub fn blocked_reason(err: &reqwest::Error) -> Option<String> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = source {
-        if let Some(blocked) = current.downcast_ref::<Blocked>() {
-            return Some(blocked.0.clone());
-        }
-        source = current.source();
-    }
-    None
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
 };
 use crate::source::{Source, SourceUrl};
+use crate::webhook::{CallbackUrl, Delivery, DeliveryState, WebhookEvent};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -67,7 +68,53 @@ pub(super) fn to_item(job: &Job) -> Item {
     if job.stalled_continuations > 0 {
         put("stalledContinuations", Some(n(job.stalled_continuations)));
     }
+    put("callbackUrl", job.callback_url.as_ref().map(|u| s(u.as_str())));
+    for (event, delivery) in &job.deliveries {
+        put(&event.attribute(), Some(delivery_value(delivery)));
+    }
     item
+}
+
+/// A delivery as the map stored under `webhook_<status>`.
+pub(super) fn delivery_value(delivery: &Delivery) -> AttributeValue {
+    let mut map: Item = HashMap::from([
+        ("state".to_owned(), s(delivery.state.as_str())),
+        ("attempts".to_owned(), n(delivery.attempts)),
+        ("token".to_owned(), s(&delivery.token)),
+    ]);
+    let mut put = |name: &str, value: Option<AttributeValue>| {
+        if let Some(value) = value {
+            map.insert(name.to_owned(), value);
+        }
+    };
+    put("lastStatus", delivery.last_status.map(n));
+    put("lastError", delivery.last_error.clone().map(s));
+    put("lastAttemptAt", delivery.last_attempt_at.map(n));
+    put("nextAttemptAt", delivery.next_attempt_at.map(n));
+    put("leaseUntil", delivery.lease_until.map(n));
+    AttributeValue::M(map)
+}
+
+/// The stored delivery; `None` when the map is not one (skipped, not fatal: a delivery
+/// record never makes the job itself unreadable).
+pub(super) fn delivery_from(value: &AttributeValue) -> Option<Delivery> {
+    let map = value.as_m().ok()?;
+    let text = |name: &str| map.get(name).and_then(|v| v.as_s().ok());
+    let number = |name: &str| {
+        map.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|raw| raw.parse::<i64>().ok())
+    };
+    Some(Delivery {
+        state: DeliveryState::parse(text("state")?)?,
+        attempts: u32::try_from(number("attempts")?).ok()?,
+        last_status: number("lastStatus").and_then(|v| u16::try_from(v).ok()),
+        last_error: text("lastError").cloned(),
+        last_attempt_at: number("lastAttemptAt"),
+        next_attempt_at: number("nextAttemptAt"),
+        lease_until: number("leaseUntil"),
+        token: text("token").cloned().unwrap_or_default(),
+    })
 }
 
 pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
@@ -150,6 +197,18 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
         },
         // A trace id is for following logs: an unreadable one is dropped, not an error.
         trace_id: string(item, "traceId").and_then(|t| t.parse().ok()),
+        // Written only after the URL passed initiate's checks; unreadable means tampered.
+        callback_url: string(item, "callbackUrl")
+            .map(CallbackUrl::parse)
+            .transpose()
+            .map_err(|_| JobError::MalformedRecord("callbackUrl"))?,
+        deliveries: WebhookEvent::ALL
+            .into_iter()
+            .filter_map(|event| {
+                let delivery = delivery_from(item.get(&event.attribute())?)?;
+                Some((event, delivery))
+            })
+            .collect(),
         artifact,
         failure,
         checkpoint,
@@ -191,6 +250,21 @@ mod tests {
             file_name: "x.txt".into(),
             checksum_crc32c: Some("AAAAAA==-2".into()),
         });
+        assert_eq!(from_item(&to_item(&job)).unwrap(), job);
+        job.callback_url = Some(CallbackUrl::parse("https://hooks.example.com/h?x=1").unwrap());
+        job.deliveries.insert(
+            WebhookEvent::Completed,
+            Delivery {
+                state: DeliveryState::Pending,
+                attempts: 2,
+                last_status: Some(503),
+                last_error: None,
+                last_attempt_at: Some(1_700_000_002_000),
+                next_attempt_at: Some(1_700_000_032_000),
+                lease_until: None,
+                token: "t-1".into(),
+            },
+        );
         assert_eq!(from_item(&to_item(&job)).unwrap(), job);
     }
 

@@ -6,7 +6,8 @@
 //! - `expr.rs`: the update/condition builder every write goes through;
 //! - `codec.rs`: item <-> [`Job`];
 //! - `keys.rs`: the idempotency-key transaction;
-//! - `list.rs`: listings and counts from the indexes.
+//! - `list.rs`: listings and counts from the indexes;
+//! - `notify.rs`: the webhook deliveries' claims and outcomes.
 //!
 //! A conditional write whose answer was lost is retried by the SDK, and the retry then fails
 //! its condition against the write itself. Every write stores a fresh token (`writeToken`), and
@@ -17,6 +18,7 @@ mod codec;
 mod expr;
 mod keys;
 mod list;
+mod notify;
 
 use std::time::Duration;
 
