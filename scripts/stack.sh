@@ -123,7 +123,7 @@ localstack_healthy() {
   curl -sf --max-time 2 "$LS_URL/_localstack/health" 2>/dev/null | python3 -c '
 import json, sys
 services = json.load(sys.stdin).get("services", {})
-sys.exit(0 if all(services.get(s) in ("available", "running") for s in ("s3", "sqs")) else 1)
+sys.exit(0 if all(services.get(s) in ("available", "running") for s in ("s3", "sqs", "secretsmanager")) else 1)
 ' 2>/dev/null
 }
 
@@ -170,7 +170,7 @@ start_localstack() {
     GATEWAY_SERVER=hypercorn \
     GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" \
     LOCALSTACK_HOST="127.0.0.1:$LOCALSTACK_PORT" \
-    SERVICES=s3,sqs \
+    SERVICES=s3,sqs,secretsmanager \
     EAGER_SERVICE_LOADING=1 \
     S3_SKIP_SIGNATURE_VALIDATION=0 \
     SQS_ENDPOINT_STRATEGY=path \
@@ -249,7 +249,7 @@ cmd_up() {
     start_dynamodb_local
   fi
   wait_ready
-  log "ready in $((SECONDS - t0))s: LocalStack (s3, sqs) $LS_URL, DynamoDB Local $DDB_URL"
+  log "ready in $((SECONDS - t0))s: LocalStack (s3, sqs, secretsmanager) $LS_URL, DynamoDB Local $DDB_URL"
   cmd_env
 }
 
@@ -292,7 +292,7 @@ cmd_status() {
   local ok=0 pid
   if localstack_healthy; then
     pid=$(running_pid localstack localstack.runtime.main) && pid="pid $pid" || pid="not started by this script"
-    echo "LocalStack:     running, s3+sqs healthy, $LS_URL ($pid)"
+    echo "LocalStack:     running, s3+sqs+secretsmanager healthy, $LS_URL ($pid)"
   elif pid=$(running_pid localstack localstack.runtime.main); then
     echo "LocalStack:     process $pid alive but not healthy (log: $(log_file localstack))"
     ok=1

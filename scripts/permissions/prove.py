@@ -42,7 +42,9 @@ NO_VALUE = object()  # AWS::NoValue: the property or list item disappears
 # What !Ref and !GetAtt give, by resource type, where !Ref is not the bare name.
 QUEUE_URL = "https://sqs.{region}.amazonaws.com/{account}/{name}"
 REF = {"AWS::SQS::Queue": QUEUE_URL, "AWS::SNS::Topic": "arn:{partition}:sns:{region}:{account}:{name}",
-       "AWS::IAM::ManagedPolicy": "arn:{partition}:iam::{account}:policy/{name}"}
+       "AWS::IAM::ManagedPolicy": "arn:{partition}:iam::{account}:policy/{name}",
+       # A secret's ARN ends in a random suffix AWS adds; !Ref returns the full ARN.
+       "AWS::SecretsManager::Secret": "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-AbCdEf"}
 ATTRS = {
     ("AWS::DynamoDB::Table", "Arn"): "arn:{partition}:dynamodb:{region}:{account}:table/{name}",
     ("AWS::SQS::Queue", "Arn"): "arn:{partition}:sqs:{region}:{account}:{name}",
@@ -53,9 +55,16 @@ ATTRS = {
     ("AWS::IAM::Role", "Arn"): "arn:{partition}:iam::{account}:role/{name}",
     ("AWS::Logs::LogGroup", "Arn"): "arn:{partition}:logs:{region}:{account}:log-group:{name}:*",
     ("AWS::SNS::Topic", "TopicArn"): "arn:{partition}:sns:{region}:{account}:{name}",
+    ("AWS::DynamoDB::Table", "StreamArn"):
+        "arn:{partition}:dynamodb:{region}:{account}:table/{name}/stream/2026-01-01T00:00:00.000",
+    # Not a CloudFormation attribute (a secret's !Ref is its ARN): how a recorded call's
+    # secret is turned into the ARN its grant names.
+    ("AWS::SecretsManager::Secret", "Arn"):
+        "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-AbCdEf",
 }
 # Recorded target keys that name a resource, and the type that resource must have.
-TARGET_KINDS = {"table": "AWS::DynamoDB::Table", "queue": "AWS::SQS::Queue", "bucket": "AWS::S3::Bucket"}
+TARGET_KINDS = {"table": "AWS::DynamoDB::Table", "queue": "AWS::SQS::Queue", "bucket": "AWS::S3::Bucket",
+                "secret": "AWS::SecretsManager::Secret"}
 
 # Operations whose IAM action is not "<service>:<operation>": a str is the one action, a list
 # all of them, a dict the action per target "part" (None: a target without one).

@@ -86,12 +86,20 @@ impl Recorder {
     /// `Some` when recording is switched on.
     pub fn for_config(config: &Config) -> Option<Self> {
         sink()?;
+        let mut names = vec![
+            (config.table_name.clone(), "JOBS_TABLE"),
+            (config.queue_url.clone(), "JOBS_QUEUE_URL"),
+            (config.bucket.clone(), "ARTIFACTS_BUCKET"),
+        ];
+        let webhooks = &config.webhooks;
+        if let Some(url) = &webhooks.queue_url {
+            names.push((url.clone(), "NOTIFY_QUEUE_URL"));
+        }
+        if let Some(arn) = &webhooks.secret_arn {
+            names.push((arn.clone(), "WEBHOOK_SECRET_ARN"));
+        }
         Some(Self {
-            names: Arc::new(vec![
-                (config.table_name.clone(), "JOBS_TABLE"),
-                (config.queue_url.clone(), "JOBS_QUEUE_URL"),
-                (config.bucket.clone(), "ARTIFACTS_BUCKET"),
-            ]),
+            names: Arc::new(names),
         })
     }
 
@@ -125,6 +133,12 @@ impl Recorder {
                     .unwrap_or_default()
             }
             "s3" => self.s3_target(uri).into_iter().collect(),
+            "secretsmanager" => body
+                .as_ref()
+                .and_then(|b| b.get("SecretId"))
+                .and_then(Value::as_str)
+                .map(|id| vec![json!({ "secret": self.name(id) })])
+                .unwrap_or_default(),
             _ => Vec::new(),
         }
     }

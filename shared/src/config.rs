@@ -95,7 +95,10 @@ impl std::fmt::Debug for WebhookSettings {
         f.debug_struct("WebhookSettings")
             .field("queue_url", &self.queue_url)
             .field("secret_arn", &self.secret_arn)
-            .field("dev_secret", &self.dev_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "dev_secret",
+                &self.dev_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("schedule", &self.schedule)
             .finish()
     }

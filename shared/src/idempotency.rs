@@ -142,6 +142,9 @@ mod tests {
         let hook = CallbackUrl::parse("https://hooks.example.com/a").unwrap();
         let other = CallbackUrl::parse("https://hooks.example.com/b").unwrap();
         assert_ne!(fingerprint(&one, None), fingerprint(&one, Some(&hook)));
-        assert_ne!(fingerprint(&one, Some(&hook)), fingerprint(&one, Some(&other)));
+        assert_ne!(
+            fingerprint(&one, Some(&hook)),
+            fingerprint(&one, Some(&other))
+        );
     }
 }

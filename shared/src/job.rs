@@ -273,7 +273,8 @@ pub struct Job {
     /// Where the job's terminal events are sent (`callbackUrl` at initiate).
     pub callback_url: Option<crate::webhook::CallbackUrl>,
     /// Each event's delivery, once the notifier started it.
-    pub deliveries: std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
+    pub deliveries:
+        std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
 }
 
 impl Job {
@@ -327,9 +328,7 @@ impl Job {
 
     /// The delivery of the event of the job's current state, when it has a callback and is
     /// in a terminal state (`pending` with no attempts until the notifier starts it).
-    pub fn notification(
-        &self,
-    ) -> Option<(crate::webhook::WebhookEvent, crate::webhook::Delivery)> {
+    pub fn notification(&self) -> Option<(crate::webhook::WebhookEvent, crate::webhook::Delivery)> {
         self.callback_url.as_ref()?;
         let event = crate::webhook::WebhookEvent::of(self.status)?;
         let delivery = self

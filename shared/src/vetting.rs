@@ -61,4 +61,3 @@ pub fn blocked_reason(err: &reqwest::Error) -> Option<String> {
     }
     None
 }
-

@@ -71,7 +71,10 @@ pub struct ResultView {
 }
 
 /// A presigned URL minted now, for completed jobs only.
-pub async fn presigned_result(services: &Services, job: &Job) -> Result<Option<ResultView>, ApiError> {
+pub async fn presigned_result(
+    services: &Services,
+    job: &Job,
+) -> Result<Option<ResultView>, ApiError> {
     let (JobStatus::Completed, Some(artifact)) = (job.status, &job.artifact) else {
         return Ok(None);
     };

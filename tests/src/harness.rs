@@ -63,6 +63,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// The functions' configuration, for running one as a separate process.
     pub env: HashMap<String, String>,
+    /// The notifier's signing key (`WEBHOOK_DEV_SECRET`), for receivers to verify with.
+    pub webhook_secret: String,
 }
 
 /// A handler's answer, with the body parsed as JSON when it is JSON.
@@ -202,6 +204,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let origin = Origin::start(options.origin.clone())
         .await
         .expect("origin server starts");
+    let webhook_secret = haul::webhook::SigningKeys::generate();
 
     let mut env: HashMap<&str, String> = HashMap::from([
         ("JOBS_TABLE", resources.table.clone()),
@@ -223,8 +226,14 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         ),
         // Tests pass the invocation deadline they want; no margin on top.
         ("DEADLINE_MARGIN_MS", "0".into()),
+        ("NOTIFY_QUEUE_URL", resources.notify_queue_url.clone()),
+        // Receivers run on loopback without TLS here; `template.yaml` sets neither switch.
+        ("UNSAFE_ALLOW_LOOPBACK_CALLBACKS", "1".into()),
+        ("UNSAFE_ALLOW_HTTP_CALLBACKS", "1".into()),
+        ("WEBHOOK_DEV_SECRET", webhook_secret.clone()),
     ]);
     if !options.production_timings {
+        env.insert("WEBHOOK_RETRY_SCHEDULE", "1s,2s,3s".into());
         env.insert("VISIBILITY_EXTENSION_SECONDS", "3".into());
         env.insert("RETRY_BASE_SECONDS", "1".into());
         env.insert("RETRY_MAX_SECONDS", "2".into());
@@ -252,6 +261,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         resources,
         aws,
         http: reqwest::Client::new(),
+        webhook_secret,
     }
 }
 

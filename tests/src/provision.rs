@@ -5,7 +5,8 @@
 use crate::template::{KeyPart, Template};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -17,6 +18,9 @@ pub struct Resources {
     pub queue_url: String,
     pub dlq_url: String,
     pub bucket: String,
+    /// The notifier's queue (the pipe's target) and its dead-letter queue.
+    pub notify_queue_url: String,
+    pub notify_dlq_url: String,
 }
 
 #[derive(Debug, Clone)]
@@ -56,11 +60,23 @@ impl Provisioner {
             .ensure_queue(&format!("{prefix}-jobs"), Some((queue, dlq_arn.as_str())))
             .await?;
         self.ensure_bucket(&bucket).await?;
+        let notify_dlq_url = self
+            .ensure_queue(&format!("{prefix}-notify-dlq"), None)
+            .await?;
+        let notify_dlq_arn = self.queue_arn(&notify_dlq_url).await?;
+        let notify_queue_url = self
+            .ensure_queue(
+                &format!("{prefix}-notify"),
+                Some((queue, notify_dlq_arn.as_str())),
+            )
+            .await?;
         Ok(Resources {
             table,
             queue_url,
             dlq_url,
             bucket,
+            notify_queue_url,
+            notify_dlq_url,
         })
     }
 
@@ -101,6 +117,14 @@ impl Provisioner {
                 gsi = gsi.key_schema(key(part)?);
             }
             request = request.global_secondary_indexes(gsi.build()?);
+        }
+        if let Some(view) = &spec.stream_view_type {
+            request = request.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(view.as_str()))
+                    .build()?,
+            );
         }
         match request.send().await {
             Ok(_) => {}

@@ -34,6 +34,8 @@ pub struct TableSpec {
     pub keys: Vec<KeyPart>,
     pub indexes: Vec<IndexSpec>,
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType`, when the table has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 impl Template {
@@ -127,6 +129,9 @@ impl Template {
             ttl_attribute: (ttl["Enabled"].as_bool() == Some(true))
                 .then(|| ttl["AttributeName"].as_str().map(str::to_owned))
                 .flatten(),
+            stream_view_type: table["StreamSpecification"]["StreamViewType"]
+                .as_str()
+                .map(str::to_owned),
         };
         if spec.keys.is_empty() || spec.attributes.is_empty() {
             return Err("template.yaml: JobsTable has no key schema".into());
@@ -163,6 +168,25 @@ impl Template {
         resolved
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| "template.yaml: JobsQueue has no VisibilityTimeout".into())
+    }
+
+    /// The notify pipe's filter patterns (JSON), as EventBridge Pipes applies them.
+    pub fn pipe_filters(&self) -> Result<Vec<serde_json::Value>, BoxError> {
+        let filters =
+            &self.properties("NotifyPipe")["SourceParameters"]["FilterCriteria"]["Filters"];
+        let patterns = filters
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let text = f["Pattern"].as_str().ok_or("a filter without a Pattern")?;
+                Ok(serde_json::from_str(text)?)
+            })
+            .collect::<Result<Vec<_>, BoxError>>()?;
+        if patterns.is_empty() {
+            return Err("template.yaml: NotifyPipe has no filter".into());
+        }
+        Ok(patterns)
     }
 
     /// A scalar, or a `!Ref` to a parameter (its default).

@@ -110,10 +110,16 @@ mod tests {
         assert_eq!(classify(200), Attempt::Delivered(200));
         assert_eq!(classify(204), Attempt::Delivered(204));
         for retried in [500, 502, 503, 429, 408, 302] {
-            assert!(matches!(classify(retried), Attempt::Retry { .. }), "{retried}");
+            assert!(
+                matches!(classify(retried), Attempt::Retry { .. }),
+                "{retried}"
+            );
         }
         for final_ in [410, 400, 401, 403, 404, 422] {
-            assert!(matches!(classify(final_), Attempt::GiveUp { .. }), "{final_}");
+            assert!(
+                matches!(classify(final_), Attempt::GiveUp { .. }),
+                "{final_}"
+            );
         }
     }
 }

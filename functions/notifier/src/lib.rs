@@ -67,9 +67,9 @@ impl Notifier {
     pub fn new(services: Services, sdk: &aws_config::SdkConfig) -> Result<Self, SetupError> {
         let settings = &services.config.webhooks;
         let keys = match (&settings.dev_secret, &settings.secret_arn) {
-            (Some(dev), _) => KeySource::Fixed(
-                haul::webhook::SigningKeys::parse(dev).map_err(SetupError::Keys)?,
-            ),
+            (Some(dev), _) => {
+                KeySource::Fixed(haul::webhook::SigningKeys::parse(dev).map_err(SetupError::Keys)?)
+            }
             (None, Some(arn)) => {
                 let mut config = aws_sdk_secretsmanager::config::Builder::from(sdk);
                 if let Some(recorder) = haul::aws_calls::Recorder::for_config(&services.config) {
@@ -173,7 +173,13 @@ impl Notifier {
         self.attempt(job, event, &seen, now).await
     }
 
-    async fn attempt(&self, mut job: Job, event: WebhookEvent, seen: &Delivery, now: EpochMs) -> Outcome {
+    async fn attempt(
+        &self,
+        mut job: Job,
+        event: WebhookEvent,
+        seen: &Delivery,
+        now: EpochMs,
+    ) -> Outcome {
         let keys = match self.keys.keys().await {
             Ok(keys) => keys,
             Err(err) => {
@@ -183,7 +189,10 @@ impl Notifier {
         };
         let lease_until = now + LEASE.as_millis() as EpochMs;
         let jobs = &self.services.jobs;
-        let claimed = match jobs.claim_delivery(job.id, event, seen, lease_until, now).await {
+        let claimed = match jobs
+            .claim_delivery(job.id, event, seen, lease_until, now)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(StoreError::Conflict(_) | StoreError::NotFound) => return Outcome::Ack,
             Err(err) => {
@@ -231,7 +240,12 @@ impl Notifier {
 
     /// The Standard Webhooks payload: `type`, `timestamp` and the status view as `data` (for
     /// a completed job with a presigned URL minted now).
-    async fn payload(&self, job: &Job, event: WebhookEvent, now: EpochMs) -> Result<Vec<u8>, String> {
+    async fn payload(
+        &self,
+        job: &Job,
+        event: WebhookEvent,
+        now: EpochMs,
+    ) -> Result<Vec<u8>, String> {
         let view = haul::view::view(&self.services, job)
             .await
             .map_err(|e| e.to_string())?;

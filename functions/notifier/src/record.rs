@@ -88,6 +88,9 @@ mod tests {
             Err(NotAChange("no status in both images"))
         );
         let odd = record(&id, "running", "paused");
-        assert_eq!(changes(&odd.to_string()), Err(NotAChange("an unknown status")));
+        assert_eq!(
+            changes(&odd.to_string()),
+            Err(NotAChange("an unknown status"))
+        );
     }
 }

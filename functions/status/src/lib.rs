@@ -163,4 +163,3 @@ async fn list(
         },
     )
 }
-

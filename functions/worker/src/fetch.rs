@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use haul::source::SourcePolicy;
-pub use haul::vetting::{Blocked, blocked_reason};
 use haul::vetting::VettingResolver;
+pub use haul::vetting::{Blocked, blocked_reason};
 
 /// A hop from https to anything else gives up the transport security the first URL had.
 fn is_downgrade(from: &reqwest::Url, to: &reqwest::Url) -> bool {

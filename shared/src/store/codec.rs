@@ -68,7 +68,10 @@ pub(super) fn to_item(job: &Job) -> Item {
     if job.stalled_continuations > 0 {
         put("stalledContinuations", Some(n(job.stalled_continuations)));
     }
-    put("callbackUrl", job.callback_url.as_ref().map(|u| s(u.as_str())));
+    put(
+        "callbackUrl",
+        job.callback_url.as_ref().map(|u| s(u.as_str())),
+    );
     for (event, delivery) in &job.deliveries {
         put(&event.attribute(), Some(delivery_value(delivery)));
     }

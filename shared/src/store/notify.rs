@@ -33,7 +33,10 @@ impl JobStore {
             ..seen.clone()
         };
         let (condition, mut values) = if seen.attempts == 0 && seen.token.is_empty() {
-            ("attribute_exists(jobId) AND attribute_not_exists(#w)", vec![])
+            (
+                "attribute_exists(jobId) AND attribute_not_exists(#w)",
+                vec![],
+            )
         } else {
             (
                 "#w.#attempts = :seen AND #w.#state = :pending \

@@ -155,7 +155,10 @@ mod tests {
             let refused = check(&policy, raw).expect_err(raw);
             assert!(refused.contains(why), "{raw}: {refused}");
         }
-        let long = format!("https://hooks.example.com/{}", "a".repeat(MAX_CALLBACK_URL_LEN));
+        let long = format!(
+            "https://hooks.example.com/{}",
+            "a".repeat(MAX_CALLBACK_URL_LEN)
+        );
         assert!(check(&policy, &long).unwrap_err().contains("longer"));
     }
 

@@ -234,7 +234,10 @@ mod tests {
         let schedule = RetrySchedule::default();
         assert_eq!(schedule.max_attempts(), 7);
         let total: Duration = (1..7).filter_map(|a| schedule.wait_after(a, 0.5)).sum();
-        assert_eq!(total, Duration::from_secs(30 + 120 + 600 + 3600 + 6 * 3600 + 12 * 3600));
+        assert_eq!(
+            total,
+            Duration::from_secs(30 + 120 + 600 + 3600 + 6 * 3600 + 12 * 3600)
+        );
         for attempt in 1..7 {
             for unit in [0.0, 0.5, 1.0] {
                 let wait = schedule.wait_after(attempt, unit).unwrap();
@@ -252,8 +255,12 @@ mod tests {
         let last = schedule.wait_after(1, 1.0).unwrap();
         assert_eq!(first, Duration::from_secs(24));
         assert_eq!(last, Duration::from_secs(36));
-        let lows: Vec<_> = (1..7).map(|a| schedule.wait_after(a, 1.0).unwrap()).collect();
-        let highs: Vec<_> = (2..7).map(|a| schedule.wait_after(a, 0.0).unwrap()).collect();
+        let lows: Vec<_> = (1..7)
+            .map(|a| schedule.wait_after(a, 1.0).unwrap())
+            .collect();
+        let highs: Vec<_> = (2..7)
+            .map(|a| schedule.wait_after(a, 0.0).unwrap())
+            .collect();
         for (before, after) in lows.iter().zip(&highs).take(4) {
             assert!(after > before, "{after:?} after {before:?}");
         }

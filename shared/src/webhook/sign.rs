@@ -139,11 +139,24 @@ mod tests {
         let header = both.signature_header("msg_1", 1, b"{}");
         let parts: Vec<&str> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0], SigningKeys::parse(&a).unwrap().signature_header("msg_1", 1, b"{}"));
-        assert_eq!(parts[1], SigningKeys::parse(&b).unwrap().signature_header("msg_1", 1, b"{}"));
+        assert_eq!(
+            parts[0],
+            SigningKeys::parse(&a)
+                .unwrap()
+                .signature_header("msg_1", 1, b"{}")
+        );
+        assert_eq!(
+            parts[1],
+            SigningKeys::parse(&b)
+                .unwrap()
+                .signature_header("msg_1", 1, b"{}")
+        );
         for bad in ["", "whsec_", "whsec_!!!!", "whsec_AAAA", "a b c d e"] {
             assert!(SigningKeys::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(!format!("{both:?}").contains(&a[6..]), "keys never reach a debug log");
+        assert!(
+            !format!("{both:?}").contains(&a[6..]),
+            "keys never reach a debug log"
+        );
     }
 }

@@ -12,6 +12,7 @@ mod openapi;
 mod resume;
 mod sources;
 mod template;
+mod webhooks;
 mod worker;
 
 use sha2::{Digest, Sha256};
