@@ -12,6 +12,7 @@ mod openapi;
 mod resume;
 mod sources;
 mod template;
+mod webhook_template;
 mod webhooks;
 mod worker;
 

@@ -1,0 +1,242 @@
+//! `make dev`'s supervisor. With the local stack up, it:
+//! - creates the dev table, queues and bucket;
+//! - serves a development origin whose files take from seconds to minutes;
+//! - runs the functions under `cargo lambda watch` on the production paths;
+//! - delivers SQS messages to the worker like Lambda's event source mapping, and fires
+//!   cleanup on a timer;
+//! - serves the browser page (`web/dist`) with `/v1/*` and `/health` proxied to the API, so the
+//!   page and the API share an origin;
+//! - prints a line once `GET /health` answers, and stops everything on Ctrl-C.
+
+mod events;
+mod web;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use haul_tests::pipe::StreamPipe;
+use haul_tests::provision::{Provisioner, QueueSettings, Resources};
+use haul_tests::template::Template;
+use haul_tests::{Origin, OriginBehavior};
+use tokio::process::{Child, Command};
+
+use crate::BoxError;
+
+const MIB: u64 = 1024 * 1024;
+/// Shorter than the template's (ten times a 900 s worker timeout), so that a worker killed
+/// during development has its message back within two minutes.
+const VISIBILITY_TIMEOUT_SECS: u32 = 120;
+const POLLERS: usize = 4;
+
+/// The development catalog: file ids pick a size and a transfer time, so a newcomer sees real
+/// progress. Ids from 900000 up do not exist (404), to see a failure.
+fn dev_catalog(file_id: u64) -> Option<(u64, Duration)> {
+    if file_id >= 900_000 {
+        return None;
+    }
+    Some(match file_id % 4 {
+        0 => (8 * MIB, Duration::from_secs(10)),
+        1 => (2 * MIB, Duration::from_secs(3)),
+        2 => (24 * MIB, Duration::from_secs(30)),
+        _ => (64 * MIB, Duration::from_secs(120)),
+    })
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub async fn run() -> Result<(), BoxError> {
+    let port = env_or("HAUL_DEV_PORT", "9000");
+    let api = format!("http://127.0.0.1:{port}");
+    let max_receive_count = Template::load()?.max_receive_count()?;
+    let sdk = haul::services::sdk_config().await;
+    let aws = Provisioner::new(&sdk);
+    let resources = aws
+        .ensure(
+            &env_or("HAUL_DEV_PREFIX", "haul-dev"),
+            &QueueSettings {
+                visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
+                max_receive_count,
+            },
+        )
+        .await?;
+    eprintln!(
+        "dev: table {}, queue {}, bucket {}",
+        resources.table, resources.queue_url, resources.bucket
+    );
+    // Kept alive until make dev stops: the origin serves while it is held.
+    let (_origin, origin_template) = origin().await?;
+    eprintln!("dev: origin {origin_template}");
+    let webhook_secret = dev_webhook_secret();
+    let env = function_env(
+        &resources,
+        origin_template,
+        max_receive_count,
+        &webhook_secret,
+    );
+    let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
+    let mut watch = watch_functions(&port, &env)?;
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(900))
+        .build()?;
+    let page = web::serve_web(&env_or("HAUL_DEV_WEB_PORT", "9200"), web::web_dir(), &api).await;
+    wait_healthy(&http, &api).await?;
+    match page {
+        Ok(page) => println!("haul dev is ready: {api} (try: curl {api}/health); page: {page}"),
+        Err(err) => {
+            eprintln!("dev: not serving the page: {err}");
+            println!("haul dev is ready: {api} (try: curl {api}/health)");
+        }
+    }
+
+    for _ in 0..POLLERS {
+        tokio::spawn(events::deliver_forever(
+            aws.sqs.clone(),
+            http.clone(),
+            format!("{api}/2015-03-31/functions/worker/invocations"),
+            resources.queue_url.clone(),
+            1,
+        ));
+    }
+    tokio::spawn(events::deliver_forever(
+        aws.sqs.clone(),
+        http.clone(),
+        format!("{api}/2015-03-31/functions/notifier/invocations"),
+        resources.notify_queue_url.clone(),
+        10,
+    ));
+    tokio::spawn(events::pipe_forever(pipe));
+    tokio::spawn(events::cleanup_forever(http.clone(), api.clone()));
+
+    tokio::select! {
+        _ = shutdown_signal() => eprintln!("dev: stopping"),
+        status = watch.wait() => eprintln!("dev: cargo lambda watch exited: {status:?}"),
+    }
+    if let Some(pid) = watch.id() {
+        // The watcher's builds and function instances share its process group: end the group
+        // at once. (A SIGTERM lets cargo-lambda's own shutdown signal processes far outside
+        // its group on this machine, so it gets none.)
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+    let _ = watch.kill().await;
+    Ok(())
+}
+
+/// The origin the worker fetches from: `ORIGIN_URL_TEMPLATE` when set, else the development
+/// origin (its catalog of files), started here and returned so it lives as long as make dev.
+async fn origin() -> Result<(Option<Origin>, String), BoxError> {
+    if let Ok(template) = std::env::var("ORIGIN_URL_TEMPLATE")
+        && !template.is_empty()
+    {
+        return Ok((None, template));
+    }
+    let origin = Origin::start_on(
+        &format!("127.0.0.1:{}", env_or("HAUL_DEV_ORIGIN_PORT", "9100")),
+        OriginBehavior {
+            chunk: 256 * 1024,
+            catalog: Some(dev_catalog),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let template = origin.url_template();
+    Ok((Some(origin), template))
+}
+
+/// The webhook signing key: `HAUL_DEV_WEBHOOK_SECRET` (Standard Webhooks `whsec_...` form), or
+/// one made up now and printed, so that a receiver on 127.0.0.1 can verify deliveries.
+fn dev_webhook_secret() -> String {
+    match std::env::var("HAUL_DEV_WEBHOOK_SECRET") {
+        Ok(secret) if !secret.trim().is_empty() => secret,
+        _ => {
+            let secret = haul::webhook::SigningKeys::generate();
+            eprintln!(
+                "dev: webhooks are signed with {secret} (set HAUL_DEV_WEBHOOK_SECRET to choose)"
+            );
+            secret
+        }
+    }
+}
+
+/// The functions' environment, as the template gives it, pointed at the local resources.
+fn function_env(
+    resources: &Resources,
+    origin_template: String,
+    max_receive_count: u32,
+    webhook_secret: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("NOTIFY_QUEUE_URL", resources.notify_queue_url.clone()),
+        // Development only: receivers on loopback without TLS, and the key from the
+        // environment instead of Secrets Manager. template.yaml sets none of these.
+        ("UNSAFE_ALLOW_LOOPBACK_CALLBACKS", "1".to_owned()),
+        ("UNSAFE_ALLOW_HTTP_CALLBACKS", "1".to_owned()),
+        ("WEBHOOK_DEV_SECRET", webhook_secret.to_owned()),
+        ("JOBS_TABLE", resources.table.clone()),
+        ("JOBS_QUEUE_URL", resources.queue_url.clone()),
+        ("ARTIFACTS_BUCKET", resources.bucket.clone()),
+        ("ORIGIN_URL_TEMPLATE", origin_template),
+        ("S3_FORCE_PATH_STYLE", "true".to_owned()),
+        ("MAX_ATTEMPTS", max_receive_count.to_string()),
+        ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
+        // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
+        ("DEADLINE_MARGIN_MS", "3000".to_owned()),
+        // The per-caller limit stays on, loose enough for the contract and browser tests,
+        // which start hundreds of jobs from 127.0.0.1 within a minute.
+        (
+            "RATE_LIMIT_PER_MINUTE",
+            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
+        ),
+    ]
+}
+
+/// `cargo lambda watch` serving the functions on `port`, in a process group of its own.
+fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, BoxError> {
+    let mut watch = Command::new("cargo");
+    watch
+        .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
+        .args(["--invoke-port", port, "--concurrency", &POLLERS.to_string()])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .process_group(0);
+    // Tests that must not see the functions restart when a source file changes under them.
+    if env_or("HAUL_DEV_NO_RELOAD", "0") == "1" {
+        watch.arg("--ignore-changes");
+    }
+    Ok(watch
+        .spawn()
+        .map_err(|e| format!("cannot run cargo lambda watch: {e}"))?)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+async fn wait_healthy(http: &reqwest::Client, api: &str) -> Result<(), BoxError> {
+    eprintln!("dev: building and starting the functions (the first build takes a few minutes)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1800);
+    loop {
+        if let Ok(response) = http.get(format!("{api}/health")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err("the API did not become healthy".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
