@@ -264,7 +264,8 @@ impl Intercept for RecordingInterceptor {
         let Some(meta) = cfg.load::<Metadata>() else {
             return Ok(());
         };
-        let service = meta.service().to_ascii_lowercase();
+        // IAM's prefix: "Secrets Manager" is `secretsmanager`.
+        let service = meta.service().to_ascii_lowercase().replace(' ', "");
         let request = context.request();
         let targets = self
             .0
