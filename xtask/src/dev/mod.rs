@@ -202,7 +202,9 @@ fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, 
     let mut watch = Command::new("cargo");
     watch
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-        .args(["--invoke-port", port, "--concurrency", &POLLERS.to_string()])
+        // One slot per worker poller, plus the notifier's and cleanup's, so that webhooks
+        // are not held back behind four long transfers.
+        .args(["--invoke-port", port, "--concurrency", &(POLLERS + 2).to_string()])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true)
