@@ -147,7 +147,6 @@ async fn a_receiver_that_fails_twice_gets_three_tries_with_growing_gaps_and_one_
             .run_until(WAIT, || receiver.deliveries().len() >= 3)
             .await
     );
-    let waiting = app.status(job).await.body;
     notify.run_for(Duration::from_secs(4)).await;
 
     let tries = receiver.deliveries();
@@ -168,7 +167,6 @@ async fn a_receiver_that_fails_twice_gets_three_tries_with_growing_gaps_and_one_
         second_gap > first_gap,
         "{first_gap:.2} s then {second_gap:.2} s"
     );
-    let _ = waiting;
     let notification = &app.status(job).await.body["notification"];
     assert_eq!(notification["state"], "delivered");
     assert_eq!(notification["attempts"], 3);
