@@ -259,54 +259,29 @@ impl Notifier {
 
     /// The record an attempt leaves, and what becomes of its message.
     fn settled(&self, claimed: &Delivery, result: &Attempt, now: EpochMs) -> (Delivery, Outcome) {
-        let base = Delivery {
+        let schedule = &self.services.config.webhooks.schedule;
+        let (state, wait) = match result {
+            Attempt::Delivered(_) => (DeliveryState::Delivered, None),
+            Attempt::Retry { .. } => match schedule.wait_after(claimed.attempts, jitter_unit()) {
+                Some(wait) => (DeliveryState::Pending, Some(wait)),
+                None => (DeliveryState::Failed, None),
+            },
+            Attempt::GiveUp { .. } => (DeliveryState::Failed, None),
+        };
+        let (last_status, last_error) = match result {
+            Attempt::Delivered(status) => (Some(*status), None),
+            Attempt::Retry { status, error } | Attempt::GiveUp { status, error } => {
+                (*status, error.clone())
+            }
+        };
+        let record = Delivery {
+            state,
+            last_status,
+            last_error,
             last_attempt_at: Some(now),
-            next_attempt_at: None,
+            next_attempt_at: wait.map(|w| now + w.as_millis() as EpochMs),
             ..claimed.clone()
         };
-        let schedule = &self.services.config.webhooks.schedule;
-        match result {
-            Attempt::Delivered(status) => (
-                Delivery {
-                    state: DeliveryState::Delivered,
-                    last_status: Some(*status),
-                    last_error: None,
-                    ..base
-                },
-                Outcome::Ack,
-            ),
-            Attempt::Retry { status, error } => {
-                match schedule.wait_after(claimed.attempts, jitter_unit()) {
-                    Some(wait) => (
-                        Delivery {
-                            state: DeliveryState::Pending,
-                            last_status: *status,
-                            last_error: error.clone(),
-                            next_attempt_at: Some(now + wait.as_millis() as EpochMs),
-                            ..base
-                        },
-                        Outcome::Wait(wait),
-                    ),
-                    None => (
-                        Delivery {
-                            state: DeliveryState::Failed,
-                            last_status: *status,
-                            last_error: error.clone(),
-                            ..base
-                        },
-                        Outcome::Ack,
-                    ),
-                }
-            }
-            Attempt::GiveUp { status, error } => (
-                Delivery {
-                    state: DeliveryState::Failed,
-                    last_status: *status,
-                    last_error: error.clone(),
-                    ..base
-                },
-                Outcome::Ack,
-            ),
-        }
+        (record, wait.map_or(Outcome::Ack, Outcome::Wait))
     }
 }

@@ -11,44 +11,30 @@ use url::{Host, Url};
 
 use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, refused_range};
 
-/// Longest callback URL accepted (stored on the job and sent on every delivery).
-pub const MAX_CALLBACK_URL_LEN: usize = 2048;
+/// Longest callback URL accepted, as sent and as stored: a URL source's limit.
+pub const MAX_CALLBACK_URL_LEN: usize = crate::source::MAX_URL_LEN;
 
-/// A syntactically acceptable callback: http(s), a host, no credentials, no fragment, not
-/// too long. Whether it may be called is [`CallbackPolicy::check`]'s decision.
+/// A syntactically acceptable callback: a URL source's syntax (http(s), a host, no
+/// credentials, dotted-decimal IPv4, the length limit as sent and as stored) and no fragment.
+/// Whether it may be called is [`CallbackPolicy::check`]'s decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallbackUrl(Url);
+pub struct CallbackUrl(SourceUrl);
 
 impl CallbackUrl {
     pub fn parse(raw: &str) -> Result<Self, Refusal> {
-        if raw.len() > MAX_CALLBACK_URL_LEN {
-            return Err(Refusal::new(format!(
-                "the callback URL is longer than {MAX_CALLBACK_URL_LEN} bytes"
-            )));
-        }
-        // The same syntax rules as URL sources (scheme, credentials, dotted-decimal IPv4).
-        let url = SourceUrl::parse(raw)?.as_url().clone();
-        if url.fragment().is_some() {
+        let url = SourceUrl::parse(raw)?;
+        if url.as_url().fragment().is_some() {
             return Err(Refusal::new("a callback URL has no use for a #fragment"));
-        }
-        if url.as_str().len() > MAX_CALLBACK_URL_LEN {
-            return Err(Refusal::new(format!(
-                "the callback URL is longer than {MAX_CALLBACK_URL_LEN} bytes once normalised"
-            )));
         }
         Ok(Self(url))
     }
 
     pub fn as_url(&self) -> &Url {
-        &self.0
+        self.0.as_url()
     }
 
     pub fn as_str(&self) -> &str {
         self.0.as_str()
-    }
-
-    pub fn host(&self) -> String {
-        self.0.host_str().unwrap_or("").to_owned()
     }
 }
 

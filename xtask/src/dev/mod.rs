@@ -204,7 +204,12 @@ fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, 
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
         // One slot per worker poller, plus the notifier's and cleanup's, so that webhooks
         // are not held back behind four long transfers.
-        .args(["--invoke-port", port, "--concurrency", &(POLLERS + 2).to_string()])
+        .args([
+            "--invoke-port",
+            port,
+            "--concurrency",
+            &(POLLERS + 2).to_string(),
+        ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .kill_on_drop(true)
