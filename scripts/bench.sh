@@ -52,8 +52,9 @@ eval "$(scripts/stack.sh up)"
 if [ "$only" = "" ] || [ "$only" = api ]; then
   cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
 fi
-# worker-once (the worker measured) and the benches in one build, one feature set.
-cargo build --release --quiet -p haul-tests -p xtask --bin worker-once --bin xtask
+# worker-once (the worker measured), hello-lambda (the cold-start floor) and the benches in
+# one build, one feature set.
+cargo build --release --quiet -p haul-tests -p xtask --bin worker-once --bin hello-lambda --bin xtask
 target_dir="${CARGO_TARGET_DIR:-target}"
 run_dir="${HAUL_RUN_DIR:-$HAUL_CACHE/run}"
 if [ "$only" = "" ] || [ "$only" = worker ]; then

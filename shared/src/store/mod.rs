@@ -17,6 +17,7 @@ mod codec;
 mod expr;
 mod keys;
 mod list;
+mod shard;
 
 use std::time::Duration;
 
@@ -33,10 +34,12 @@ use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
 pub use list::{Listing, PageCursor};
+pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 
-/// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
-/// stale jobs of one status with a Query instead of scanning the table.
-pub const STATUS_INDEX: &str = "status-updatedAt";
+/// Global secondary index (partition `statusShard`, `<status>#<n>`, sort `updatedAt`) that
+/// lets cleanup find stale jobs of one status with Queries (one per shard, `shard.rs`)
+/// instead of scanning the table.
+pub const STATUS_INDEX: &str = "statusShard-updatedAt";
 /// Global secondary index (partition `owner`, sort `createdAt`): a caller's jobs, newest
 /// first. Only jobs created under an authorizer carry `owner`, so only they are indexed.
 pub const OWNER_INDEX: &str = "owner-createdAt";
@@ -372,7 +375,7 @@ impl JobStore {
     /// write's token means the write landed and its answer was lost, so it is the result;
     /// any other is `Conflict`. A missing record is `NotFound`.
     async fn update(&self, id: JobId, update: Update, now: EpochMs) -> Result<Job, StoreError> {
-        let expr = update.finish(now);
+        let expr = update.sharded(id).finish(now);
         let result = self
             .client
             .update_item()

@@ -33,11 +33,25 @@ pub const LAMBDA_512: Share = Share {
     lambda_memory_mb: 512,
     quota_us: 29_000,
 };
+/// 256 MB and 1,024 MB: the cost table's other sizes (the worker alone runs at them).
+pub const LAMBDA_256: Share = Share {
+    name: "lambda256",
+    lambda_memory_mb: 256,
+    quota_us: 14_472,
+};
+pub const LAMBDA_1024: Share = Share {
+    name: "lambda1024",
+    lambda_memory_mb: 1024,
+    quota_us: 57_886,
+};
 pub const VCPU_1: Share = Share {
     name: "vcpu1",
     lambda_memory_mb: 1769,
     quota_us: 100_000,
 };
+
+/// Every share the bench knows.
+pub const SHARES: [Share; 4] = [LAMBDA_256, LAMBDA_512, LAMBDA_1024, VCPU_1];
 
 /// Every transfer runs under Lambda's 512 MB memory limit, whatever its CPU share.
 pub const MEMORY_LIMIT_BYTES: u64 = 512 * 1024 * 1024;

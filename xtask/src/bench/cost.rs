@@ -3,16 +3,18 @@
 //! Lambda bills duration × memory, and its CPU share grows with memory (1,769 MB = one vCPU).
 //! While the worker is CPU-bound its throughput is `vCPUs / CPU-s per GiB`, so the bill per
 //! byte is about the same at every size; what changes is whether a 2 GiB file fits in one
-//! invocation (at most 900 s). Sizes the bench ran at (512 MB, 1,769 MB) use the measured
-//! MiB/s; the others (256 MB, 1,024 MB) the CPU-bound model from the 512 MB run's CPU-s/GiB,
-//! capped at the fastest measured figure (past it the local sink, not the worker, limits).
+//! invocation (at most 900 s). Every size uses the worker's measured MiB/s at its CPU share
+//! (`make bench` runs the worker alone at 256 and 1,024 MB too); a size left out of a narrowed
+//! run is the 512 MB figure scaled by its CPU share, capped at the fastest measured figure.
+//! The local sink (one LocalStack process) caps the larger sizes: on AWS they would move
+//! faster for the same bill, so their dollars here are an upper bound.
 //!
 //! Price: AWS Lambda, us-east-1, x86_64, as published in 2026: $0.0000166667 per GB-second
 //! and $0.20 per million requests (arm64 is 20% cheaper per GB-second).
 
 use serde_json::{Value, json};
 
-use super::cgroup::{LAMBDA_512, VCPU_1};
+use super::cgroup::{LAMBDA_512, SHARES};
 use super::peers::Tool;
 use super::report::{Row, summarize};
 
@@ -23,8 +25,6 @@ pub const PRICE_SOURCE: &str = "AWS Lambda us-east-1 x86_64 as published 2026: $
 const MAX_INVOCATION_S: f64 = 900.0;
 const FILE_MIB: f64 = 2048.0;
 const TIB_MIB: f64 = 1024.0 * 1024.0;
-/// Memory sizes in the table, MB.
-pub const SIZES_MB: [u32; 4] = [256, 512, 1024, 1769];
 
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,19 +55,28 @@ pub fn table(rows: &[Row]) -> Value {
     let Some(at_512) = summarize(rows, Tool::Worker, LAMBDA_512) else {
         return Value::Null;
     };
-    let at_vcpu = summarize(rows, Tool::Worker, VCPU_1);
-    let ceiling = at_vcpu.map_or(at_512.mib_s, |s| s.mib_s.max(at_512.mib_s));
-    let sizes: Vec<SizeCost> = SIZES_MB
+    let measured: Vec<_> = SHARES
         .into_iter()
-        .map(|mb| match (mb, at_vcpu) {
-            (512, _) => size_cost(mb, at_512.mib_s, true),
-            (1769, Some(s)) => size_cost(mb, s.mib_s, true),
-            _ => {
-                let vcpus = f64::from(mb) / f64::from(VCPU_1.lambda_memory_mb);
-                let model = vcpus * 1024.0 / at_512.cpu_s_per_gib;
-                size_cost(mb, model.min(ceiling), false)
-            }
-        })
+        .filter_map(|share| Some((share, summarize(rows, Tool::Worker, share)?)))
+        .collect();
+    // Past the fastest measured figure the local sink, not the worker, sets the pace.
+    let ceiling = measured.iter().map(|(_, s)| s.mib_s).fold(0.0, f64::max);
+    let sizes: Vec<SizeCost> = SHARES
+        .into_iter()
+        .map(
+            |share| match measured.iter().find(|(m, _)| m.name == share.name) {
+                Some((_, s)) => size_cost(share.lambda_memory_mb, s.mib_s, true),
+                None => {
+                    // Not run: the 512 MB figure scaled by the CPU share.
+                    let scale = f64::from(share.lambda_memory_mb) / 512.0;
+                    size_cost(
+                        share.lambda_memory_mb,
+                        (at_512.mib_s * scale).min(ceiling),
+                        false,
+                    )
+                }
+            },
+        )
         .collect();
     let cheapest_fitting = sizes
         .iter()

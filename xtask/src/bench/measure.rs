@@ -49,6 +49,8 @@ pub struct Sample {
     pub throttled_periods: u64,
     pub sink_cpu_s: Option<f64>,
     pub dynamodb_cpu_s: Option<f64>,
+    /// This process's own CPU time meanwhile: the origin serving the file.
+    pub origin_cpu_s: f64,
 }
 
 /// Runs `script` with bash inside a fresh box with `share`'s CPU quota and the memory limit.
@@ -62,6 +64,7 @@ pub fn run_boxed(
     let name = format!("haul-bench-{}-{label}", std::process::id());
     let group = Cgroup::create(&name, share, MEMORY_LIMIT_BYTES)?;
     let (sink_before, db_before) = sinks.cpu();
+    let origin_before = own_cpu_seconds();
     let started = Instant::now();
     let child = Command::new("bash")
         .arg("-c")
@@ -73,10 +76,10 @@ pub fn run_boxed(
     let (status, usage) = wait_with_usage(child.id())?;
     let wall = started.elapsed();
     let (sink_after, db_after) = sinks.cpu();
+    let origin_cpu_s = own_cpu_seconds() - origin_before;
     if status != 0 {
         return Err(format!("{label}: exited with wait status {status}").into());
     }
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Ok(Sample {
         wall,
         cpu_s: group.cpu_seconds()?,
@@ -87,7 +90,22 @@ pub fn run_boxed(
         throttled_periods: group.throttled_periods()?,
         sink_cpu_s: sink_after.zip(sink_before).map(|(a, b)| a - b),
         dynamodb_cpu_s: db_after.zip(db_before).map(|(a, b)| a - b),
+        origin_cpu_s,
     })
+}
+
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// CPU time (user and system) of this process so far, children not included.
+fn own_cpu_seconds() -> f64 {
+    // SAFETY: `rusage` is plain data that getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// Waits for our child `pid` and returns its wait status and the rusage of it and every

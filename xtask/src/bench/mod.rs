@@ -12,8 +12,9 @@
 //! - `report.rs`: summaries, ratios to the best peer, worker.json, the table;
 //! - `cost.rs`: dollars per TiB by Lambda memory size, from the measured CPU cost.
 //!
-//! `HAUL_BENCH_SIZES_MIB` (default `256,2048`), `HAUL_BENCH_SHARES` (`lambda512,vcpu1`) and
-//! `HAUL_BENCH_TOOLS` (all) narrow a run for a quick look; `make bench` runs everything.
+//! `HAUL_BENCH_SIZES_MIB` (default `256,2048`), `HAUL_BENCH_SHARES` (`lambda512,vcpu1`),
+//! `HAUL_BENCH_TOOLS` (all) and `HAUL_BENCH_COST_SHARES` (`lambda256,lambda1024`: the worker
+//! alone, for the cost table) narrow a run for a quick look; `make bench` runs everything.
 
 mod cgroup;
 mod cost;
@@ -32,7 +33,7 @@ use haul_tests::{OriginBehavior, TestApp};
 use serde_json::{Value, json};
 
 use crate::BoxError;
-use cgroup::{LAMBDA_512, Share, VCPU_1};
+use cgroup::{SHARES, Share};
 use measure::{Sample, Sinks, run_boxed};
 use peers::{Peers, Tool, Transfer};
 use report::Row;
@@ -44,6 +45,8 @@ struct Plan {
     sizes_mib: Vec<u64>,
     shares: Vec<Share>,
     tools: Vec<Tool>,
+    /// Shares the worker alone runs at, for the cost table.
+    cost_shares: Vec<Share>,
 }
 
 impl Plan {
@@ -63,22 +66,25 @@ impl Plan {
                     .map_err(|e| format!("HAUL_BENCH_SIZES_MIB: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        let shares = list("HAUL_BENCH_SHARES", "lambda512,vcpu1")
-            .iter()
-            .map(|s| {
-                [LAMBDA_512, VCPU_1]
-                    .into_iter()
-                    .find(|share| share.name == s)
-                    .ok_or_else(|| format!("HAUL_BENCH_SHARES: unknown share {s:?}"))
-            })
-            .collect::<Result<_, _>>()?;
+        let shares = |name: &str, default: &str| {
+            list(name, default)
+                .iter()
+                .map(|s| {
+                    SHARES
+                        .into_iter()
+                        .find(|share| share.name == s)
+                        .ok_or_else(|| format!("{name}: unknown share {s:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let tools = list("HAUL_BENCH_TOOLS", "worker,rclone,s5cmd,boto3_crt,awscli")
             .iter()
             .map(|s| Tool::parse(s).ok_or_else(|| format!("HAUL_BENCH_TOOLS: unknown tool {s:?}")))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             sizes_mib,
-            shares,
+            shares: shares("HAUL_BENCH_SHARES", "lambda512,vcpu1")?,
+            cost_shares: shares("HAUL_BENCH_COST_SHARES", "lambda256,lambda1024")?,
             tools,
         })
     }
@@ -103,12 +109,24 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let plan = Plan::from_env()?;
     let bench = Bench::start(worker_binary, venv).await?;
     let mut rows = Vec::new();
-    for share in &plan.shares {
-        for size_mib in &plan.sizes_mib {
-            let expected = verify::expected(*size_mib, size_mib * MIB);
-            for tool in &plan.tools {
-                let row = bench.transfer(*tool, *share, *size_mib, expected).await;
-                rows.push(row);
+    let expected: Vec<(u64, verify::Digest)> = plan
+        .sizes_mib
+        .iter()
+        .map(|size| (*size, verify::expected(*size, size * MIB)))
+        .collect();
+    let runs = plan
+        .shares
+        .iter()
+        .map(|share| (*share, plan.tools.clone()))
+        .chain(
+            plan.cost_shares
+                .iter()
+                .map(|share| (*share, vec![Tool::Worker])),
+        );
+    for (share, tools) in runs {
+        for (size_mib, digest) in &expected {
+            for tool in &tools {
+                rows.push(bench.transfer(*tool, share, *size_mib, *digest).await);
             }
         }
     }
@@ -132,7 +150,13 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
         dir.join("worker.json"),
         serde_json::to_string_pretty(&report)? + "\n",
     )?;
-    report::print_table(&rows, &plan.shares);
+    let all_shares: Vec<Share> = plan
+        .shares
+        .iter()
+        .chain(&plan.cost_shares)
+        .copied()
+        .collect();
+    report::print_table(&rows, &all_shares);
     cost::print_table(&report["cost"]);
     println!("\nwrote target/bench/worker.json");
     Ok(())
@@ -147,6 +171,7 @@ fn notes() -> Value {
         "ratio_cpu_s_per_gib_vs_best_peer": "worker CPU-s/GiB over the cheapest verified peer's (lower is better)",
         "peak_rss_mib": "largest single process's ru_maxrss in the tool's process tree",
         "box_peak_mib": "the cgroup's memory.max_usage_in_bytes (all processes, page cache included)",
+        "origin_cpu_s": "the bench process's own CPU time during a run: the origin generating and serving the file",
         "sink_cores_busy": "LocalStack's CPU seconds per wall second during the tool's runs: near 1.0, its single Python process set the pace",
         "memory_limit_mib": cgroup::MEMORY_LIMIT_BYTES / MIB,
     })

@@ -230,6 +230,7 @@ fn row_json(row: &Row) -> Value {
             "dynamodb_cpu_s".into(),
             json!(s.dynamodb_cpu_s.map(|v| round(v, 2))),
         );
+        map.insert("origin_cpu_s".into(), json!(round(s.origin_cpu_s, 2)));
     }
     if let (Some(error), Some(map)) = (&row.error, value.as_object_mut()) {
         map.insert("error".into(), json!(error));
