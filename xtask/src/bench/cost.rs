@@ -3,20 +3,20 @@
 //! Lambda bills duration × memory, and its CPU share grows with memory (1,769 MB = one vCPU).
 //! While the worker is CPU-bound its throughput is `vCPUs / CPU-s per GiB`, so the bill per
 //! byte is about the same at every size; what changes is whether a 2 GiB file fits in one
-//! invocation (at most 900 s). Every size uses the worker's measured MiB/s at its CPU share
-//! (`make bench` runs the worker alone at 256 and 1,024 MB too); a size left out of a narrowed
-//! run is the 512 MB figure scaled by its CPU share, capped at the fastest measured figure.
-//! The local sink (one LocalStack process) caps the larger sizes: on AWS they would move
-//! faster for the same bill, so their dollars here are an upper bound.
+//! invocation (at most 900 s). `make bench` runs the worker alone at 256 and 1,024 MB too, so
+//! every size has two figures from its own run: the measured MiB/s (here held back by the
+//! local sink, one LocalStack process: an upper bound on the dollars) and the CPU-bound MiB/s,
+//! the share over the CPU-seconds per GiB the run cost (what the worker does where S3 keeps
+//! up; Lambda's network is not modelled).
 //!
 //! Price: AWS Lambda, us-east-1, x86_64, as published in 2026: $0.0000166667 per GB-second
 //! and $0.20 per million requests (arm64 is 20% cheaper per GB-second).
 
 use serde_json::{Value, json};
 
-use super::cgroup::{LAMBDA_512, SHARES};
+use super::cgroup::{SHARES, Share};
 use super::peers::Tool;
-use super::report::{Row, summarize};
+use super::report::{Row, Summary, summarize};
 
 pub const PRICE_PER_GB_SECOND: f64 = 0.000_016_666_7;
 pub const PRICE_PER_REQUEST: f64 = 0.20 / 1_000_000.0;
@@ -31,6 +31,7 @@ const TIB_MIB: f64 = 1024.0 * 1024.0;
 pub struct SizeCost {
     pub memory_mb: u32,
     pub mib_s: f64,
+    /// Measured here, or the CPU-bound figure.
     pub measured: bool,
     pub usd_per_tib: f64,
     pub seconds_per_2gib: f64,
@@ -50,50 +51,54 @@ pub fn size_cost(memory_mb: u32, mib_s: f64, measured: bool) -> SizeCost {
     }
 }
 
-/// The table from the worker's runs; `Value::Null` without a 512 MB worker run.
+/// A size's row: the measured (here sink-bound) figure, and the CPU-bound one, the share over
+/// the CPU-seconds per GiB that run cost (what the worker does where S3 keeps up).
+fn size_json(share: Share, summary: &Summary) -> Value {
+    let cpu_bound = share.vcpus() * 1024.0 / summary.cpu_s_per_gib;
+    let (measured, bound) = (
+        size_cost(share.lambda_memory_mb, summary.mib_s, true),
+        size_cost(share.lambda_memory_mb, cpu_bound, false),
+    );
+    let round = |v: f64, scale: f64| (v * scale).round() / scale;
+    json!({
+        "memory_mb": share.lambda_memory_mb,
+        "mib_s": round(measured.mib_s, 10.0),
+        "usd_per_tib": round(measured.usd_per_tib, 1000.0),
+        "seconds_per_2gib": measured.seconds_per_2gib.round(),
+        "cpu_bound_mib_s": round(bound.mib_s, 10.0),
+        "usd_per_tib_cpu_bound": round(bound.usd_per_tib, 1000.0),
+        "seconds_per_2gib_cpu_bound": round(bound.seconds_per_2gib, 10.0),
+    })
+}
+
+/// The table from the worker's runs at every share it ran at; `Value::Null` without any.
 pub fn table(rows: &[Row]) -> Value {
-    let Some(at_512) = summarize(rows, Tool::Worker, LAMBDA_512) else {
+    let sizes: Vec<Value> = SHARES
+        .into_iter()
+        .filter_map(|share| Some(size_json(share, &summarize(rows, Tool::Worker, share)?)))
+        .collect();
+    if sizes.is_empty() {
         return Value::Null;
-    };
-    let measured: Vec<_> = SHARES
-        .into_iter()
-        .filter_map(|share| Some((share, summarize(rows, Tool::Worker, share)?)))
-        .collect();
-    // Past the fastest measured figure the local sink, not the worker, sets the pace.
-    let ceiling = measured.iter().map(|(_, s)| s.mib_s).fold(0.0, f64::max);
-    let sizes: Vec<SizeCost> = SHARES
-        .into_iter()
-        .map(
-            |share| match measured.iter().find(|(m, _)| m.name == share.name) {
-                Some((_, s)) => size_cost(share.lambda_memory_mb, s.mib_s, true),
-                None => {
-                    // Not run: the 512 MB figure scaled by the CPU share.
-                    let scale = f64::from(share.lambda_memory_mb) / 512.0;
-                    size_cost(
-                        share.lambda_memory_mb,
-                        (at_512.mib_s * scale).min(ceiling),
-                        false,
-                    )
-                }
-            },
-        )
-        .collect();
+    }
+    // By the measured figures (the slower of the two here): the cheapest size whose 2 GiB
+    // file ends inside one invocation.
     let cheapest_fitting = sizes
         .iter()
-        .filter(|s| s.seconds_per_2gib <= MAX_INVOCATION_S)
-        .min_by(|a, b| a.usd_per_tib.total_cmp(&b.usd_per_tib))
-        .map(|s| s.memory_mb);
+        .filter(|s| {
+            s["seconds_per_2gib"]
+                .as_f64()
+                .is_some_and(|t| t <= MAX_INVOCATION_S)
+        })
+        .min_by(|a, b| {
+            let cost = |v: &Value| v["usd_per_tib"].as_f64().unwrap_or(f64::MAX);
+            cost(a).total_cmp(&cost(b))
+        })
+        .map(|s| s["memory_mb"].clone());
     json!({
         "price": PRICE_SOURCE,
         "file_mib": FILE_MIB,
         "cheapest_size_mb_with_2gib_in_one_invocation": cheapest_fitting,
-        "sizes": sizes.iter().map(|s| json!({
-            "memory_mb": s.memory_mb,
-            "mib_s": (s.mib_s * 10.0).round() / 10.0,
-            "measured": s.measured,
-            "usd_per_tib": (s.usd_per_tib * 1000.0).round() / 1000.0,
-            "seconds_per_2gib": s.seconds_per_2gib.round(),
-        })).collect::<Vec<_>>(),
+        "sizes": sizes,
     })
 }
 
@@ -101,11 +106,18 @@ pub fn print_table(cost: &Value) {
     let Some(sizes) = cost["sizes"].as_array() else {
         return;
     };
-    println!("\n| memory MB | MiB/s | measured | $ per TiB | s per 2 GiB |\n|---|---|---|---|---|");
+    println!(
+        "\n| memory MB | MiB/s | $ per TiB | s per 2 GiB | CPU-bound MiB/s | $ per TiB CPU-bound |\n|---|---|---|---|---|---|"
+    );
     for s in sizes {
         println!(
-            "| {} | {} | {} | {} | {} |",
-            s["memory_mb"], s["mib_s"], s["measured"], s["usd_per_tib"], s["seconds_per_2gib"]
+            "| {} | {} | {} | {} | {} | {} |",
+            s["memory_mb"],
+            s["mib_s"],
+            s["usd_per_tib"],
+            s["seconds_per_2gib"],
+            s["cpu_bound_mib_s"],
+            s["usd_per_tib_cpu_bound"]
         );
     }
     println!("{}", cost["price"].as_str().unwrap_or_default());

@@ -349,9 +349,9 @@ async fn cold_phase(
     let hello_env = cold::lambda_env(HELLO, 128, &HashMap::new());
     let hello = cold_runs(settings, HELLO, &hello_env, &[]).await?;
     let floor = median(&cold::init_ms(&hello));
-    report.insert(format!("cold_init_ms_{HELLO}"), round(floor, 2).into());
+    report.insert("cold_init_ms_hello".into(), round(floor, 2).into());
     for function in FUNCTIONS {
-        let memory = if function == "worker" { 512 } else { 128 };
+        let memory = if function == "worker" { 256 } else { 128 };
         let env = cold::lambda_env(function, memory, &app.env);
         let runs = cold_runs(settings, function, &env, &events.for_function(function)).await?;
         let init = cold::init_ms(&runs);
