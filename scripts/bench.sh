@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`, in one run against the local stack (not part of `make test`: it builds in
-# release mode and moves about 22 GiB):
+# release mode and moves about 27 GiB):
 #   - the worker side by side with rclone, s5cmd, boto3's CRT transfer and awscli, each in a
 #     cgroup with Lambda's CPU share at 512 MB (29 ms per 100 ms) and at 1,769 MB (one vCPU)
 #     under a 512 MB memory limit, at 256 MiB and 2 GiB, every object read back and checked:
