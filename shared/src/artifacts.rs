@@ -115,6 +115,9 @@ impl ArtifactStore {
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(body))
+            // See upload_part: the signed CRC32C guards the body, not a SHA-256 of it.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(s3_error)?;
@@ -159,6 +162,13 @@ impl ArtifactStore {
             // The SDK computes the part's CRC32C; S3 verifies it on arrival.
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
             .body(ByteStream::from(body))
+            // UNSIGNED-PAYLOAD: the signature covers the headers, the CRC32C header among
+            // them, and S3 rejects a body that does not match it; TLS carries it on AWS.
+            // Signing the payload too meant a SHA-256 of every byte, about 30% of the worker's
+            // CPU (a profile of `make bench`; docs/benchmarks.md), which the CRT and the other
+            // fast tools do not pay either.
+            .customize()
+            .disable_payload_signing()
             .send()
             .await
             .map_err(s3_error)?;

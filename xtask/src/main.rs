@@ -4,13 +4,17 @@
 //!
 //! - `dev`: `make dev`'s supervisor (scripts/dev.sh runs the built binary directly);
 //! - `provision [prefix]`: creates haul's table, queues and bucket on the local stack;
-//! - `bench <worker-once> [aws]`, `bench-api <release dir>`: `make bench` (scripts/bench.sh);
-//! - `soak [report.json]`: `make soak` (scripts/soak.sh).
+//! - `bench <worker-once> <venv>`, `scale`, `bench-api <release dir>`: `make bench`
+//!   (scripts/bench.sh);
+//! - `soak [report.json]`: `make soak` (scripts/soak.sh);
+//! - `backfill-shards <table>`: the status index's key on records older than its sharding.
 
+mod backfill;
 mod bench;
 mod bench_api;
 mod dev;
 mod provision;
+mod scale;
 mod soak;
 
 use std::process::ExitCode;
@@ -22,7 +26,9 @@ const USAGE: &str = "usage: cargo xtask <command> [args]
 commands:
   dev                       make dev's supervisor (use `make dev`: it starts the stack first)
   provision [prefix]        create haul's table, queues and bucket on the local stack
-  bench <worker-once> [aws] the worker against awscli (use `make bench`)
+  bench <worker-once> <venv> the worker vs rclone, s5cmd, boto3+CRT, awscli in cgroups (use `make bench`)
+  scale                     the status index's hot-key model (target/bench/scale.json)
+  backfill-shards <table>   give records from before the sharded status index their key
   bench-api <release dir>   the API: latency, cold start, size, cost, load (use `make bench`)
   soak [report.json]        jobs under injected faults (use `make soak`)";
 
@@ -49,6 +55,8 @@ fn main() -> ExitCode {
             "provision" => provision::run(&rest).await,
             "bench" => bench::run(&rest).await,
             "bench-api" => bench_api::run(&rest).await,
+            "scale" => scale::run(&rest).await,
+            "backfill-shards" => backfill::run(&rest).await,
             "soak" => soak::run(&rest).await,
             "" | "help" | "-h" | "--help" => {
                 println!("{USAGE}");

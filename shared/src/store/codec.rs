@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
+use super::shard::{STATUS_SHARD_ATTRIBUTE, status_shard};
 use crate::failure::FailureCode;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
@@ -26,6 +27,10 @@ pub(super) fn to_item(job: &Job) -> Item {
     let mut item: Item = HashMap::from([
         ("jobId".to_owned(), s(job.id.to_string())),
         ("status".to_owned(), s(job.status.as_str())),
+        (
+            STATUS_SHARD_ATTRIBUTE.to_owned(),
+            s(status_shard(job.status, job.id)),
+        ),
         ("attempts".to_owned(), n(job.attempts)),
         ("bytesDone".to_owned(), n(job.bytes_done)),
         ("createdAt".to_owned(), n(job.created_at)),

@@ -17,8 +17,9 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::codec::{Item, n, s};
+use super::shard::{STATUS_SHARD_ATTRIBUTE, status_shard};
 use crate::clock::EpochMs;
-use crate::job::JobStatus;
+use crate::job::{JobId, JobStatus};
 
 /// The attribute each write stores its own random token in.
 pub(super) const WRITE_TOKEN: &str = "writeToken";
@@ -31,6 +32,9 @@ pub(super) struct Update {
     conditions: Vec<String>,
     names: HashMap<String, String>,
     values: Item,
+    /// The job's status once the write lands, when the write decides it: the index key
+    /// (`statusShard`) goes with it.
+    status_after: Option<JobStatus>,
 }
 
 /// What DynamoDB's `UpdateItem` takes, plus the token the write stores.
@@ -51,6 +55,7 @@ impl Update {
             conditions: Vec::new(),
             names: HashMap::new(),
             values: Item::new(),
+            status_after: None,
         }
     }
 
@@ -65,6 +70,9 @@ impl Update {
         update
             .conditions
             .push(format!("{status} IN ({})", placeholders.join(", ")));
+        if let [only] = from {
+            update.status_after = Some(*only);
+        }
         update
     }
 
@@ -88,8 +96,19 @@ impl Update {
     }
 
     /// Sets the status.
-    pub fn status(self, to: JobStatus) -> Self {
+    pub fn status(mut self, to: JobStatus) -> Self {
+        self.status_after = Some(to);
         self.set("status", s(to.as_str()))
+    }
+
+    /// Stores the status index's key for job `id` (see `shard.rs`) whenever the write decides
+    /// the status: every transition, and every write to a job in one known status (progress,
+    /// checkpoints), so a record written before sharding gets its key on its next write.
+    pub fn sharded(self, id: JobId) -> Self {
+        match self.status_after {
+            Some(status) => self.set(STATUS_SHARD_ATTRIBUTE, s(status_shard(status, id))),
+            None => self,
+        }
     }
 
     pub fn set(mut self, attribute: &str, value: AttributeValue) -> Self {

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::Select;
 
 use super::codec::{Item, from_item, n, s};
+use super::shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, status_keys};
 use super::{JobStore, OWNER_INDEX, STATUS_INDEX, StoreError, dynamo};
 use crate::clock::EpochMs;
 use crate::job::{Job, JobId, JobStatus, Owner};
@@ -43,6 +44,22 @@ pub struct Listing {
     pub skipped: u32,
 }
 
+impl Listing {
+    fn add(&mut self, items: &[Item]) {
+        for item in items {
+            // One undecodable record must not stop every cleanup run (and with it the
+            // re-drive and stale recovery of every other job): skip it, loudly.
+            match from_item(item) {
+                Ok(job) => self.jobs.push(job),
+                Err(err) => {
+                    skipped(item, &err);
+                    self.skipped += 1;
+                }
+            }
+        }
+    }
+}
+
 impl JobStore {
     /// A query of one of the table's indexes.
     fn query(&self, index: &str) -> QueryFluentBuilder {
@@ -52,48 +69,57 @@ impl JobStore {
             .index_name(index)
     }
 
-    /// Jobs in `status` last written before `before`, oldest first, at most `limit`.
+    /// Jobs in `status` last written before `before`, oldest first, at most `limit`. The
+    /// status index is sharded (`shard.rs`): every shard of the status is queried, a few in
+    /// parallel, in rounds of one page each (`limit / STATUS_SHARDS` items, at least one)
+    /// until `limit` jobs are found or every shard is exhausted, so a backlog on some shards
+    /// still fills the batch and an idle tick costs one empty Query per shard.
     pub async fn list_stale(
         &self,
         status: JobStatus,
         before: EpochMs,
         limit: usize,
     ) -> Result<Listing, StoreError> {
-        let mut jobs = Vec::new();
-        let mut skipped_records = 0;
-        let mut start_key = None;
-        loop {
-            let page = self
-                .query(STATUS_INDEX)
-                .key_condition_expression("#status = :status AND updatedAt < :before")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":status", s(status.as_str()))
-                .expression_attribute_values(":before", n(before))
-                .limit(limit.clamp(1, 100) as i32)
-                .set_exclusive_start_key(start_key)
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in page.items() {
-                // One undecodable record must not stop every cleanup run (and with it the
-                // re-drive and stale recovery of every other job): skip it, loudly.
-                match from_item(item) {
-                    Ok(job) => jobs.push(job),
-                    Err(err) => {
-                        skipped(item, &err);
-                        skipped_records += 1;
+        /// Queries in flight at once.
+        const PARALLEL: usize = 32;
+        let page_size = limit.div_ceil(STATUS_SHARDS as usize).clamp(1, 100) as i32;
+        let mut listing = Listing::default();
+        // Shards still to read, each with where its next page starts.
+        let mut pending: Vec<(String, Option<Item>)> =
+            status_keys(status).map(|key| (key, None)).collect();
+        while !pending.is_empty() && listing.jobs.len() < limit {
+            let mut next = Vec::new();
+            for batch in pending.chunks(PARALLEL) {
+                let mut queries = tokio::task::JoinSet::new();
+                for (key, start) in batch {
+                    let query = self
+                        .query(STATUS_INDEX)
+                        .key_condition_expression("#shard = :shard AND updatedAt < :before")
+                        .expression_attribute_names("#shard", STATUS_SHARD_ATTRIBUTE)
+                        .expression_attribute_values(":shard", s(key))
+                        .expression_attribute_values(":before", n(before))
+                        .limit(page_size)
+                        .set_exclusive_start_key(start.clone());
+                    let key = key.clone();
+                    queries.spawn(async move { (key, query.send().await) });
+                }
+                while let Some(joined) = queries.join_next().await {
+                    let (key, page) = joined.map_err(|e| StoreError::Dynamo(e.to_string()))?;
+                    let page = page.map_err(dynamo)?;
+                    listing.add(page.items());
+                    if let Some(start) = page.last_evaluated_key {
+                        next.push((key, Some(start)));
                     }
                 }
+                if listing.jobs.len() >= limit {
+                    break;
+                }
             }
-            start_key = page.last_evaluated_key;
-            if start_key.is_none() || jobs.len() >= limit {
-                jobs.truncate(limit);
-                return Ok(Listing {
-                    jobs,
-                    skipped: skipped_records,
-                });
-            }
+            pending = next;
         }
+        listing.jobs.sort_by_key(|job| job.updated_at);
+        listing.jobs.truncate(limit);
+        Ok(listing)
     }
 
     /// One page of an owner's jobs, newest first, from the owner index (eventually

@@ -7,7 +7,8 @@
 //! - `codec.rs`: item <-> [`Job`];
 //! - `keys.rs`: the idempotency-key transaction;
 //! - `list.rs`: listings and counts from the indexes;
-//! - `notify.rs`: the webhook deliveries' claims and outcomes.
+//! - `notify.rs`: the webhook deliveries' claims and outcomes;
+//! - `shard.rs`: the status index's sharded partition key.
 //!
 //! A conditional write whose answer was lost is retried by the SDK, and the retry then fails
 //! its condition against the write itself. Every write stores a fresh token (`writeToken`), and
@@ -19,6 +20,7 @@ mod expr;
 mod keys;
 mod list;
 mod notify;
+mod shard;
 
 use std::time::Duration;
 
@@ -35,10 +37,12 @@ use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
 pub use list::{Listing, PageCursor};
+pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 
-/// Global secondary index (partition `status`, sort `updatedAt`) that lets cleanup find
-/// stale jobs of one status with a Query instead of scanning the table.
-pub const STATUS_INDEX: &str = "status-updatedAt";
+/// Global secondary index (partition `statusShard`, `<status>#<n>`, sort `updatedAt`) that
+/// lets cleanup find stale jobs of one status with Queries (one per shard, `shard.rs`)
+/// instead of scanning the table.
+pub const STATUS_INDEX: &str = "statusShard-updatedAt";
 /// Global secondary index (partition `owner`, sort `createdAt`): a caller's jobs, newest
 /// first. Only jobs created under an authorizer carry `owner`, so only they are indexed.
 pub const OWNER_INDEX: &str = "owner-createdAt";
@@ -374,7 +378,7 @@ impl JobStore {
     /// write's token means the write landed and its answer was lost, so it is the result;
     /// any other is `Conflict`. A missing record is `NotFound`.
     async fn update(&self, id: JobId, update: Update, now: EpochMs) -> Result<Job, StoreError> {
-        let expr = update.finish(now);
+        let expr = update.sharded(id).finish(now);
         let result = self
             .client
             .update_item()

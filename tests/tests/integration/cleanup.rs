@@ -132,13 +132,23 @@ async fn one_undecodable_record_is_skipped_and_counted_and_the_others_are_still_
     let job = Job::new_queued(JobId::new_random(), FileId::new(105).unwrap(), None, old);
     app.services.jobs.create(&job).await.unwrap();
     let expired = now_ms() - millis(app.services.config.retention) - 60_000;
-    for (status, updated_at) in [("queued", old - 1), ("completed", expired)] {
+    for (status, updated_at) in [
+        (JobStatus::Queued, old - 1),
+        (JobStatus::Completed, expired),
+    ] {
+        let id = JobId::new_random();
+        // With its key in the (sharded) status index, as every written record has.
+        let shard = haul::store::status_shard(status, id);
         app.aws
             .dynamo
             .put_item()
             .table_name(&app.resources.table)
-            .item("jobId", AttributeValue::S(JobId::new_random().to_string()))
-            .item("status", AttributeValue::S(status.into()))
+            .item("jobId", AttributeValue::S(id.to_string()))
+            .item("status", AttributeValue::S(status.as_str().into()))
+            .item(
+                haul::store::STATUS_SHARD_ATTRIBUTE,
+                AttributeValue::S(shard),
+            )
             .item("updatedAt", AttributeValue::N(updated_at.to_string()))
             .item("fileId", AttributeValue::S("not a number".into()))
             .send()

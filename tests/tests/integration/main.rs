@@ -7,6 +7,7 @@ mod events;
 mod faults;
 mod flow;
 mod idempotency;
+mod index;
 mod limits;
 mod openapi;
 mod resume;

@@ -1,6 +1,6 @@
 //! The invariants of `template.yaml` that keep the deployed system correct.
 
-use haul::store::{STATUS_INDEX, TTL_ATTRIBUTE};
+use haul::store::{STATUS_INDEX, STATUS_SHARD_ATTRIBUTE, TTL_ATTRIBUTE};
 use haul_tests::template::Template;
 use serde_yaml::Value;
 
@@ -98,7 +98,10 @@ fn the_table_has_ttl_and_the_index_cleanup_queries() {
         .iter()
         .map(|k| (k.name.as_str(), k.kind.as_str()))
         .collect();
-    assert_eq!(keys, [("status", "HASH"), ("updatedAt", "RANGE")]);
+    assert_eq!(
+        keys,
+        [(STATUS_SHARD_ATTRIBUTE, "HASH"), ("updatedAt", "RANGE")]
+    );
     let props = t.properties("JobsTable");
     assert_eq!(props["BillingMode"], "PAY_PER_REQUEST");
     assert_eq!(

@@ -291,7 +291,7 @@ pub fn per_million(s: &Scenario, expire_per_job: &Counts, retention_days: f64) -
     let sqs = bill.sqs_requests as f64 * SQS_REQUEST;
     let ms_ceil = |ms: f64| ms.ceil() / 1000.0;
     let gb_seconds =
-        0.125 * (ms_ceil(s.initiate_ms) + polls * ms_ceil(s.status_ms)) + 0.5 * s.cost.seconds;
+        0.125 * (ms_ceil(s.initiate_ms) + polls * ms_ceil(s.status_ms)) + 0.25 * s.cost.seconds;
     let lambda = gb_seconds * LAMBDA_GB_SECOND + (2.0 + polls) * LAMBDA_REQUEST;
     let api = (1.0 + polls) * HTTP_API_REQUEST;
     let serverless = dynamodb + sqs + s3_requests + s3_storage + lambda + api;

@@ -30,6 +30,8 @@ use stats::{median, round};
 
 const MIB: u64 = 1024 * 1024;
 const FUNCTIONS: [&str; 4] = ["initiate", "status", "worker", "cleanup"];
+/// The hello-world `lambda_runtime` binary (tests/src/bin/hello_lambda.rs): the cold-start floor.
+const HELLO: &str = "hello-lambda";
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -333,7 +335,9 @@ impl ColdEvents {
     }
 }
 
-/// Cold starts of each release binary under the runtime API, as Lambda runs them.
+/// Cold starts of each release binary under the runtime API, as Lambda runs them, and of a
+/// hello-world `lambda_runtime` binary in the same run: each function's ratio to that floor
+/// (`cold_init_ratio_<function>`) is what carries from machine to machine.
 async fn cold_phase(
     settings: &Settings,
     app: &TestApp,
@@ -342,24 +346,22 @@ async fn cold_phase(
 ) -> Result<(), BoxError> {
     let events = ColdEvents::load(completed)?;
     let mut cold = Map::new();
+    let hello_env = cold::lambda_env(HELLO, 128, &HashMap::new());
+    let hello = cold_runs(settings, HELLO, &hello_env, &[]).await?;
+    let floor = median(&cold::init_ms(&hello));
+    report.insert("cold_init_ms_hello".into(), round(floor, 2).into());
     for function in FUNCTIONS {
-        let memory = if function == "worker" { 512 } else { 128 };
+        let memory = if function == "worker" { 256 } else { 128 };
         let env = cold::lambda_env(function, memory, &app.env);
-        let binary = settings.release.join(function);
-        let cold_runs = settings.cold_runs;
-        eprintln!("bench: cold starts of {function}, {cold_runs} runs");
-        let mut runs = Vec::new();
-        // One unmeasured run first: the binary in the page cache, as on a warm host.
-        for i in 0..=cold_runs {
-            let run = cold::run(&binary, &env, &events.for_function(function)).await?;
-            if i > 0 {
-                runs.push(run);
-            }
-        }
+        let runs = cold_runs(settings, function, &env, &events.for_function(function)).await?;
         let init = cold::init_ms(&runs);
         report.insert(
             format!("cold_init_ms_{function}"),
             round(median(&init), 2).into(),
+        );
+        report.insert(
+            format!("cold_init_ratio_{function}"),
+            round(median(&init) / floor, 2).into(),
         );
         let mut detail = json!({
             "runs": runs.len(),
@@ -375,6 +377,27 @@ async fn cold_phase(
     }
     report.insert("cold".into(), cold.into());
     Ok(())
+}
+
+/// `settings.cold_runs` cold starts of one binary, after one unmeasured run that puts it in
+/// the page cache, as on a warm host.
+async fn cold_runs(
+    settings: &Settings,
+    name: &str,
+    env: &HashMap<String, String>,
+    events: &[String],
+) -> Result<Vec<cold::Run>, BoxError> {
+    let binary = settings.release.join(name);
+    let count = settings.cold_runs;
+    eprintln!("bench: cold starts of {name}, {count} runs");
+    let mut runs = Vec::new();
+    for i in 0..=count {
+        let run = cold::run(&binary, env, events).await?;
+        if i > 0 {
+            runs.push(run);
+        }
+    }
+    Ok(runs)
 }
 
 /// Job starts at a given concurrency, on a fresh app.
