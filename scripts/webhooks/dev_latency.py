@@ -59,18 +59,30 @@ def main() -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     callback = f"http://127.0.0.1:{server.server_address[1]}/hook"
 
-    jobs = []
-    for _ in range(args.jobs):
+    def start() -> str:
         body = json.dumps({"file_id": args.file_id, "callbackUrl": callback}).encode()
         request = urllib.request.Request(f"{args.api}/v1/download/initiate", data=body,
                                          headers={"content-type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as answer:
-            jobs.append(json.load(answer)["jobId"])
+            return json.load(answer)["jobId"]
+
+    # One job first, not counted: `cargo lambda watch` builds and starts each function on its
+    # first invocation, which is make dev's cold start, not the delivery's delay.
+    warmup = start()
+    deadline = time.time() + args.timeout
+    while time.time() < deadline:
+        with lock:
+            if any(r["event"]["data"]["jobId"] == warmup for r in received):
+                break
+        time.sleep(0.2)
+    with lock:
+        received.clear()
+    jobs = [start() for _ in range(args.jobs)]
 
     deadline = time.time() + args.timeout
     while time.time() < deadline:
         with lock:
-            if len({r["event"]["data"]["jobId"] for r in received}) >= len(jobs):
+            if set(jobs) <= {r["event"]["data"]["jobId"] for r in received}:
                 break
         time.sleep(0.2)
     time.sleep(2)  # anything more would be a duplicate

@@ -101,7 +101,11 @@ impl JobStore {
                         .limit(page_size)
                         .set_exclusive_start_key(start.clone());
                     let key = key.clone();
-                    queries.spawn(async move { (key, query.send().await) });
+                    // Under the caller's function, so the permission proof sees these calls.
+                    crate::aws_calls::spawn_in(
+                        &mut queries,
+                        async move { (key, query.send().await) },
+                    );
                 }
                 while let Some(joined) = queries.join_next().await {
                     let (key, page) = joined.map_err(|e| StoreError::Dynamo(e.to_string()))?;

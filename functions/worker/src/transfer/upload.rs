@@ -26,8 +26,13 @@ use haul::FailureCode;
 struct Multipart {
     upload_id: String,
     done: Vec<UploadedPart>,
-    uploading: JoinSet<Result<UploadedPart, ArtifactError>>,
+    /// Each part's upload, handing its buffer back when it is done.
+    uploading: JoinSet<(Result<UploadedPart, ArtifactError>, Bytes)>,
     next_number: u64,
+    /// Buffers of parts that went up, to be filled again: the worker allocates its
+    /// `parts_in_flight + 1` part buffers once and reuses them, so memory stays flat at any
+    /// file size without forcing buffers onto fresh (faulted-in, zeroed) pages.
+    spare: Vec<BytesMut>,
 }
 
 /// One attempt's upload, fenced by its lease.
@@ -106,6 +111,7 @@ impl<'a> Upload<'a> {
             next_number: point.parts.len() as u64 + 1,
             done: point.parts,
             uploading: JoinSet::new(),
+            spare: Vec::new(),
         });
         upload
     }
@@ -221,7 +227,7 @@ impl<'a> Upload<'a> {
             let part = std::mem::replace(buffer, BytesMut::new()).freeze();
             *stored += part.len() as u64;
             self.send_part(part).await?;
-            *buffer = BytesMut::with_capacity(self.next_part_size());
+            *buffer = self.part_buffer();
             let rest = bytes_total.map(|total| total.saturating_sub(*stored));
             if rest != Some(0) && self.out_of_time() {
                 // Everything up to `stored` is in parts: let them land, then hand over.
@@ -301,11 +307,30 @@ impl<'a> Upload<'a> {
             done: Vec::new(),
             uploading: JoinSet::new(),
             next_number: 1,
+            spare: Vec::new(),
         });
         match recorded {
             Ok(()) => Ok(()),
             Err(LeaseError::Lost(_)) => Err(TransferError::Stopped),
             Err(LeaseError::Store(err)) => Err(transient(FailureCode::StoreError, err.to_string())),
+        }
+    }
+
+    /// An empty buffer for the next part: a spare one when a part's upload gave one back and
+    /// it is big enough, else a new one.
+    fn part_buffer(&mut self) -> BytesMut {
+        let size = self.next_part_size();
+        let spare = self
+            .multipart
+            .as_mut()
+            .and_then(|m| m.spare.pop())
+            .filter(|b| b.capacity() >= size);
+        match spare {
+            Some(mut buffer) => {
+                buffer.clear();
+                buffer
+            }
+            None => BytesMut::with_capacity(size),
         }
     }
 
@@ -331,7 +356,10 @@ impl<'a> Upload<'a> {
         multipart.next_number += 1;
         let upload_id = multipart.upload_id.clone();
         haul::aws_calls::spawn_in(&mut multipart.uploading, async move {
-            artifacts.upload_part(&key, &upload_id, number, part).await
+            // A handle on the buffer: unique again once the SDK has dropped the request.
+            let buffer = part.clone();
+            let uploaded = artifacts.upload_part(&key, &upload_id, number, part).await;
+            (uploaded, buffer)
         });
         Ok(())
     }
@@ -441,11 +469,14 @@ fn storage(err: ArtifactError) -> TransferError {
 /// Waits for one uploading part and records it.
 async fn collect_one(multipart: &mut Multipart) -> Result<(), TransferError> {
     match multipart.uploading.join_next().await {
-        Some(Ok(Ok(part))) => {
+        Some(Ok((Ok(part), buffer))) => {
             multipart.done.push(part);
+            if let Ok(buffer) = buffer.try_into_mut() {
+                multipart.spare.push(buffer);
+            }
             Ok(())
         }
-        Some(Ok(Err(err))) => Err(storage(err)),
+        Some(Ok((Err(err), _))) => Err(storage(err)),
         Some(Err(err)) => Err(transient(
             FailureCode::StorageError,
             format!("part upload task: {err}"),
