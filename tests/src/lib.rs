@@ -10,6 +10,7 @@ pub mod origin;
 pub mod pipe;
 pub mod provision;
 pub mod receiver;
+pub mod routes;
 pub mod template;
 
 pub use harness::{TestApp, spawn_app, spawn_app_with};
