@@ -238,18 +238,7 @@ impl SourcePolicy {
             return Err(Refusal::new("only http and https URLs are fetched"));
         }
         self.check_port(url)?;
-        let host = match url.host() {
-            None => return Err(Refusal::new("the URL has no host")),
-            Some(Host::Domain(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
-            Some(Host::Ipv4(ip)) => {
-                self.vet(IpAddr::V4(ip))?;
-                ip.to_string()
-            }
-            Some(Host::Ipv6(ip)) => {
-                self.vet(IpAddr::V6(ip))?;
-                ip.to_string()
-            }
-        };
+        let host = vetted_host(url, |ip| self.vet(ip))?;
         if self.allowed_hosts.iter().any(|p| p.matches(&host)) {
             Ok(())
         } else {
@@ -284,6 +273,20 @@ impl SourcePolicy {
             None => Ok(()),
             Some(range) => Err(Refusal::new(format!("{ip} is a {range} address"))),
         }
+    }
+}
+
+/// The host of `url` as allowlists match it (lowercase, no trailing dot), after `vet` passed
+/// its address when the host is an IP literal (names are vetted when they are resolved).
+pub(crate) fn vetted_host(
+    url: &Url,
+    vet: impl Fn(IpAddr) -> Result<(), Refusal>,
+) -> Result<String, Refusal> {
+    match url.host() {
+        None => Err(Refusal::new("the URL has no host")),
+        Some(Host::Domain(name)) => Ok(name.trim_end_matches('.').to_ascii_lowercase()),
+        Some(Host::Ipv4(ip)) => vet(IpAddr::V4(ip)).map(|()| ip.to_string()),
+        Some(Host::Ipv6(ip)) => vet(IpAddr::V6(ip)).map(|()| ip.to_string()),
     }
 }
 

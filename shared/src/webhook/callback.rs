@@ -7,9 +7,9 @@
 
 use std::net::IpAddr;
 
-use url::{Host, Url};
+use url::Url;
 
-use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, refused_range};
+use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, vetted_host};
 
 /// Longest callback URL accepted, as sent and as stored: a URL source's limit.
 pub const MAX_CALLBACK_URL_LEN: usize = crate::source::MAX_URL_LEN;
@@ -75,18 +75,7 @@ impl CallbackPolicy {
             "http" if self.allow_http => {}
             _ => return Err(Refusal::new("callback URLs must use https")),
         }
-        let host = match url.host() {
-            None => return Err(Refusal::new("the callback URL has no host")),
-            Some(Host::Domain(name)) => name.trim_end_matches('.').to_ascii_lowercase(),
-            Some(Host::Ipv4(ip)) => {
-                self.vet(IpAddr::V4(ip))?;
-                ip.to_string()
-            }
-            Some(Host::Ipv6(ip)) => {
-                self.vet(IpAddr::V6(ip))?;
-                ip.to_string()
-            }
-        };
+        let host = vetted_host(url, |ip| self.vet(ip))?;
         if self.allowed_hosts.is_empty() || self.allowed_hosts.iter().any(|p| p.matches(&host)) {
             Ok(())
         } else {
@@ -96,15 +85,9 @@ impl CallbackPolicy {
         }
     }
 
-    /// Whether a delivery may connect to `ip`.
+    /// Whether a delivery may connect to `ip`: the URL sources' address rules.
     pub fn vet(&self, ip: IpAddr) -> Result<(), Refusal> {
-        if self.allow_loopback && ip.is_loopback() {
-            return Ok(());
-        }
-        match refused_range(ip) {
-            None => Ok(()),
-            Some(range) => Err(Refusal::new(format!("{ip} is a {range} address"))),
-        }
+        self.address_rules().vet(ip)
     }
 
     /// The address rules as a [`SourcePolicy`], for the shared vetting resolver.
