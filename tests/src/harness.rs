@@ -34,6 +34,8 @@ pub struct AppOptions {
     /// Job starts per caller per minute (`RATE_LIMIT_PER_MINUTE`); 0, the default here, is
     /// no limit, so tests that start many jobs as one caller are not limited.
     pub rate_limit_per_minute: u32,
+    /// More settings for the functions, over the ones above (e.g. the stream's clocks).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for AppOptions {
@@ -48,6 +50,7 @@ impl Default for AppOptions {
             aws_endpoint: None,
             production_timings: false,
             rate_limit_per_minute: 0,
+            env: Vec::new(),
         }
     }
 }
@@ -64,6 +67,8 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     /// The notifier's signing key (`WEBHOOK_DEV_SECRET`), for receivers to verify with.
     pub webhook_secret: String,
+    /// The stream function's state (its read counter, its token verifier).
+    pub stream: haul_stream::App,
 }
 
 /// A handler's answer, with the body parsed as JSON when it is JSON.
@@ -237,6 +242,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         env.insert("RETRY_BASE_SECONDS", "1".into());
         env.insert("RETRY_MAX_SECONDS", "2".into());
     }
+    // The stream is on, at make dev's place (a path on the API's host).
+    env.insert("STREAM_URL", "/".into());
+    env.extend(options.env.iter().cloned());
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = match &options.aws_endpoint {
         Some(endpoint) => {
@@ -252,7 +260,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         None => Services::from_sdk_config(config, &sdk),
     };
     let worker = Worker::new(services.clone()).expect("worker builds");
+    let stream = haul_stream::App::new(services.clone());
     TestApp {
+        stream,
         env: env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         services,
         worker,

@@ -6,11 +6,13 @@ pub mod faults;
 pub mod harness;
 pub mod logs;
 pub mod notify;
+pub mod oidc;
 pub mod origin;
 pub mod pipe;
 pub mod provision;
 pub mod receiver;
 pub mod routes;
+pub mod stream;
 pub mod template;
 
 pub use harness::{TestApp, spawn_app, spawn_app_with};

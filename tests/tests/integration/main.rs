@@ -12,6 +12,7 @@ mod limits;
 mod openapi;
 mod resume;
 mod sources;
+mod stream;
 mod template;
 mod webhook_template;
 mod webhooks;

@@ -31,10 +31,15 @@ const POLLERS: usize = 4;
 const STREAM_SLOTS: usize = 16;
 
 /// The development catalog: file ids pick a size and a transfer time, so a newcomer sees real
-/// progress. Ids from 900000 up do not exist (404), to see a failure.
+/// progress. Ids from 900000 up do not exist (404), to see a failure. Ids 800001 to 800999 are
+/// 1 MiB that arrives in four pieces over (id - 800000) seconds: long silences in between, to
+/// see the stream's heartbeats (and a proxy's read timeout not firing).
 fn dev_catalog(file_id: u64) -> Option<(u64, Duration)> {
     if file_id >= 900_000 {
         return None;
+    }
+    if (800_001..=800_999).contains(&file_id) {
+        return Some((MIB, Duration::from_secs(file_id - 800_000)));
     }
     Some(match file_id % 4 {
         0 => (8 * MIB, Duration::from_secs(10)),

@@ -1,0 +1,193 @@
+//! An OIDC issuer on 127.0.0.1 for the stream's token checks: it publishes its discovery
+//! document and its RSA key (JWKS) over real HTTP, as an identity provider does, and signs
+//! tokens with claims the test picks. Keys are made by the `openssl` command at test time, so
+//! no private key lives in the repository.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+/// An RSA key pair: the signing half, and the public modulus as a JWK publishes it.
+pub struct RsaKey {
+    signing: EncodingKey,
+    modulus_b64: String,
+}
+
+impl RsaKey {
+    /// A fresh 2048-bit key from `openssl` (in a temporary directory, removed at once).
+    pub fn generate() -> Self {
+        let dir = std::env::temp_dir().join(format!("haul-oidc-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let key = Self::generate_in(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        key
+    }
+
+    fn generate_in(dir: &Path) -> Self {
+        let pem = dir.join("key.pem");
+        let der = dir.join("key.der");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("the openssl command runs");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+            out.stdout
+        };
+        let pem_path = pem.to_str().expect("utf-8 path");
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            pem_path,
+        ]);
+        let der_path = der.to_str().expect("utf-8 path");
+        // PKCS#1 DER, what jsonwebtoken's (ring's) RSA signer reads.
+        run(&[
+            "rsa",
+            "-in",
+            pem_path,
+            "-traditional",
+            "-outform",
+            "DER",
+            "-out",
+            der_path,
+        ]);
+        let modulus = String::from_utf8(run(&["rsa", "-in", pem_path, "-noout", "-modulus"]))
+            .expect("ascii output");
+        let hex = modulus
+            .trim()
+            .strip_prefix("Modulus=")
+            .expect("openssl prints Modulus=<hex>");
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect();
+        let der = std::fs::read(&der).expect("the DER key");
+        Self {
+            signing: EncodingKey::from_rsa_der(&der),
+            modulus_b64: URL_SAFE_NO_PAD.encode(bytes),
+        }
+    }
+
+    fn jwk(&self, kid: &str) -> Value {
+        json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": self.modulus_b64, "e": "AQAB" })
+    }
+}
+
+pub struct Issuer {
+    pub url: String,
+    key: RsaKey,
+    pub kid: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+/// The claims of a token; `Default` is a valid token for `audience` `haul-tests`.
+pub struct Claims {
+    pub sub: Option<String>,
+    pub aud: Option<Value>,
+    pub client_id: Option<String>,
+    /// Seconds from now.
+    pub expires_in: i64,
+    pub issuer: Option<String>,
+}
+
+impl Default for Claims {
+    fn default() -> Self {
+        Self {
+            sub: Some("alice".into()),
+            aud: Some(json!("haul-tests")),
+            client_id: None,
+            expires_in: 300,
+            issuer: None,
+        }
+    }
+}
+
+impl Issuer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let key = RsaKey::generate();
+        let kid = "test-key-1".to_owned();
+        let documents = Arc::new((
+            json!({ "issuer": url, "jwks_uri": format!("{url}/jwks.json") }),
+            json!({ "keys": [key.jwk(&kid)] }),
+        ));
+        let app = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(|State(d): State<Arc<(Value, Value)>>| async move { json_answer(&d.0) }),
+            )
+            .route(
+                "/jwks.json",
+                get(|State(d): State<Arc<(Value, Value)>>| async move { json_answer(&d.1) }),
+            )
+            .with_state(documents);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url,
+            key,
+            kid,
+            _server: server,
+        }
+    }
+
+    /// A token signed with this issuer's key.
+    pub fn token(&self, claims: Claims) -> String {
+        sign(&self.key, &self.kid, &self.url, claims)
+    }
+
+    /// A token that names this issuer and its key id but is signed with another key.
+    pub fn forged_token(&self, claims: Claims) -> String {
+        sign(&RsaKey::generate(), &self.kid, &self.url, claims)
+    }
+}
+
+fn json_answer(value: &Value) -> impl axum::response::IntoResponse + use<> {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+}
+
+fn sign(key: &RsaKey, kid: &str, issuer: &str, claims: Claims) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let mut body = json!({
+        "iss": claims.issuer.unwrap_or_else(|| issuer.to_owned()),
+        "iat": now,
+        "exp": now + claims.expires_in,
+    });
+    if let Some(sub) = claims.sub {
+        body["sub"] = json!(sub);
+    }
+    if let Some(aud) = claims.aud {
+        body["aud"] = aud;
+    }
+    if let Some(client_id) = claims.client_id {
+        body["client_id"] = json!(client_id);
+    }
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &body, &key.signing).expect("signing works")
+}
