@@ -126,7 +126,8 @@ impl Follower {
         }
         self.last_id = Some(job.write_count);
         // A completed job's view mints its presigned URL now, for this event.
-        let data = match view(&self.services, &job).await {
+        let view = haul::aws_calls::as_function("stream", view(&self.services, &job)).await;
+        let data = match view {
             Ok(view) => serde_json::to_string(&view).ok(),
             Err(err) => {
                 tracing::error!(job_id = %self.id, error = %err, "status view failed");

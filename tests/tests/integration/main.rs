@@ -13,6 +13,7 @@ mod openapi;
 mod resume;
 mod sources;
 mod stream;
+mod stream_template;
 mod template;
 mod webhook_template;
 mod webhooks;

@@ -158,7 +158,7 @@ fn the_schedule_invokes_cleanup() {
 fn every_function_is_a_cargo_lambda_binary_with_a_log_group_that_expires() {
     let t = template();
     let names = functions(&t);
-    assert_eq!(names.len(), 5);
+    assert_eq!(names.len(), 6);
     for name in names {
         let resource = t.resource(&name);
         assert_eq!(
