@@ -123,6 +123,10 @@ impl TestApp {
 
     /// Routes like the HTTP API in `template.yaml`: initiate has its own function.
     pub async fn dispatch(&self, request: Request) -> TestResponse {
+        if request.uri().path().ends_with("/events") {
+            // The stream's function URL (make dev routes it the same way).
+            return self.dispatch_stream(request).await;
+        }
         let response = if request.uri().path().ends_with("/v1/download/initiate") {
             haul_initiate::handle(&self.services, request).await
         } else {

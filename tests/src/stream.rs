@@ -12,7 +12,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt};
 use serde_json::Value;
 
-use crate::harness::TestApp;
+use crate::harness::{TestApp, TestResponse};
 
 /// One thing the stream said.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,6 +143,29 @@ fn parse_block(block: &str) -> Sse {
 }
 
 impl TestApp {
+    /// A request to the stream function as one whole answer: a problem as it is, a stream
+    /// up to its first event (`retry:` and the current state), then closed by the client.
+    pub async fn dispatch_stream(&self, request: Request) -> TestResponse {
+        let response = haul_stream::handle(&self.stream, request).await;
+        let (parts, mut body) = response.into_parts();
+        let mut text = String::new();
+        while !(parts.status == StatusCode::OK && text.matches("\n\n").count() >= 2) {
+            match tokio::time::timeout(Duration::from_secs(20), body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        text.push_str(&String::from_utf8_lossy(&data));
+                    }
+                }
+                _ => break,
+            }
+        }
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
     /// `GET /v1/download/{job}/events` with `headers`, as a function URL passes it (no
     /// authorizer: the function checks tokens itself when it has an issuer).
     pub async fn events(&self, job: &str, headers: &[(&str, &str)]) -> EventStream {
