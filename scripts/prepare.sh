@@ -2,7 +2,7 @@
 # Installs everything `make test` needs, each piece pinned, cached under ~/.cache/haul (or
 # HAUL_CACHE) and a no-op when already current: the developer tools (cargo-lambda, SAM, the
 # permission proof's tables, actionlint), LocalStack and DynamoDB Local, Schemathesis, the
-# webhook receiver's library, Debian's chromium and the browser page's npm packages. Installs wait on the network and builds on
+# webhook receiver's library, Debian's chromium and nginx-light, and the browser page's npm packages. Installs wait on the network and builds on
 # the CPU, so scripts/test.sh runs this in the background while cargo compiles; the installs
 # are independent of each other (own directories, own locks), so they run side by side too.
 set -euo pipefail
@@ -17,7 +17,8 @@ scripts/schemathesis.sh --install-only &
 pids+=($!)
 scripts/webhooks/install.sh >/dev/null &
 pids+=($!)
-{ scripts/web-e2e.sh --install-only && web/build.sh; } &
+# apt holds one lock: Debian's chromium and nginx-light are installed one after the other.
+{ scripts/web-e2e.sh --install-only && scripts/stream-e2e.sh --install-only && web/build.sh; } &
 pids+=($!)
 
 failed=0

@@ -2,8 +2,8 @@
 # `make test`: installs what is missing, starts the local stack unless it already runs (or
 # HAUL_STACK=external says someone else runs it, as CI's service containers do), checks
 # formatting, lints, the SAM template and the workflows, runs every unit and integration test,
-# then starts one `make dev` for all the end-to-end stages (make dev itself, the command-line
-# client, the browser page, Schemathesis; scripts/lib/dev-stack.sh), and stops what it started.
+# then starts one `make dev` for all the end-to-end stages (make dev itself, the live stream,
+# the command-line client, the browser page, Schemathesis; scripts/lib/dev-stack.sh), and stops what it started.
 # HAUL_E2E_DEV_SHARED=0 gives each stage a make dev of its own instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -106,6 +106,9 @@ fi
 
 step "make dev, end to end"
 scripts/dev-e2e.sh
+
+step "live stream, end to end (make dev, and nginx with a 10 s read timeout)"
+scripts/stream-e2e.sh
 
 step "command-line client, end to end"
 scripts/cli-e2e.sh
