@@ -283,6 +283,12 @@ pub fn resolve(base: &str, events_url: &str) -> Result<Url, String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("eventsUrl {events_url:?} is not http(s)"));
     }
+    // The token goes along: never in clear text when the API itself is reached over TLS.
+    if base.scheme() == "https" && url.scheme() != "https" {
+        return Err(format!(
+            "eventsUrl {events_url:?} is not https like the API"
+        ));
+    }
     Ok(url)
 }
 
@@ -829,6 +835,7 @@ mod tests {
         let abs = format!("https://xyz.lambda-url.eu-west-1.on.aws/v1/download/{id}/events");
         assert_eq!(url("https://api.example.com", &abs).unwrap(), abs);
         assert!(url("http://127.0.0.1:9000", "file:///etc/passwd").is_err());
+        assert!(url("https://api.example.com", "http://evil.example.com/events").is_err());
         assert!(url("http://127.0.0.1:9000", "http://[::1").is_err());
     }
 }
