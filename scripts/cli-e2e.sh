@@ -348,6 +348,20 @@ ids=$(sed -n 's/^relayed [0-9]* \([0-9]*\)$/\1/p' "$WORK/cut.log" | tr '\n' ' ')
 [ "$(echo "$ids" | tr ' ' '\n' | sed '/^$/d' | sort -n | uniq | tr '\n' ' ')" = "$ids" ] \
   || fail "event ids repeated or out of order across the reconnect: $ids"
 echo "cli-e2e: a cut stream was resumed with Last-Event-ID $first_id (ids relayed: $ids)"
+# The make dev log: the stream function served get 1's job (its "stream closed" line, written
+# when a stream ends), and never the job of --follow poll.
+stream_job=$(json get1json 'd["jobId"]')
+poll_job=$(json pollflag 'd["jobId"]')
+for _ in $(seq 1 50); do
+  grep "stream closed" "$DEV_LOG" | grep -q "$stream_job" && break
+  sleep 0.2
+done
+grep "stream closed" "$DEV_LOG" | grep -q "$stream_job" \
+  || fail "the make dev log shows no stream for job $stream_job"
+if grep "stream closed" "$DEV_LOG" | grep -q "$poll_job"; then
+  fail "the make dev log shows a stream for the polled job $poll_job"
+fi
+echo "cli-e2e: make dev's stream function served job ${stream_job:0:8}, not the polled ${poll_job:0:8}"
 waited "$SLOW"
 [ "$WAITED" = 5 ] || fail "the get waiting on the cancelled job exited $WAITED, expected 5"
 grep -q "was cancelled" "$WORK/slow.err" || fail "the waiting get did not say why"
