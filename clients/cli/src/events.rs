@@ -255,6 +255,9 @@ pub fn classify(status: StatusCode, content_type: Option<&str>, body: &Value) ->
 }
 
 /// After a connection that gave no terminal state: connect again, or give up on the stream.
+/// Failed reconnects in a row after which auto mode polls instead.
+pub const AUTO_RECONNECTS: u32 = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Reconnect,
@@ -265,9 +268,15 @@ pub enum Step {
 /// `retryable`: the failure may pass; `failures`: consecutive connections that gave nothing,
 /// this one included. In auto mode a stream that never opened is given up at once (polling
 /// works as well, and at once); one that worked is reconnected to, as `--follow stream` always
-/// does, with up to `retries` failures in a row.
+/// does, with up to `retries` failures in a row, and in auto mode at most
+/// [`AUTO_RECONNECTS`]: polling is the better bet than a frozen bar.
 pub fn next_step(opened: bool, strict: bool, retryable: bool, failures: u32, retries: u32) -> Step {
-    if !retryable || (!opened && !strict) || failures > retries {
+    let limit = if strict {
+        retries
+    } else {
+        retries.min(AUTO_RECONNECTS)
+    };
+    if !retryable || (!opened && !strict) || failures > limit {
         Step::GiveUp
     } else {
         Step::Reconnect
@@ -803,10 +812,15 @@ mod tests {
         // Auto mode, first contact: any failure falls back at once.
         assert_eq!(next_step(false, false, true, 1, 8), GiveUp);
         assert_eq!(next_step(false, false, false, 1, 8), GiveUp);
-        // Auto mode, the stream worked before: reconnect while the retries last.
+        // Auto mode, the stream worked before: reconnect twice, then poll.
         assert_eq!(next_step(true, false, true, 1, 8), Reconnect);
-        assert_eq!(next_step(true, false, true, 8, 8), Reconnect);
-        assert_eq!(next_step(true, false, true, 9, 8), GiveUp);
+        assert_eq!(next_step(true, false, true, 2, 8), Reconnect);
+        assert_eq!(next_step(true, false, true, 3, 8), GiveUp);
+        assert_eq!(
+            next_step(true, false, true, 2, 1),
+            GiveUp,
+            "and never past --retries"
+        );
         // …but a route that is gone (404, wrong content type) is not worth retrying.
         assert_eq!(next_step(true, false, false, 1, 8), GiveUp);
         // --follow stream retries from the first contact, and gives up the same way.
