@@ -4,7 +4,11 @@
 # scripts/lib/dev-stack.sh) and runs the real binary against it over HTTP: a download whose
 # bytes must equal the origin's, --json output, a failed job, status and cancel of a slow job,
 # picking up a job after an interrupted run, bad and unknown job ids, an unreachable API, and
-# the exit code of each.
+# the exit code of each. Jobs are followed over their event stream (GET …/events) by default:
+# checked, and --follow poll, and through two small proxies started here (python3's
+# http.server) that break the stream: one answers 502 on …/events (the CLI falls back to
+# polling; --follow stream fails), the other cuts the first stream after one event (the CLI
+# reconnects with Last-Event-ID).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/dev-stack.sh
@@ -54,11 +58,112 @@ trap stop_all EXIT
 dev_stack_up cli-e2e cli-e2e "${HAUL_CLI_E2E_PORT:-9420}" "${HAUL_CLI_E2E_ORIGIN_PORT:-9421}"
 API=$DEV_API
 ORIGIN=$DEV_ORIGIN
+DEV_PORT=${DEV_API##*:}
 # The CLI's own settings: this API, a state directory of its own, no token, few retries.
 export HAUL_API_URL="$API"
 export HAUL_STATE_DIR="$WORK/state"
-unset HAUL_TOKEN
+unset HAUL_TOKEN HAUL_FOLLOW
 t0=$(date +%s)
+
+# The proxies: PORT UPSTREAM_PORT MODE LOG. Every request is forwarded to the API (answers line
+# by line, flushed, so streams stream), except: mode 502 answers …/events with a gateway error
+# page; mode cut ends the first …/events answer after its first status event. LOG gets a line
+# per …/events request ("events N last-event-id=ID|-") and per event id relayed ("relayed N ID").
+cat >"$WORK/proxy.py" <<'PROXY'
+import http.client, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, upstream, mode, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+lock = threading.Lock()
+count = [0]
+HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "date", "server"}
+
+
+def log(line):
+    with lock, open(log_path, "a") as f:
+        f.write(line + "\n")
+
+
+class Proxy(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"  # the answer ends when the connection closes
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.forward()
+
+    def do_POST(self):
+        self.forward()
+
+    def do_DELETE(self):
+        self.forward()
+
+    def forward(self):
+        n = 0
+        if self.path.split("?")[0].endswith("/events"):
+            with lock:
+                count[0] += 1
+                n = count[0]
+            log(f"events {n} last-event-id={self.headers.get('Last-Event-ID', '-')}")
+            if mode == "502":
+                page = b"<html><body>502 Bad Gateway</body></html>"
+                self.send_response(502)
+                self.send_header("content-type", "text/html")
+                self.send_header("content-length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+        conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
+        conn.request(self.command, self.path, body=body, headers=headers)
+        answer = conn.getresponse()
+        self.send_response(answer.status)
+        for k, v in answer.getheaders():
+            if k.lower() not in HOP:
+                self.send_header(k, v)
+        self.end_headers()
+        cut = mode == "cut" and n == 1
+        status_seen = False
+        while True:
+            line = answer.readline()
+            if not line:
+                break
+            self.wfile.write(line)
+            self.wfile.flush()
+            if n and line.startswith(b"id:"):
+                log(f"relayed {n} {line[3:].strip().decode()}")
+            status_seen = status_seen or line.startswith(b"event: status")
+            if cut and status_seen and line.strip() == b"":
+                break
+        conn.close()
+
+
+server = ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+server.daemon_threads = True
+server.serve_forever()
+PROXY
+# proxy PORT MODE LOG: starts one and waits until it listens.
+proxy() {
+  : >"$3"
+  python3 "$WORK/proxy.py" "$1" "$DEV_PORT" "$2" "$3" 2>"$WORK/proxy-$2.err" &
+  BACKGROUND+=("$!")
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "the $2 proxy does not listen on $1"
+}
+BAD_PORT=${HAUL_CLI_E2E_PROXY_PORT:-9422}
+CUT_PORT=$((BAD_PORT + 1))
+proxy "$BAD_PORT" 502 "$WORK/bad.log"
+proxy "$CUT_PORT" cut "$WORK/cut.log"
+BAD="http://127.0.0.1:$BAD_PORT"
+CUT="http://127.0.0.1:$CUT_PORT"
+# events_requests LOG: how many …/events requests a proxy saw.
+events_requests() { grep -c '^events ' "$1" || true; }
 
 # The slower downloads run in the background while the quick checks go on: an 8 MiB file (a
 # one-part multipart upload, so its checksum is composite), a 2 MiB one with --json, two that
@@ -80,6 +185,9 @@ bg failed get 900001 -o "$WORK/files/"
 FAILED=$!
 bg failedjson get 900002 -o "$WORK/files/" --json
 FAILEDJSON=$!
+# Through the proxy that cuts the first stream: the CLI reconnects with Last-Event-ID.
+bg reconnect --api-url "$CUT" get 4 -o "$WORK/files/four-again.bin" --json
+RECONNECT=$!
 
 # 1. The slow job: status while it runs, cancel (twice), then `get --job` exits 5.
 for _ in $(seq 1 600); do grep -q "^haul: job " "$WORK/slow.err" && break; sleep 0.1; done
@@ -107,6 +215,43 @@ grep -q "CRC32C" "$WORK/get1.out" || fail "get 1 did not report its checksum"
 if grep -q $'\e\[\|\r' "$WORK/get1.err"; then fail "progress bars drawn on a non-terminal"; fi
 compgen -G "$HAUL_STATE_DIR/get-1-*.json" >/dev/null && fail "state left after a finished get"
 echo "cli-e2e: get 1 saved the origin's bytes ($(sha "$saved" | cut -c1-16)…)"
+grep -q "following its event stream" "$WORK/get1.err" || fail "get 1 did not follow the stream"
+if grep -q "polling" "$WORK/get1.err"; then fail "get 1 fell back to polling"; fi
+run get1json 0 get 1 -o "$WORK/files/one-json.bin" --json
+[ "$(json get1json 'd["follow"]')" = stream ] || fail "get 1 --json: $(cat "$WORK/get1json.out")"
+[ "$(sha "$WORK/files/one-json.bin")" = "$(origin_sha 1)" ] || fail "file 1 (stream) differs"
+echo "cli-e2e: get 1 followed the job over its event stream"
+
+# 2b. --follow poll (and HAUL_FOLLOW=poll) never opens the stream: checked through the 502
+# proxy, which counts the …/events requests (none so far).
+run pollflag 0 --api-url "$BAD" get 1 -o "$WORK/files/one-poll.bin" --json --follow poll
+[ "$(json pollflag 'd["follow"]')" = poll ] || fail "--follow poll: $(cat "$WORK/pollflag.out")"
+[ "$(sha "$WORK/files/one-poll.bin")" = "$(origin_sha 1)" ] || fail "file 1 (poll) differs"
+export HAUL_FOLLOW=poll
+run pollenv 0 --api-url "$BAD" get 2 -o "$WORK/files/two-poll.bin" --json
+unset HAUL_FOLLOW
+[ "$(json pollenv 'd["follow"]')" = poll ] || fail "HAUL_FOLLOW=poll: $(cat "$WORK/pollenv.out")"
+[ "$(events_requests "$WORK/bad.log")" = 0 ] || fail "--follow poll opened the stream"
+if grep -q "event stream" "$WORK/pollflag.err" "$WORK/pollenv.err"; then
+  fail "--follow poll talked about the stream"
+fi
+echo "cli-e2e: --follow poll and HAUL_FOLLOW=poll poll, and never open the stream"
+
+# 2c. A proxy that answers 502 on …/events: auto falls back to polling (and says so, once),
+# the job still completes and verifies; --follow stream fails instead (exit 6).
+run fallback 0 --api-url "$BAD" get 1 -o "$WORK/files/one-fallback.bin" --json
+[ "$(json fallback 'd["follow"], d["verified"]["size"]')" = "poll True" ] \
+  || fail "fallback: $(cat "$WORK/fallback.out")"
+[ "$(sha "$WORK/files/one-fallback.bin")" = "$(origin_sha 1)" ] || fail "file 1 (fallback) differs"
+[ "$(grep -c "no usable event stream" "$WORK/fallback.err")" = 1 ] \
+  || fail "the fallback was not announced once: $(cat "$WORK/fallback.err")"
+grep -q "HTTP 502" "$WORK/fallback.err" || fail "the fallback did not say why"
+[ "$(events_requests "$WORK/bad.log")" = 1 ] || fail "auto mode retried a broken stream"
+run strict 6 --api-url "$BAD" --retries 1 get 2 -o "$WORK/files/" --json --follow stream
+[ "$(json strict 'd["error"]["code"]')" = stream_unavailable ] \
+  || fail "--follow stream: $(cat "$WORK/strict.out")"
+[ "$(events_requests "$WORK/bad.log")" = 3 ] || fail "--follow stream did not retry once"
+echo "cli-e2e: a 502 on the stream falls back to polling; --follow stream exits 6"
 
 # 3. Bad and unknown job ids, an unreachable API, and history (off without an authorizer).
 run badid 2 status not-a-job-id
@@ -172,8 +317,8 @@ echo "cli-e2e: Ctrl-C exits 130; the same command continues the job; a lost answ
 # 5. The background runs.
 waited "$GET5"
 [ "$WAITED" = 0 ] || fail "get 5 exited $WAITED"
-[ "$(json get5json 'd["status"], d["fileId"], d["verified"]["size"], d["verified"]["checksum"]')" \
-  = "completed 5 True whole" ] || fail "get 5 --json: $(cat "$WORK/get5json.out")"
+[ "$(json get5json 'd["status"], d["fileId"], d["verified"]["size"], d["verified"]["checksum"], d["follow"]')" \
+  = "completed 5 True whole stream" ] || fail "get 5 --json: $(cat "$WORK/get5json.out")"
 [ "$(sha "$WORK/files/five.bin")" = "$(origin_sha 5)" ] || fail "file 5 differs from the origin"
 echo "cli-e2e: --json output parses; size and whole-object CRC32C verified"
 waited "$FAILED"
@@ -189,6 +334,34 @@ waited "$FOUR"
 [ "$(json four 'd["verified"]["checksum"]')" = composite ] || fail "get 4: $(cat "$WORK/four.out")"
 [ "$(sha "$WORK/files/four.bin")" = "$(origin_sha 4)" ] || fail "file 4 differs from the origin"
 echo "cli-e2e: the 8 MiB file verified by its composite CRC32C"
+waited "$RECONNECT"
+[ "$WAITED" = 0 ] || fail "get 4 through the cutting proxy exited $WAITED"
+[ "$(json reconnect 'd["follow"]')" = stream ] || fail "reconnect: $(cat "$WORK/reconnect.out")"
+[ "$(sha "$WORK/files/four-again.bin")" = "$(origin_sha 4)" ] || fail "file 4 (reconnect) differs"
+first_id=$(sed -n 's/^relayed 1 \([0-9]*\)$/\1/p' "$WORK/cut.log" | tail -1)
+[ -n "$first_id" ] || fail "the cut stream relayed no event id: $(cat "$WORK/cut.log")"
+grep -q "^events 1 last-event-id=-$" "$WORK/cut.log" || fail "first stream request: $(cat "$WORK/cut.log")"
+grep -q "^events 2 last-event-id=$first_id$" "$WORK/cut.log" \
+  || fail "the reconnect did not send Last-Event-ID $first_id: $(cat "$WORK/cut.log")"
+# Ids only go up across the connections: each state once.
+ids=$(sed -n 's/^relayed [0-9]* \([0-9]*\)$/\1/p' "$WORK/cut.log" | tr '\n' ' ')
+[ "$(echo "$ids" | tr ' ' '\n' | sed '/^$/d' | sort -n | uniq | tr '\n' ' ')" = "$ids" ] \
+  || fail "event ids repeated or out of order across the reconnect: $ids"
+echo "cli-e2e: a cut stream was resumed with Last-Event-ID $first_id (ids relayed: $ids)"
+# The make dev log: the stream function served get 1's job (its "stream closed" line, written
+# when a stream ends), and never the job of --follow poll.
+stream_job=$(json get1json 'd["jobId"]')
+poll_job=$(json pollflag 'd["jobId"]')
+for _ in $(seq 1 50); do
+  grep "stream closed" "$DEV_LOG" | grep -q "$stream_job" && break
+  sleep 0.2
+done
+grep "stream closed" "$DEV_LOG" | grep -q "$stream_job" \
+  || fail "the make dev log shows no stream for job $stream_job"
+if grep "stream closed" "$DEV_LOG" | grep -q "$poll_job"; then
+  fail "the make dev log shows a stream for the polled job $poll_job"
+fi
+echo "cli-e2e: make dev's stream function served job ${stream_job:0:8}, not the polled ${poll_job:0:8}"
 waited "$SLOW"
 [ "$WAITED" = 5 ] || fail "the get waiting on the cancelled job exited $WAITED, expected 5"
 grep -q "was cancelled" "$WORK/slow.err" || fail "the waiting get did not say why"

@@ -40,6 +40,9 @@ pub struct StatusView {
     pub result: Option<ResultView>,
     #[serde(default)]
     pub error: Option<JobErrorView>,
+    /// The job's event stream (relative to the API, or absolute), where the server has one.
+    #[serde(default)]
+    pub events_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +81,14 @@ pub struct JobErrorView {
 }
 
 impl StatusView {
+    /// Completed, failed, cancelled or expired: nothing more will happen to the job.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "completed" | "failed" | "cancelled" | "expired"
+        )
+    }
+
     /// The error for a job that ended without a file; `None` while it can still produce one.
     pub fn end_error(&self) -> Option<CliError> {
         let error = match self.status.as_str() {
@@ -181,6 +192,8 @@ pub fn problem_error(status: StatusCode, body: &Value) -> CliError {
 
 pub struct Api {
     http: reqwest::Client,
+    /// For the event stream: no overall timeout (a stream lasts minutes), no redirects.
+    stream_http: reqwest::Client,
     base: String,
     token: Option<String>,
     /// Retries after the first try, for network errors, 5xx and 429.
@@ -209,8 +222,15 @@ impl Api {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| CliError::new(Exit::Network, "client", e.to_string()))?;
+        let stream_http = reqwest::Client::builder()
+            .user_agent(concat!("haul-cli/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| CliError::new(Exit::Network, "client", e.to_string()))?;
         Ok(Self {
             http,
+            stream_http,
             base,
             token: token.filter(|t| !t.is_empty()),
             retries,
@@ -220,6 +240,15 @@ impl Api {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The bearer token, for the event stream (the same `Authorization` as the API calls).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub fn stream_client(&self) -> &reqwest::Client {
+        &self.stream_http
     }
 
     /// Sends a request, retrying network errors, 5xx and 429 up to `retries` times; returns

@@ -11,10 +11,11 @@ use crate::Output;
 use crate::api::{Api, MAX_WAIT, StatusView};
 use crate::download::{Saved, download, output_path};
 use crate::error::{CliError, Exit};
+use crate::events::{Follow, Followed, Follower, StreamEnd, resolve};
 use crate::interrupt::remember_job;
 use crate::jobs::parse_job_id;
 use crate::state::{Pending, StateStore};
-use crate::ui::Ui;
+use crate::ui::{JobProgress, Ui};
 use crate::verify::Verdict;
 
 /// Poll interval when the server gives no `Retry-After`.
@@ -25,6 +26,17 @@ pub struct GetRequest<'a> {
     pub job: Option<&'a str>,
     pub output: Option<&'a Path>,
     pub new_job: bool,
+    pub follow: Follow,
+}
+
+/// The job to follow, and what its 202 said about following it.
+struct Found {
+    job_id: String,
+    origin: Origin,
+    /// How long the server asked to wait before the first poll.
+    wait: Option<Duration>,
+    /// The 202's `eventsUrl`.
+    events_url: Option<String>,
 }
 
 /// How the job was found.
@@ -54,13 +66,19 @@ impl Origin {
 pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, CliError> {
     let started = Instant::now();
     let store = StateStore::from_env();
-    let (job_id, origin, first_wait) = match (request.job, request.file_id) {
-        (Some(raw), _) => (parse_job_id(raw)?, Origin::PickedUp, None),
+    let found = match (request.job, request.file_id) {
+        (Some(raw), _) => Found {
+            job_id: parse_job_id(raw)?,
+            origin: Origin::PickedUp,
+            wait: None,
+            events_url: None,
+        },
         (None, Some(file_id)) => {
             start_or_continue(api, ui, store.as_ref(), file_id, request.new_job).await?
         }
         (None, None) => return Err(CliError::usage("give a file id, or --job <jobId>")),
     };
+    let (job_id, origin) = (found.job_id.clone(), found.origin);
     remember_job(&job_id);
     let forget = |file_id: u64| {
         if let Some(store) = &store
@@ -69,8 +87,8 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
             store.remove(api.base(), file_id);
         }
     };
-    let view = match wait_for_job(api, ui, &job_id, first_wait).await {
-        Ok(view) => view,
+    let (view, followed) = match wait_for_job(api, ui, &found, request.follow).await {
+        Ok(answer) => answer,
         Err(err) => {
             // A job that ended without a file is done with: the next `get` starts afresh.
             if matches!(err.exit, Exit::JobFailed | Exit::Gone)
@@ -84,13 +102,16 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
     let dest = output_path(request.output, &view)?;
     let saved = download(api, ui, &job_id, &view, &dest).await?;
     forget(view.file_id);
-    Ok(saved_output(&job_id, origin, &view, &saved, started))
+    Ok(saved_output(
+        &job_id, origin, followed, &view, &saved, started,
+    ))
 }
 
 /// What `haul get` prints once the file is in place.
 fn saved_output(
     job_id: &str,
     origin: Origin,
+    followed: Followed,
     view: &StatusView,
     saved: &Saved,
     started: Instant,
@@ -106,6 +127,7 @@ fn saved_output(
         "fileId": view.file_id,
         "status": "completed",
         "job": origin.name(),
+        "follow": followed.name(),
         "path": saved.path.display().to_string(),
         "size": saved.size,
         "fileName": result.and_then(|r| r.file_name.clone()),
@@ -132,29 +154,33 @@ fn round2(value: f64) -> f64 {
 }
 
 /// Continues the unfinished `get` of this file when there is one, else starts a job with an
-/// idempotency key saved beforehand. Returns the job id, how it was found, and how long the
-/// server asked to wait before the first poll.
+/// idempotency key saved beforehand.
 async fn start_or_continue(
     api: &Api,
     ui: &Ui,
     store: Option<&StateStore>,
     file_id: u64,
     new_job: bool,
-) -> Result<(String, Origin, Option<Duration>), CliError> {
+) -> Result<Found, CliError> {
     let base = api.base().to_string();
     let mut pending = store
         .filter(|_| !new_job)
         .and_then(|store| store.load(&base, file_id));
     if let Some(job_id) = pending.as_ref().and_then(|p| p.job_id.clone()) {
         if can_continue(api, ui, &job_id, file_id).await? {
-            return Ok((job_id, Origin::Continued, None));
+            return Ok(Found {
+                job_id,
+                origin: Origin::Continued,
+                wait: None,
+                events_url: None,
+            });
         }
         pending = None;
     }
     let mut pending = pending.unwrap_or_else(|| Pending::new(&base, file_id));
     // Saved before sending: if the answer is lost, the rerun sends the same key.
     save_pending(ui, store, &pending);
-    let (job_id, replayed, wait) = initiate(api, store, &pending).await?;
+    let (job_id, replayed, wait, events_url) = initiate(api, store, &pending).await?;
     pending.job_id = Some(job_id.clone());
     save_pending(ui, store, &pending);
     let origin = if replayed {
@@ -168,7 +194,12 @@ async fn start_or_continue(
     if ui.mode == crate::ui::Mode::Plain {
         ui.note(&format!("job {job_id} for file {file_id}"));
     }
-    Ok((job_id, origin, wait))
+    Ok(Found {
+        job_id,
+        origin,
+        wait,
+        events_url,
+    })
 }
 
 /// Whether the job an earlier run of this `get` left is still worth following.
@@ -200,12 +231,12 @@ fn save_pending(ui: &Ui, store: Option<&StateStore>, pending: &Pending) {
 }
 
 /// Asks for a job with the pending idempotency key. Returns the job id, whether the server
-/// replayed it for this key, and its `Retry-After`.
+/// replayed it for this key, its `Retry-After` and its `eventsUrl`.
 async fn initiate(
     api: &Api,
     store: Option<&StateStore>,
     pending: &Pending,
-) -> Result<(String, bool, Option<Duration>), CliError> {
+) -> Result<(String, bool, Option<Duration>, Option<String>), CliError> {
     let reply = api
         .call(
             Method::POST,
@@ -243,36 +274,113 @@ async fn initiate(
             )
         })?
         .to_string();
-    Ok((job_id, replayed, wait))
+    let events_url = body
+        .get("eventsUrl")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok((job_id, replayed, wait, events_url))
 }
 
-/// Polls until the job completes (honouring `Retry-After`), with a live bar on a terminal.
+/// Follows the job until it completes, with a live bar on a terminal: over its event stream
+/// when the server offers one (and `--follow` allows), else, or when the stream is not usable,
+/// by polling. Returns the completed job's status and how it was followed.
 async fn wait_for_job(
     api: &Api,
     ui: &Ui,
+    found: &Found,
+    follow: Follow,
+) -> Result<(StatusView, Followed), CliError> {
+    let mut progress = ui.job_progress(&found.job_id);
+    let outcome = follow_job(api, ui, found, follow, &mut progress).await;
+    match &outcome {
+        Ok(_) => progress.finish("completed"),
+        Err(_) => progress.abandon(),
+    }
+    outcome
+}
+
+async fn follow_job(
+    api: &Api,
+    ui: &Ui,
+    found: &Found,
+    follow: Follow,
+    progress: &mut JobProgress<'_>,
+) -> Result<(StatusView, Followed), CliError> {
+    let job_id = found.job_id.as_str();
+    let mut first_wait = found.wait;
+    if follow != Follow::Poll {
+        let mut events_url = found.events_url.clone();
+        if events_url.is_none() {
+            // A job continued or picked up (or a 202 without it): its status view says whether
+            // the server has a stream.
+            let (view, _, _) = api.status(job_id).await?;
+            progress.update(&view);
+            if view.is_terminal() {
+                return ended(view, Followed::Poll);
+            }
+            events_url = view.events_url.clone();
+        }
+        let strict = follow == Follow::Stream;
+        let reason = match events_url.as_deref().map(|raw| resolve(api.base(), raw)) {
+            None => "the server offers no event stream (no eventsUrl)".to_string(),
+            Some(Err(why)) => why,
+            Some(Ok(url)) => {
+                let follower = Follower {
+                    api,
+                    ui,
+                    job_id,
+                    url,
+                    strict,
+                };
+                match follower.follow(progress).await? {
+                    StreamEnd::Done(view) => return ended(*view, Followed::Stream),
+                    StreamEnd::Unavailable(why) => why,
+                }
+            }
+        };
+        if strict {
+            return Err(CliError::new(
+                Exit::Network,
+                "stream_unavailable",
+                format!("cannot follow job {job_id} over an event stream: {reason}"),
+            )
+            .with_job(job_id));
+        }
+        ui.note(&format!(
+            "job {}: no usable event stream ({reason}); following it by polling",
+            crate::ui::short(job_id)
+        ));
+        first_wait = None;
+    }
+    poll_job(api, job_id, first_wait, progress)
+        .await
+        .and_then(|view| ended(view, Followed::Poll))
+}
+
+/// A terminal status as the outcome of following the job: the view when completed, else the
+/// job's error.
+fn ended(view: StatusView, followed: Followed) -> Result<(StatusView, Followed), CliError> {
+    if let Some(err) = view.end_error() {
+        return Err(err);
+    }
+    Ok((view, followed))
+}
+
+/// Polls until the job ends (honouring `Retry-After`).
+async fn poll_job(
+    api: &Api,
     job_id: &str,
     first_wait: Option<Duration>,
+    progress: &mut JobProgress<'_>,
 ) -> Result<StatusView, CliError> {
-    let mut progress = ui.job_progress(job_id);
     if let Some(wait) = first_wait {
         tokio::time::sleep(wait.min(MAX_WAIT)).await;
     }
     loop {
-        let (view, _, wait) = match api.status(job_id).await {
-            Ok(answer) => answer,
-            Err(err) => {
-                progress.abandon();
-                return Err(err);
-            }
-        };
+        let (view, _, wait) = api.status(job_id).await?;
         progress.update(&view);
-        if view.status == "completed" {
-            progress.finish("completed");
+        if view.is_terminal() {
             return Ok(view);
-        }
-        if let Some(err) = view.end_error() {
-            progress.abandon();
-            return Err(err);
         }
         tokio::time::sleep(wait.unwrap_or(DEFAULT_POLL).min(MAX_WAIT)).await;
     }

@@ -4,6 +4,7 @@ mod api;
 mod backoff;
 mod download;
 mod error;
+mod events;
 mod get;
 mod interrupt;
 mod jobs;
@@ -19,6 +20,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 
 use crate::api::Api;
 use crate::error::{CliError, Exit};
+use crate::events::Follow;
 use crate::get::GetRequest;
 use crate::ui::{Mode, Ui};
 
@@ -110,6 +112,12 @@ struct GetArgs {
     /// Start a new job even if an unfinished `haul get` of this file left one.
     #[arg(long, conflicts_with = "job")]
     new_job: bool,
+
+    /// How to follow the job: over its event stream where the server offers one, else (or
+    /// when the stream breaks) by polling; `stream` fails instead of polling; `poll` never
+    /// opens the stream.
+    #[arg(long, value_enum, env = "HAUL_FOLLOW", default_value_t = Follow::Auto)]
+    follow: Follow,
 }
 
 async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
@@ -121,6 +129,7 @@ async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
                 job: args.job.as_deref(),
                 output: args.output.as_deref(),
                 new_job: args.new_job,
+                follow: args.follow,
             };
             get::get(&api, &ui, request).await
         }

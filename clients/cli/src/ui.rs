@@ -56,7 +56,7 @@ impl Ui {
     }
 
     /// Progress lines that only the plain mode prints.
-    fn plain(&self, message: &str) {
+    pub fn plain(&self, message: &str) {
         if self.mode == Mode::Plain {
             eprintln!("haul: {message}");
         }
