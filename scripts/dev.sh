@@ -30,7 +30,7 @@ web/build.sh || echo "dev: the browser page could not be built; make dev goes on
 # (`cargo run --bin <name>`): cargo then resolves features for the whole workspace, the same set
 # `cargo test --workspace` uses, so this build, the tests' and the watcher's share one
 # dependency graph (docs/testing.md, "One build").
-cargo build --quiet --bin initiate --bin status --bin worker --bin cleanup --bin xtask
+cargo build --quiet --bin initiate --bin status --bin worker --bin cleanup --bin notifier --bin stream --bin xtask
 # Run the supervisor directly, not through `cargo run` (or `cargo xtask dev`): cargo's per-run
 # variables (CARGO_PKG_*, LD_LIBRARY_PATH, ...) would reach cargo lambda's builds and make them
 # rebuild the dependencies the build above just made.

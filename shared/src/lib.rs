@@ -8,6 +8,7 @@ pub mod config;
 pub mod failure;
 pub mod idempotency;
 pub mod job;
+pub mod jwt;
 pub mod metrics;
 pub mod presign;
 pub mod problem;

@@ -36,6 +36,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("the token does not identify a caller")]
     Forbidden,
+    /// No token, or one that does not verify (only where the function checks tokens itself:
+    /// the stream, behind a function URL; API Gateway's authorizer answers this for the API).
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// A client-given URL the service will not fetch (off, not allowlisted, or non-public).
     #[error("{0}")]
     SourceNotAllowed(String),
@@ -106,6 +110,7 @@ impl ApiError {
                 "Idempotency key reused",
             ),
             ApiError::Forbidden => (S::FORBIDDEN, "forbidden", "Forbidden"),
+            ApiError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::SourceNotAllowed(_) => {
                 (S::BAD_REQUEST, "source_not_allowed", "Source not allowed")
             }
@@ -155,6 +160,7 @@ impl ApiError {
             },
             ApiError::IdempotencyKeyReused,
             ApiError::Forbidden,
+            ApiError::Unauthorized("a bearer token is required"),
             ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
             ApiError::CallbackNotAllowed("callback URLs must use https".into()),
             ApiError::HistoryDisabled,
@@ -180,6 +186,7 @@ impl ApiError {
                 | ApiError::JobAlreadyFinished { .. }
                 | ApiError::IdempotencyKeyReused
                 | ApiError::Forbidden
+                | ApiError::Unauthorized(_)
                 | ApiError::SourceNotAllowed(_)
                 | ApiError::CallbackNotAllowed(_)
                 | ApiError::HistoryDisabled
@@ -252,6 +259,9 @@ impl ApiError {
             response = response.header(header::ALLOW, HeaderValue::from_static(allow));
         }
         match self {
+            ApiError::Unauthorized(_) => {
+                response = response.header(header::WWW_AUTHENTICATE, "Bearer")
+            }
             ApiError::Unavailable(_) => response = response.header(header::RETRY_AFTER, "2"),
             ApiError::TooManyActiveJobs { .. } => {
                 response = response.header(header::RETRY_AFTER, "10")

@@ -224,6 +224,7 @@ pub fn download_route(path: &str) -> Option<Route<'_>> {
         ["initiate"] => Some(Route::Initiate),
         ["status", id] => Some(Route::Status(id)),
         [id] => Some(Route::Download(id)),
+        [id, "events"] => Some(Route::Events(id)),
         _ => None,
     }
 }
@@ -237,6 +238,8 @@ pub enum Route<'a> {
     List,
     Status(&'a str),
     Download(&'a str),
+    /// `GET /v1/download/{jobId}/events`: the live stream (its own function).
+    Events(&'a str),
 }
 
 pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {

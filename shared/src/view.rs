@@ -37,6 +37,10 @@ pub struct StatusView {
     /// For jobs started with a `callbackUrl`, once terminal: the delivery of the event of
     /// the job's current state.
     pub notification: Option<NotificationView>,
+    /// The job's live stream (`text/event-stream`), where one is deployed; relative to the
+    /// API's base URL in make dev.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +134,7 @@ pub async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         completed_at: job.completed_at.map(rfc3339),
         trace_id: job.trace_id.map(|t| t.to_string()),
         result: presigned_result(services, job).await?,
+        events_url: services.config.stream.events_url(job.id),
         notification: job
             .notification()
             .map(|(event, delivery)| NotificationView::of(event, &delivery)),

@@ -41,10 +41,13 @@ pub struct Accepted {
     pub download_url: String,
     pub next_poll_in_ms: u64,
     pub created_at: String,
+    /// The job's live stream, where one is deployed (see the status view's `eventsUrl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events_url: Option<String>,
 }
 
 impl Accepted {
-    fn of(job: &Job) -> Self {
+    fn of(job: &Job, stream: &haul::config::StreamSettings) -> Self {
         Self {
             job_id: job.id,
             status: job.status,
@@ -52,6 +55,7 @@ impl Accepted {
             download_url: format!("/v1/download/{}", job.id),
             next_poll_in_ms: job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS) * 1000,
             created_at: rfc3339(job.created_at),
+            events_url: stream.events_url(job.id),
         }
     }
 }
@@ -119,8 +123,8 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     .owned_by(owner.clone())
     .with_callback(input.callback_url.clone())
     .in_trace(trace);
-    let body =
-        serde_json::to_string(&Accepted::of(&job)).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
 
     match key {
         None => services.jobs.create(&job).await.map_err(store_failure)?,

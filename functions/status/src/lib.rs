@@ -48,7 +48,7 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
             list(services, &request, caller).await
         }
         Some(Route::List) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-        Some(Route::Initiate) | None => Err(ApiError::RouteNotFound),
+        Some(Route::Initiate | Route::Events(_)) | None => Err(ApiError::RouteNotFound),
     }
 }
 

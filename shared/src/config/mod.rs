@@ -5,7 +5,9 @@ use std::time::Duration;
 use crate::source::SourcePolicy;
 use crate::webhook::CallbackPolicy;
 
+mod stream;
 mod webhooks;
+pub use stream::StreamSettings;
 pub use webhooks::WebhookSettings;
 use webhooks::{callbacks, webhooks};
 
@@ -79,6 +81,8 @@ pub struct Config {
     pub callbacks: CallbackPolicy,
     /// How the notifier signs and retries.
     pub webhooks: WebhookSettings,
+    /// The live stream: where it is, how it reads and which tokens it accepts.
+    pub stream: StreamSettings,
 }
 
 impl Config {
@@ -138,6 +142,7 @@ impl Config {
             source_max_redirects: env.number("SOURCE_MAX_REDIRECTS", 5)?.min(20) as usize,
             callbacks: callbacks(&env)?,
             webhooks: webhooks(&env)?,
+            stream: stream::stream(&env)?,
         })
     }
 }

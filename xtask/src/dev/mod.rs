@@ -27,6 +27,8 @@ const MIB: u64 = 1024 * 1024;
 /// during development has its message back within two minutes.
 const VISIBILITY_TIMEOUT_SECS: u32 = 120;
 const POLLERS: usize = 4;
+/// Streams make dev keeps open at once (cargo lambda watch's instances per function).
+const STREAM_SLOTS: usize = 16;
 
 /// The development catalog: file ids pick a size and a transfer time, so a newcomer sees real
 /// progress. Ids from 900000 up do not exist (404), to see a failure.
@@ -186,6 +188,9 @@ fn function_env(
         ("S3_FORCE_PATH_STYLE", "true".to_owned()),
         ("MAX_ATTEMPTS", max_receive_count.to_string()),
         ("PROGRESS_INTERVAL_MS", "1000".to_owned()),
+        // The live stream is served on this same port (the router sends
+        // /v1/download/{jobId}/events to it), so views point at it with a path.
+        ("STREAM_URL", "/".to_owned()),
         // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
         // The per-caller limit stays on, loose enough for the contract and browser tests,
@@ -202,13 +207,14 @@ fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, 
     let mut watch = Command::new("cargo");
     watch
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
-        // One slot per worker poller, plus the notifier's and cleanup's, so that webhooks
-        // are not held back behind four long transfers.
+        // Per function: one slot per worker poller, plus the notifier's and cleanup's, so that
+        // webhooks are not held back behind four long transfers; and for the stream, one per
+        // open stream (each holds an instance while it is open, as on Lambda).
         .args([
             "--invoke-port",
             port,
             "--concurrency",
-            &(POLLERS + 2).to_string(),
+            &(POLLERS + 2).max(STREAM_SLOTS).to_string(),
         ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())

@@ -1,0 +1,171 @@
+//! Following one job: the frames of one open stream. The job is read at most once per
+//! `read_interval` (one strongly consistent read per second by default); an event goes out
+//! when its write version grew, a comment when nothing was said for `heartbeat`, and the
+//! stream ends after the terminal event or after `max_duration`, whichever comes first.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use haul::config::StreamSettings;
+use haul::view::view;
+use haul::{Job, JobId, Services};
+use tokio::time::{Instant, sleep_until};
+
+use crate::sse;
+
+/// Reads of the job by every stream of this instance, for the cost check and the logs.
+#[derive(Clone, Debug, Default)]
+pub struct ReadCounter(Arc<AtomicU64>);
+
+impl ReadCounter {
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The read that opens a stream (before the follower exists).
+    pub(crate) fn add_opening(&self) {
+        self.add();
+    }
+}
+
+/// One stream's position: what it has said, when, and what it read last.
+struct Follower {
+    services: Services,
+    settings: StreamSettings,
+    id: JobId,
+    /// A read not yet looked at (the first one is the opening read).
+    pending: Option<Job>,
+    last_id: Option<u32>,
+    opened: Instant,
+    last_read: Instant,
+    last_frame: Instant,
+    retry_sent: bool,
+    finished: bool,
+    reads: ReadCounter,
+    own_reads: u64,
+    events: u64,
+}
+
+/// The frames after the response head. `job` is the opening read (already counted), and
+/// `last_id` the client's `Last-Event-ID`: only newer versions are sent.
+pub fn follow(
+    services: Services,
+    job: Job,
+    last_id: Option<u32>,
+    reads: ReadCounter,
+) -> impl Stream<Item = Bytes> + Send + 'static {
+    let now = Instant::now();
+    let follower = Follower {
+        settings: services.config.stream.clone(),
+        services,
+        id: job.id,
+        pending: Some(job),
+        last_id,
+        opened: now,
+        last_read: now,
+        last_frame: now,
+        retry_sent: false,
+        finished: false,
+        reads,
+        own_reads: 1,
+        events: 0,
+    };
+    futures_util::stream::unfold(follower, |mut follower| async move {
+        let frame = follower.next_frame().await?;
+        Some((frame, follower))
+    })
+}
+
+impl Follower {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if !self.retry_sent {
+            self.retry_sent = true;
+            return Some(sse::retry(self.settings.retry.as_millis()));
+        }
+        loop {
+            if self.finished {
+                return None;
+            }
+            if let Some(job) = self.pending.take()
+                && let Some(frame) = self.consider(job).await
+            {
+                self.last_frame = Instant::now();
+                return Some(frame);
+            }
+            if self.finished || self.opened.elapsed() >= self.settings.max_duration {
+                self.finished = true;
+                return None;
+            }
+            let next_read = self.last_read + self.settings.read_interval;
+            let heartbeat = self.last_frame + self.settings.heartbeat;
+            if heartbeat < next_read {
+                sleep_until(heartbeat).await;
+                self.last_frame = Instant::now();
+                return Some(sse::keepalive());
+            }
+            sleep_until(next_read).await;
+            self.read().await;
+        }
+    }
+
+    /// The event for `job`, if it is newer than what the client has; marks the stream
+    /// finished once the job is terminal.
+    async fn consider(&mut self, job: Job) -> Option<Bytes> {
+        let terminal = job.status.is_terminal();
+        if terminal {
+            self.finished = true;
+        }
+        if self.last_id.is_some_and(|last| job.write_count <= last) {
+            return None;
+        }
+        self.last_id = Some(job.write_count);
+        // A completed job's view mints its presigned URL now, for this event.
+        let data = match view(&self.services, &job).await {
+            Ok(view) => serde_json::to_string(&view).ok(),
+            Err(err) => {
+                tracing::error!(job_id = %self.id, error = %err, "status view failed");
+                None
+            }
+        };
+        let Some(data) = data else {
+            // Say nothing rather than something wrong; the client reconnects and asks again.
+            self.finished = true;
+            return None;
+        };
+        self.events += 1;
+        Some(sse::event(job.write_count, "status", &data))
+    }
+
+    async fn read(&mut self) {
+        self.last_read = Instant::now();
+        self.reads.add();
+        self.own_reads += 1;
+        let read = haul::aws_calls::as_function("stream", self.services.jobs.get(self.id)).await;
+        match read {
+            Ok(Some(job)) => self.pending = Some(job),
+            // Removed under us (cleanup deletes expired records): nothing more will happen.
+            Ok(None) => self.finished = true,
+            // A throttle or a blip: the next tick reads again; the heartbeat keeps the line.
+            Err(err) => tracing::warn!(job_id = %self.id, error = %err, "job read failed"),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let seconds = self.opened.elapsed().as_secs_f64();
+        tracing::info!(
+            job_id = %self.id,
+            events = self.events,
+            reads = self.own_reads,
+            open_seconds = format!("{seconds:.1}"),
+            "stream closed"
+        );
+    }
+}

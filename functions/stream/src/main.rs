@@ -1,0 +1,18 @@
+// The streaming runtime nests its service layers deeply enough to pass the default limit
+// when the compiler lays out main's future.
+#![recursion_limit = "256"]
+
+use haul::{Config, Services};
+use lambda_http::{Error, Request, run_with_streaming_response, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    haul::telemetry::init();
+    let services = Services::from_env(Config::from_env()?).await;
+    let app = haul_stream::App::new(services);
+    run_with_streaming_response(service_fn(move |request: Request| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(haul_stream::handle(&app, request).await) }
+    }))
+    .await
+}
