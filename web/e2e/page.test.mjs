@@ -356,7 +356,7 @@ test("the stream unreachable (network error): polling takes over after the recon
   }
 });
 
-test("a reconnect mid-job: the connection drops, EventSource resumes with Last-Event-ID, nothing goes back", { timeout: 150_000 }, async () => {
+test("a reconnect mid-job: the connection drops, EventSource resumes with Last-Event-ID, nothing goes back", { timeout: 150_000 }, async (t) => {
   // The network is cut by a TCP relay between the browser and make dev's page port: it drops
   // every open connection (the stream breaks mid-answer) and refuses new ones for 5 s. CDP's
   // Network.emulateNetworkConditions {offline: true} was tried first: Chromium 156 keeps
@@ -393,6 +393,7 @@ test("a reconnect mid-job: the connection drops, EventSource resumes with Last-E
       const headers = answer ? await r.request.allHeaders() : {};
       again.push({ at: r.at, lastEventId: headers["last-event-id"] ?? null, status: answer?.status() ?? null });
     }
+    t.diagnostic(`cut at +${cutAt - since} ms, back at +${backAt - since} ms; reconnects: ${JSON.stringify(again.map((r) => ({ ...r, at: r.at - since })))}`);
     assert.ok(again.every((r) => r.at >= cutAt), `no reconnect before the cut: ${JSON.stringify(again)}`);
     const resumed = again.filter((r) => r.status === 200);
     assert.ok(resumed.length >= 1 && resumed[0].at >= backAt - 100, `a reconnect answered 200 once the network was back: ${JSON.stringify(again)}`);
@@ -400,6 +401,7 @@ test("a reconnect mid-job: the connection drops, EventSource resumes with Last-E
     assert.deepEqual(polls(jobId, since).map((r) => r.path), [], "the stream recovered: no fallback to polling");
     assert.equal(await card(jobId).getAttribute("data-transport"), "stream");
     const history = await assertNeverBackwards(jobId);
+    t.diagnostic(`card states: ${history.map((h) => `${h.status}:${h.value}`).join(" ")}`);
     assert.ok(history.some((h) => h.status === "running" && h.value > before), `progress after the reconnect: ${JSON.stringify(history)}`);
     assert.doesNotMatch(await card(jobId).innerText(), /reconnecting/i, "the note is gone");
     await saveAndCheck(jobId, 2);
