@@ -140,12 +140,13 @@ test("supersedes: never back from a terminal state, an older write or a lower pe
   assert.equal(supersedes(running, view("running", 5, { attempts: 2 })), true);
 });
 
-test("followJob streams: every status event is shown, the terminal one closes the stream, no polls", async () => {
+test("followJob streams: every status event is shown, the terminal one closes the stream, no polls", { timeout: 5000 }, async (t) => {
   const { FakeEventSource, opened, live } = fakeEventSource();
   const { fetch, calls } = scripted([]);
   const seen = [];
   const transports = [];
   const done = followJob({ baseUrl: "", fetch }, JOB, {
+    signal: t.signal,
     eventsUrl: EVENTS,
     EventSource: FakeEventSource,
     pageHref: "http://127.0.0.1:9200/",
@@ -173,7 +174,7 @@ test("followJob streams: every status event is shown, the terminal one closes th
   assert.deepEqual(transports, ["stream"]);
 });
 
-test("followJob polls without eventsUrl, without EventSource, and with an Authorization header", async () => {
+test("followJob polls without eventsUrl, without EventSource, and with an Authorization header", { timeout: 5000 }, async (t) => {
   for (const [api, options] of [
     [{ baseUrl: "" }, {}],
     [{ baseUrl: "" }, { eventsUrl: EVENTS, EventSource: null }],
@@ -184,6 +185,7 @@ test("followJob polls without eventsUrl, without EventSource, and with an Author
     const transports = [];
     const final = await followJob({ ...api, fetch }, JOB, {
       EventSource: FakeEventSource,
+      signal: t.signal,
       ...options,
       pageHref: "http://127.0.0.1:9200/",
       visibility: null,
@@ -197,12 +199,13 @@ test("followJob polls without eventsUrl, without EventSource, and with an Author
   }
 });
 
-test("followJob falls back to polling at once when the stream is refused (readyState CLOSED)", async () => {
+test("followJob falls back to polling at once when the stream is refused (readyState CLOSED)", { timeout: 5000 }, async (t) => {
   const { FakeEventSource, opened, live } = fakeEventSource();
   const { fetch, calls } = scripted([() => json(view("running", 60)), () => json(view("completed", 100))]);
   const transports = [];
   const seen = [];
   const done = followJob({ baseUrl: "", fetch }, JOB, {
+    signal: t.signal,
     eventsUrl: EVENTS,
     EventSource: FakeEventSource,
     pageHref: "http://127.0.0.1:9200/",
@@ -223,13 +226,14 @@ test("followJob falls back to polling at once when the stream is refused (readyS
   assert.match(transports[1][1], /refused/);
 });
 
-test("followJob lets EventSource reconnect by itself, and falls back when it cannot within the bound", async () => {
+test("followJob lets EventSource reconnect by itself, and falls back when it cannot within the bound", { timeout: 5000 }, async (t) => {
   // Reconnects in time: no polling.
   {
     const { FakeEventSource, opened } = fakeEventSource();
     const { fetch, calls } = scripted([]);
     const notes = [];
     const done = followJob({ baseUrl: "", fetch }, JOB, {
+      signal: t.signal,
       eventsUrl: EVENTS,
       EventSource: FakeEventSource,
       pageHref: "http://127.0.0.1:9200/",
@@ -266,6 +270,7 @@ test("followJob lets EventSource reconnect by itself, and falls back when it can
     const { fetch, calls } = scripted(answers);
     const started = Date.now();
     const done = followJob({ baseUrl: "", fetch }, JOB, {
+      signal: t.signal,
       eventsUrl: EVENTS,
       EventSource: FakeEventSource,
       pageHref: "http://127.0.0.1:9200/",
@@ -291,6 +296,7 @@ test("followJob lets EventSource reconnect by itself, and falls back when it can
     const { FakeEventSource, live } = fakeEventSource();
     const { fetch, calls } = scripted([() => json(view("completed", 100))]);
     const final = await followJob({ baseUrl: "", fetch }, JOB, {
+      signal: t.signal,
       eventsUrl: EVENTS,
       EventSource: FakeEventSource,
       pageHref: "http://127.0.0.1:9200/",
@@ -304,12 +310,13 @@ test("followJob lets EventSource reconnect by itself, and falls back when it can
   }
 });
 
-test("followJob hands a polled job over to the stream when a view names one, and never runs both", async () => {
+test("followJob hands a polled job over to the stream when a view names one, and never runs both", { timeout: 5000 }, async (t) => {
   const { FakeEventSource, opened, live } = fakeEventSource();
   const { fetch, calls } = scripted([() => json(view("queued")), () => json(view("running", 10, { eventsUrl: EVENTS }))]);
   const seen = [];
   const transports = [];
   const done = followJob({ baseUrl: "http://api.test", fetch }, JOB, {
+    signal: t.signal,
     EventSource: FakeEventSource,
     visibility: null,
     sleep: instantSleep,
@@ -330,12 +337,13 @@ test("followJob hands a polled job over to the stream when a view names one, and
   assert.deepEqual(transports, ["poll", "stream"]);
 });
 
-test("followJob never shows an older view, whichever path brings it", async () => {
+test("followJob never shows an older view, whichever path brings it", { timeout: 5000 }, async (t) => {
   const { FakeEventSource, opened } = fakeEventSource();
   const stale = view("running", 40); // written before the stream's views
   const { fetch } = scripted([() => json(stale), () => json(view("completed", 100))]);
   const percents = [];
   const done = followJob({ baseUrl: "", fetch }, JOB, {
+    signal: t.signal,
     eventsUrl: EVENTS,
     EventSource: FakeEventSource,
     pageHref: "http://127.0.0.1:9200/",
@@ -351,7 +359,7 @@ test("followJob never shows an older view, whichever path brings it", async () =
   assert.deepEqual(percents, [60, 100], "the poll's older 40% was not shown");
 });
 
-test("followJob closes the stream on abort and while the tab is hidden, and opens a new one when it shows", async () => {
+test("followJob closes the stream on abort and while the tab is hidden, and opens a new one when it shows", { timeout: 5000 }, async (t) => {
   let hidden = false;
   const listeners = new Set();
   const visibility = {
@@ -368,6 +376,7 @@ test("followJob closes the stream on abort and while the tab is hidden, and open
   const { FakeEventSource, opened, live } = fakeEventSource();
   const { fetch, calls } = scripted([]);
   const done = followJob({ baseUrl: "", fetch }, JOB, {
+    signal: t.signal,
     eventsUrl: EVENTS,
     EventSource: FakeEventSource,
     pageHref: "http://127.0.0.1:9200/",
