@@ -275,6 +275,8 @@ pub struct Job {
     /// Each event's delivery, once the notifier started it.
     pub deliveries:
         std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
+    /// For a batch's file: the batch (see [`crate::batch`]).
+    pub parent: Option<JobId>,
 }
 
 impl Job {
@@ -318,7 +320,21 @@ impl Job {
             trace_id: None,
             callback_url: None,
             deliveries: Default::default(),
+            parent: None,
         }
+    }
+
+    /// The job that fetches one file of `batch`: unowned (it never shows in a history) and
+    /// without a callback (the batch's events are the batch's); in the batch's trace.
+    pub fn child_of(batch: &Job, file: crate::batch::BatchFile, now: EpochMs) -> Self {
+        let mut child = Self::new_from(file.job, Source::File(file.file_id), None, now);
+        child.parent = Some(batch.id);
+        child.trace_id = batch.trace_id;
+        child
+    }
+
+    pub fn is_batch(&self) -> bool {
+        matches!(self.source, Source::Batch(_))
     }
 
     pub fn with_callback(mut self, callback: Option<crate::webhook::CallbackUrl>) -> Self {

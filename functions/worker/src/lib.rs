@@ -5,6 +5,9 @@
 //! `lease` (the attempt every write is fenced on); `transfer` moves the bytes; `retry`
 //! decides what happens when a try does not finish the job.
 
+mod batch;
+pub mod bundle;
+mod bundle_step;
 mod codes;
 mod fetch;
 mod lease;
@@ -89,6 +92,7 @@ impl Worker {
                 .origin_url_template
                 .replace("{file_id}", &id.to_string()),
             Source::Url(url) => url.as_str().to_owned(),
+            Source::Batch(_) => String::new(),
         }
     }
 
