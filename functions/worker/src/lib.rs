@@ -5,6 +5,7 @@
 //! `lease` (the attempt every write is fenced on); `transfer` moves the bytes; `retry`
 //! decides what happens when a try does not finish the job.
 
+pub mod bundle;
 mod codes;
 mod fetch;
 mod lease;
