@@ -57,6 +57,16 @@ pub struct Entry {
     zip64_local: bool,
 }
 
+/// The end of an archive.
+#[derive(Debug)]
+pub struct Finished {
+    /// The central directory and end records: the archive's last bytes.
+    pub tail: Vec<u8>,
+    pub entries: Vec<Entry>,
+    /// Whether it has the ZIP64 end records.
+    pub zip64: bool,
+}
+
 struct Open {
     name: String,
     expected: u64,
@@ -234,7 +244,7 @@ impl ZipWriter {
     }
 
     /// The central directory and the end records; the archive is complete after them.
-    pub fn finish(self) -> Result<(Vec<u8>, Vec<Entry>), ZipError> {
+    pub fn finish(&mut self) -> Result<Finished, ZipError> {
         if self.open.is_some() {
             return Err(ZipError::EntryOpen);
         }
@@ -276,7 +286,11 @@ impl ZipWriter {
         put32(&mut out, field32(size));
         put32(&mut out, field32(start));
         put16(&mut out, 0); // no comment
-        Ok((out, self.entries))
+        Ok(Finished {
+            tail: out,
+            entries: std::mem::take(&mut self.entries),
+            zip64,
+        })
     }
 
     /// Accounts for `n` bytes of the open entry without them (tests of the 4 GiB thresholds).

@@ -34,9 +34,10 @@ fn archive(force_zip64: bool, files: &[(&str, &[u8])]) -> (Vec<u8>, Vec<Entry>) 
         out.extend(zip.finish_entry().unwrap().0);
     }
     assert_eq!(zip.offset(), out.len() as u64);
-    let (tail, entries) = zip.finish().unwrap();
-    out.extend(tail);
-    (out, entries)
+    let finished = zip.finish().unwrap();
+    assert_eq!(finished.zip64, force_zip64);
+    out.extend(finished.tail);
+    (out, finished.entries)
 }
 
 #[test]
@@ -176,7 +177,12 @@ fn an_entry_of_4_gib_or_more_gets_zip64_in_its_local_header_and_descriptor() {
     // The third entry starts past 4 GiB: only its offset goes to the extra field.
     zip.start_entry("after", 0).unwrap();
     zip.finish_entry().unwrap();
-    let (tail, entries) = zip.finish().unwrap();
+    let Finished {
+        tail,
+        entries,
+        zip64,
+    } = zip.finish().unwrap();
+    assert!(zip64);
     assert_eq!(entries[1].offset, 30 + 5 + MAX32 - 100 + 16);
     assert!(entries[2].offset > MAX32);
     let c0 = 0;
@@ -219,8 +225,13 @@ fn entries_zip64_from_65535_on() {
             zip.start_entry(&i.to_string(), 0).unwrap();
             zip.finish_entry().unwrap();
         }
-        let (tail, entries) = zip.finish().unwrap();
+        let Finished {
+            tail,
+            entries,
+            zip64: finished_zip64,
+        } = zip.finish().unwrap();
         assert_eq!(entries.len(), count);
+        assert_eq!(finished_zip64, zip64);
         let end = tail.len() - 22;
         assert_eq!(u32_at(&tail, end), 0x0605_4b50);
         let has_locator = u32_at(&tail, end - 20) == 0x0706_4b50;
