@@ -20,7 +20,11 @@ impl Worker {
         let Some(spec) = batch.source.batch() else {
             return Outcome::Ack;
         };
-        tracing::info!(attempt = lease.attempt(), files = spec.files.len(), "batch fan-out");
+        tracing::info!(
+            attempt = lease.attempt(),
+            files = spec.files.len(),
+            "batch fan-out"
+        );
         self.advance(batch).await
     }
 

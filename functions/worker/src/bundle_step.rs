@@ -55,7 +55,11 @@ impl Worker {
                 | BundleError::Storage(_)
                 | BundleError::Zip(_)) => BundleFailure::Permanent(err.to_string()),
             })?;
-        tracing::info!(bytes = written.size, zip64 = written.zip64, "archive written");
+        tracing::info!(
+            bytes = written.size,
+            zip64 = written.zip64,
+            "archive written"
+        );
         Ok(Artifact {
             key: written.key,
             size: written.size,

@@ -3,7 +3,8 @@
 //!
 //! `message` reads the SQS record and keeps it hidden; `process` runs one job under a
 //! `lease` (the attempt every write is fenced on); `transfer` moves the bytes; `retry`
-//! decides what happens when a try does not finish the job.
+//! decides what happens when a try does not finish the job. `batch` fans a batch out into
+//! one job per file and ends it; `bundle` writes a batch's archive (`bundle_step`).
 
 mod batch;
 pub mod bundle;

@@ -93,7 +93,9 @@ impl Worker {
                 Err(Claimed::Not(Outcome::Ack))
             }
             // A running batch is not claimed again: its message asks it to move along.
-            Err(StoreError::Conflict(job)) if job.is_batch() && job.status == JobStatus::Running => {
+            Err(StoreError::Conflict(job))
+                if job.is_batch() && job.status == JobStatus::Running =>
+            {
                 Err(Claimed::RunningBatch(job))
             }
             Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
