@@ -32,8 +32,8 @@ fi
 [ "${1:-}" = --install-only ] && exit 0
 
 web/build.sh
-(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts and web/src/events.ts"
-echo "web-e2e: poll and events module unit tests passed"
+(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts, web/src/events.ts and web/src/batch.ts"
+echo "web-e2e: poll, events and batch module unit tests passed"
 
 rm -rf "$HAUL_E2E_ARTIFACTS"
 mkdir -p "$HAUL_E2E_ARTIFACTS"
