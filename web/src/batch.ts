@@ -141,7 +141,8 @@ export function batchModel(
 /** The line under the total bar, e.g. "2 of 3 files · 4.0 MiB of 6.0 MiB · 1 failed". */
 export function batchSummary(model: BatchModel, formatBytes: (n: number | null) => string): string {
   const parts = [`${model.percent}%`, `${model.filesDone} of ${model.filesTotal} files`];
-  if (model.bytesDone > 0 || model.bytesTotal) parts.push(`${formatBytes(model.bytesDone)} of ${formatBytes(model.bytesTotal)}`);
+  if (model.bytesTotal) parts.push(`${formatBytes(model.bytesDone)} of ${formatBytes(model.bytesTotal)}`);
+  else if (model.bytesDone > 0) parts.push(model.cancellable ? `${formatBytes(model.bytesDone)} of ?` : formatBytes(model.bytesDone));
   if (model.bytesPerSecond) parts.push(`${formatBytes(model.bytesPerSecond)}/s`);
   if (model.failedFiles > 0) parts.push(`${model.failedFiles} failed`);
   if (model.zipping) parts.push("writing the zip");
