@@ -208,11 +208,8 @@ test("a batch with a missing file: that file failed with origin_not_found, the o
 let missingBatch = null;
 
 // The per-file download route is what the page links to when a file's presigned URL is about to
-// expire. A todo (reported, not failing the run) while main's routers lack it: the status
-// function handles it (shared/src/request.rs Route::File), but neither make dev's router
-// (Cargo.toml [workspace.metadata.lambda.watch.router]) nor template.yaml routes
-// /v1/download/{jobId}/files/{fileId}, so it answers 404. Drop `todo` once it is routed.
-test("GET /v1/download/{jobId}/files/{fileId} redirects to a completed file, 409 for a failed one", { todo: "the route is not routed on main (404)", timeout: 30_000 }, async () => {
+// expire.
+test("GET /v1/download/{jobId}/files/{fileId} redirects to a completed file, 409 for a failed one", { timeout: 30_000 }, async () => {
   assert.ok(missingBatch, "the missing-file batch ran");
   const routed = await fetch(new URL(`/v1/download/${missingBatch}/files/17`, PAGE));
   assert.equal(routed.status, 200, `the route redirects to the file: ${routed.status}`);
