@@ -20,7 +20,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub job_id: String,
-    pub file_id: u64,
+    /// Set for a job of one file; `null` for a batch.
+    #[serde(default)]
+    pub file_id: Option<u64>,
     pub status: String,
     #[serde(default)]
     pub progress: ProgressView,
@@ -43,6 +45,33 @@ pub struct StatusView {
     /// The job's event stream (relative to the API, or absolute), where the server has one.
     #[serde(default)]
     pub events_url: Option<String>,
+    /// A batch's members (jobs started with `file_ids` only).
+    #[serde(default)]
+    pub total_file_ids: Option<u32>,
+    #[serde(default)]
+    pub completed_files: Option<u32>,
+    #[serde(default)]
+    pub failed_files: Option<u32>,
+    /// `"zip"` when the batch's result is one archive of its completed files.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// A batch's files, in the order given at initiate.
+    #[serde(default)]
+    pub files: Option<Vec<FileView>>,
+}
+
+/// One file of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub file_id: u64,
+    pub status: String,
+    #[serde(default)]
+    pub progress: ProgressView,
+    #[serde(default)]
+    pub result: Option<ResultView>,
+    #[serde(default)]
+    pub error: Option<JobErrorView>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -56,6 +85,11 @@ pub struct ProgressView {
     pub bytes_total: Option<u64>,
     #[serde(default)]
     pub bytes_per_second: Option<u64>,
+    /// For a batch: files that ended, and all of them.
+    #[serde(default)]
+    pub files_done: Option<u32>,
+    #[serde(default)]
+    pub files_total: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +115,11 @@ pub struct JobErrorView {
 }
 
 impl StatusView {
+    /// A job started with `file_ids`.
+    pub fn is_batch(&self) -> bool {
+        self.files.is_some() || self.total_file_ids.is_some()
+    }
+
     /// Completed, failed, cancelled or expired: nothing more will happen to the job.
     pub fn is_terminal(&self) -> bool {
         matches!(
@@ -467,5 +506,62 @@ mod tests {
         );
         assert!(view("running", Value::Null).end_error().is_none());
         assert!(view("completed", Value::Null).end_error().is_none());
+    }
+
+    #[test]
+    fn a_batch_view_parses() {
+        // As the contract (and shared/src/view/batch.rs) gives it.
+        let view = parse_view(&json!({
+            "jobId": "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10", "fileId": null, "sourceUrl": null,
+            "status": "running", "attempts": 0, "etaSeconds": null, "retriesRemaining": 2,
+            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:01Z",
+            "progress": {"percent": 33, "bytesDone": 2097152, "bytesTotal": 6291456,
+                         "bytesPerSecond": 700000, "filesDone": 1, "filesTotal": 3},
+            "totalFileIds": 3, "completedFiles": 1, "failedFiles": 0, "bundle": "zip",
+            "result": null, "error": null,
+            "eventsUrl": "/v1/download/0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10/events",
+            "files": [
+                {"fileId": 1, "status": "completed",
+                 "progress": {"percent": 100, "bytesDone": 2097152, "bytesTotal": 2097152, "bytesPerSecond": null},
+                 "result": {"url": "http://127.0.0.1:4566/b/k?X-Amz-Signature=x", "expiresAt": "2026-01-01T01:00:00Z",
+                            "size": 2097152, "contentType": "application/octet-stream",
+                            "fileName": "file-1.bin", "checksumCrc32c": "Czbl4g=="},
+                 "error": null},
+                {"fileId": 5, "status": "running",
+                 "progress": {"percent": 0, "bytesDone": 0, "bytesTotal": null, "bytesPerSecond": null},
+                 "result": null, "error": null},
+                {"fileId": 900001, "status": "queued",
+                 "progress": {"percent": 0, "bytesDone": 0, "bytesTotal": null, "bytesPerSecond": null},
+                 "result": null, "error": {"code": "origin_not_found", "message": "404", "retryable": true}},
+            ],
+        }))
+        .unwrap();
+        assert!(view.is_batch());
+        assert_eq!(view.file_id, None);
+        assert_eq!(
+            (view.total_file_ids, view.completed_files, view.failed_files),
+            (Some(3), Some(1), Some(0))
+        );
+        assert_eq!(view.bundle.as_deref(), Some("zip"));
+        assert_eq!(
+            (view.progress.files_done, view.progress.files_total),
+            (Some(1), Some(3))
+        );
+        let files = view.files.as_ref().unwrap();
+        assert_eq!(
+            files.iter().map(|f| f.file_id).collect::<Vec<_>>(),
+            [1, 5, 900001]
+        );
+        let result = files[0].result.as_ref().unwrap();
+        assert_eq!(
+            (result.size, result.file_name.as_deref()),
+            (2097152, Some("file-1.bin"))
+        );
+        assert_eq!(files[2].error.as_ref().unwrap().code, "origin_not_found");
+        assert!(view.end_error().is_none());
+        // A single job's view is not a batch.
+        let single = parse_view(&json!({"jobId": "x", "fileId": 7, "status": "queued"})).unwrap();
+        assert!(!single.is_batch());
+        assert_eq!(single.file_id, Some(7));
     }
 }
