@@ -5,12 +5,15 @@ mod backoff;
 mod batch;
 mod batch_bars;
 mod batch_report;
+#[cfg(test)]
+mod batch_tests;
 mod download;
 mod error;
 mod events;
 mod get;
 mod interrupt;
 mod jobs;
+mod request;
 mod state;
 mod ui;
 mod verify;
@@ -24,7 +27,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::api::Api;
 use crate::error::{CliError, Exit};
 use crate::events::Follow;
-use crate::get::{GetRequest, Priority};
+use crate::get::GetRequest;
+use crate::request::Priority;
 use crate::ui::{Mode, Ui};
 
 /// The largest file id the API accepts (2^53 - 1).
