@@ -156,6 +156,10 @@ async fn save_archive(
         format!("batch-{}.zip", short(&view.job_id))
     });
     let dest = output_path(output, &name);
+    // `-o dir/` that does not exist yet: made, as for the files of a batch.
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        output_dir(Some(parent))?;
+    }
     let saved = download(api, ui, &view.job_id, result, Fresh::Job, &dest).await?;
     Ok(SavedFile::of(
         &saved,
