@@ -1,14 +1,17 @@
 //! `make bench` (bundle part, `xtask bench-bundle <bundle-once>`): the zip bundler's peak
-//! memory on files whose total passes 4 GiB, so the archive needs ZIP64 for real (one entry
-//! over 4 GiB, entries and the central directory past the 4 GiB offset). The sources are put
+//! memory on files whose total passes 4 GiB, so the archive needs ZIP64 for real (entries and
+//! the central directory past the 4 GiB offset). The sources are put
 //! in the local stack's S3, `bundle-once` (the release bundler as its own process, configured
 //! like the worker function) writes the archive, and its peak RSS comes from the kernel's
 //! accounting of the waited child. The archive is read back and checked by Python's zipfile
 //! (names, sizes, testzip, a SHA-256 of every member against the source's) and `unzip -t`
 //! (scripts/zip/verify.py). Writes `target/bench/bundle.json`.
 //!
-//! `HAUL_BENCH_BUNDLE_MIB` (default `4160,256,0`) gives the files' sizes in MiB; a 1000-byte
-//! file is added to them.
+//! `HAUL_BENCH_BUNDLE_MIB` (default `1040,64,0`) gives the stored files' sizes in MiB, and the
+//! first one is put in the archive `HAUL_BENCH_BUNDLE_COPIES` times (default 4: 4,160 MiB, so
+//! entries, their offsets and the central directory pass 4 GiB); a 1000-byte file is added.
+//! Reading one object several times keeps the local stack's disk use down: it holds the
+//! sources, the archive's parts and, while completing, the archive again.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +37,7 @@ struct Planned {
 }
 
 fn plan() -> Result<Vec<Planned>, BoxError> {
-    let raw = std::env::var("HAUL_BENCH_BUNDLE_MIB").unwrap_or_else(|_| "4160,256,0".into());
+    let raw = std::env::var("HAUL_BENCH_BUNDLE_MIB").unwrap_or_else(|_| "1040,64,0".into());
     let mut files = Vec::new();
     for (i, mib) in raw.split(',').map(str::trim).enumerate() {
         let mib: u64 = mib
@@ -172,15 +175,31 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
 
+    let copies: usize = match std::env::var("HAUL_BENCH_BUNDLE_COPIES") {
+        Ok(raw) => raw
+            .parse()
+            .map_err(|e| format!("HAUL_BENCH_BUNDLE_COPIES: {e}"))?,
+        Err(_) => 4,
+    };
     let mut sources = Vec::new();
     let mut manifest = Vec::new();
-    for file in &files {
+    let mut keys = Vec::new();
+    for (i, file) in files.iter().enumerate() {
         let key = ArtifactStore::new_key();
         eprintln!("bench-bundle: storing {} ({} bytes)", file.name, file.size);
         let sha256 = put_source(store, &key, file).await?;
-        sources.push(json!({"key": key, "name": file.name, "size": file.size}));
-        manifest.push(json!({"name": file.name, "size": file.size, "sha256": sha256}));
+        let times = if i == 0 { copies.max(1) } else { 1 };
+        for copy in 1..=times {
+            let name = match times {
+                1 => file.name.clone(),
+                _ => format!("copy-{copy}-{}", file.name),
+            };
+            sources.push(json!({"key": key, "name": name, "size": file.size}));
+            manifest.push(json!({"name": name, "size": file.size, "sha256": sha256}));
+        }
+        keys.push(key);
     }
+    check_disk(&dir, sizes(&sources).iter().sum())?;
     let list = dir.join("bundle-sources.json");
     std::fs::write(&list, serde_json::to_vec(&sources)?)?;
     let dest = ArtifactStore::new_key();
@@ -188,10 +207,8 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     eprintln!("bench-bundle: bundling with {binary}");
     let (result, seconds, peak_kib) = run_bundler(binary, &list, &dest, &env)?;
 
-    for source in &sources {
-        if let Some(key) = source.get("key").and_then(Value::as_str) {
-            store.delete(key).await?;
-        }
+    for key in &keys {
+        store.delete(key).await?;
     }
     let archive: PathBuf = dir.join("bundle.zip");
     download(store, &dest, &archive).await?;
@@ -200,25 +217,62 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let zip64 = result.get("zip64").and_then(Value::as_bool) == Some(true);
     // Past 4 GiB of data the archive must have the ZIP64 end records (`HAUL_BENCH_BUNDLE_MIB`
     // may ask for less, for a quick look).
-    let total: u64 = files.iter().map(|f| f.size).sum();
+    let total: u64 = sizes(&sources).iter().sum();
     let expected = json!({"zip64": total >= u64::from(u32::MAX), "entries": manifest});
     std::fs::write(&manifest_path, serde_json::to_vec(&expected)?)?;
     let verified = verify(&archive, &manifest_path);
     let _ = std::fs::remove_file(&archive);
     verified?;
-    report(&dir, &files, &result, seconds, peak_kib, zip64, &app)
+    report(
+        &dir,
+        &sizes(&sources),
+        &result,
+        seconds,
+        peak_kib,
+        zip64,
+        &app,
+    )
+}
+
+/// The local stack holds the archive's parts and, while completing it, the archive again; the
+/// read-back puts one more copy on disk. Refuses to start without room for them.
+fn check_disk(dir: &Path, total: u64) -> Result<(), BoxError> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: `statvfs` is plain data that statvfs fills; `path` is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return Err("statvfs failed".into());
+    }
+    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    let needed = 3 * total + (1 << 30);
+    if free < needed {
+        return Err(format!(
+            "{} GiB free on the disk, {} GiB needed (the archive three times over, plus 1 GiB)",
+            free >> 30,
+            needed >> 30
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn sizes(sources: &[Value]) -> Vec<u64> {
+    sources
+        .iter()
+        .filter_map(|s| s.get("size").and_then(Value::as_u64))
+        .collect()
 }
 
 fn report(
     dir: &Path,
-    files: &[Planned],
+    sizes: &[u64],
     result: &Value,
     seconds: f64,
     peak_kib: u64,
     zip64: bool,
     app: &haul_tests::TestApp,
 ) -> Result<(), BoxError> {
-    let total: u64 = files.iter().map(|f| f.size).sum();
+    let total: u64 = sizes.iter().sum();
     let archive = result.get("size").and_then(Value::as_u64).unwrap_or(0);
     let config = &app.services.config;
     let summary = json!({
@@ -226,14 +280,14 @@ fn report(
         "total_gib": (total as f64 / GIB * 1000.0).round() / 1000.0,
         "archive_bytes": archive,
         "source_bytes": total,
-        "entries": files.len(),
+        "entries": sizes.len(),
         "zip64": zip64,
         "seconds": (seconds * 10.0).round() / 10.0,
         "mib_per_s": (total as f64 / MIB as f64 / seconds).round(),
         "part_size_mib": config.part_size as u64 / MIB,
         "parts_in_flight": config.parts_in_flight,
         "verified": "python zipfile (names, sizes, testzip, SHA-256 per member) and unzip -t",
-        "sizes_bytes": files.iter().map(|f| f.size).collect::<Vec<_>>(),
+        "sizes_bytes": sizes,
     });
     std::fs::write(
         dir.join("bundle.json"),

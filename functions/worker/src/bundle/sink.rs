@@ -65,9 +65,10 @@ impl PartSink {
             self.buffer.extend_from_slice(now);
             bytes = rest;
             if self.buffer.len() == self.part_size {
-                let next = self.part_buffer();
-                let part = std::mem::replace(&mut self.buffer, next).freeze();
+                let part = std::mem::take(&mut self.buffer).freeze();
                 self.send_part(part).await?;
+                // After the send, which may have taken back a finished part's buffer.
+                self.buffer = self.part_buffer();
             }
         }
         Ok(())
