@@ -275,6 +275,9 @@ pub struct Job {
     /// Each event's delivery, once the notifier started it.
     pub deliveries:
         std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
+    /// Which work queue the job's messages go through (`priority`; absent in old records:
+    /// normal).
+    pub priority: crate::priority::Priority,
 }
 
 impl Job {
@@ -318,7 +321,13 @@ impl Job {
             trace_id: None,
             callback_url: None,
             deliveries: Default::default(),
+            priority: Default::default(),
         }
+    }
+
+    pub fn with_priority(mut self, priority: crate::priority::Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     pub fn with_callback(mut self, callback: Option<crate::webhook::CallbackUrl>) -> Self {

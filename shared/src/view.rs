@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::clock::{now_ms, rfc3339};
 use crate::webhook::NotificationView;
-use crate::{ApiError, FailureCode, Job, JobId, JobStatus, Services};
+use crate::{ApiError, FailureCode, Job, JobId, JobStatus, Priority, Services};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,6 +17,8 @@ pub struct StatusView {
     /// Set for jobs started with a `url`.
     pub source_url: Option<String>,
     pub status: JobStatus,
+    /// Which work queue the job goes through: `high`, `normal` or `low`.
+    pub priority: Priority,
     pub progress: Progress,
     /// Seconds left at the current rate, while running with a known size.
     pub eta_seconds: Option<u64>,
@@ -108,6 +110,7 @@ pub async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         file_id: job.source.file_id().map(|id| id.get()),
         source_url: job.source.url().map(|url| url.as_str().to_owned()),
         status: job.status,
+        priority: job.priority,
         progress: Progress {
             percent: job.percent(),
             bytes_done: job.bytes_done,

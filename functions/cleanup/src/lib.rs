@@ -150,7 +150,7 @@ async fn requeue_stale(
         return;
     }
     // Still queued if the send fails: the next run's re-drive sends it.
-    let sent = services.queue.send(job.id).await;
+    let sent = services.queues.of(job.priority).send(job.id).await;
     if succeeded(
         sent,
         job.id,
@@ -214,7 +214,7 @@ async fn redrive_queued(
                 continue;
             }
         }
-        let sent = services.queue.send(job.id).await;
+        let sent = services.queues.of(job.priority).send(job.id).await;
         if succeeded(sent, job.id, "cannot re-drive job", &mut report.errors) {
             report.redriven_queued += 1;
         }

@@ -10,6 +10,7 @@ use crate::failure::FailureCode;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
 };
+use crate::priority::Priority;
 use crate::source::{Source, SourceUrl};
 use crate::webhook::{CallbackUrl, Delivery, DeliveryState, WebhookEvent};
 
@@ -80,6 +81,7 @@ pub(super) fn to_item(job: &Job) -> Item {
     for (event, delivery) in &job.deliveries {
         put(&event.attribute(), Some(delivery_value(delivery)));
     }
+    put("priority", Some(s(job.priority.as_str())));
     item
 }
 
@@ -217,6 +219,13 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
                 Some((event, delivery))
             })
             .collect(),
+        // Absent in records written before priorities: those jobs are normal.
+        priority: match string(item, "priority") {
+            None => Priority::Normal,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| JobError::MalformedRecord("priority"))?,
+        },
         artifact,
         failure,
         checkpoint,
@@ -300,5 +309,24 @@ mod tests {
             });
             assert_eq!(from_item(&to_item(&job)).unwrap(), job);
         }
+    }
+
+    #[test]
+    fn the_priority_is_stored_and_an_old_record_without_one_is_normal() {
+        let job = Job::new_queued(JobId::new_random(), FileId::new(1).unwrap(), None, 0);
+        for priority in Priority::ALL {
+            let job = job.clone().with_priority(priority);
+            let item = to_item(&job);
+            assert_eq!(item["priority"], s(priority.as_str()));
+            assert_eq!(from_item(&item).unwrap().priority, priority);
+        }
+        let mut old = to_item(&job.clone().with_priority(Priority::High));
+        old.remove("priority");
+        assert_eq!(from_item(&old).unwrap().priority, Priority::Normal);
+        old.insert("priority".into(), s("urgent"));
+        assert!(matches!(
+            from_item(&old),
+            Err(StoreError::Malformed(JobError::MalformedRecord("priority")))
+        ));
     }
 }
