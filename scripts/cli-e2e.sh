@@ -3,7 +3,7 @@
 # own `make dev` (or, under scripts/test.sh, uses the one all end-to-end stages share:
 # scripts/lib/dev-stack.sh) and runs the real binary against it over HTTP: a download whose
 # bytes must equal the origin's, --json output, a failed job, status and cancel of a slow job,
-# picking up a job after an interrupted run, bad and unknown job ids, an unreachable API, and
+# picking up a job after an interrupted run, --priority, bad and unknown job ids, an unreachable API, and
 # the exit code of each. Jobs are followed over their event stream (GET …/events) by default:
 # checked, and --follow poll, and through two small proxies started here (python3's
 # http.server) that break the stream: one answers 502 on …/events (the CLI falls back to
@@ -313,6 +313,16 @@ run newjob 0 get 17 -o "$WORK/files/" --json --new-job
 [ "$(json newjob 'd["job"]')" = started ] || fail "--new-job: $(cat "$WORK/newjob.out")"
 [ "$(json newjob 'd["jobId"]')" != "$replayed_job" ] || fail "--new-job reused the job"
 echo "cli-e2e: Ctrl-C exits 130; the same command continues the job; a lost answer is replayed"
+
+# --priority: the job is started with it, and says so; an unknown one is a usage error.
+run prio 0 get 21 -o "$WORK/files/" --json --priority high
+[ "$(json prio 'd["priority"], d["status"]')" = "high completed" ] \
+  || fail "--priority high: $(cat "$WORK/prio.out")"
+run priostatus 0 status "$(json prio 'd["jobId"]')"
+grep -q "^priority  high$" "$WORK/priostatus.out" || fail "status does not show the priority"
+run badprio 2 get 21 --priority urgent
+grep -q "urgent" "$WORK/badprio.err" || fail "--priority urgent: $(cat "$WORK/badprio.err")"
+echo "cli-e2e: --priority high starts a high job; status shows it; an unknown one is refused"
 
 # 5. The background runs.
 waited "$GET5"

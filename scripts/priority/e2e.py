@@ -160,7 +160,7 @@ def main():
             json.dump(report, out, indent=2)
     if failures:
         sys.exit(1)
-    print("priority-e2e: ok")
+    print("priority-e2e: checks passed")
 
 
 if __name__ == "__main__":

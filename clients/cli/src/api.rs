@@ -22,6 +22,9 @@ pub struct StatusView {
     pub job_id: String,
     pub file_id: u64,
     pub status: String,
+    /// `high`, `normal` or `low` (absent from servers before priorities).
+    #[serde(default)]
+    pub priority: Option<String>,
     #[serde(default)]
     pub progress: ProgressView,
     #[serde(default)]

@@ -27,6 +27,25 @@ pub struct GetRequest<'a> {
     pub output: Option<&'a Path>,
     pub new_job: bool,
     pub follow: Follow,
+    pub priority: Option<Priority>,
+}
+
+/// `--priority`: the job's work queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Priority {
+    High,
+    Normal,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
 }
 
 /// The job to follow, and what its 202 said about following it.
@@ -74,7 +93,12 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
             events_url: None,
         },
         (None, Some(file_id)) => {
-            start_or_continue(api, ui, store.as_ref(), file_id, request.new_job).await?
+            let start = Start {
+                file_id,
+                new_job: request.new_job,
+                priority: request.priority,
+            };
+            start_or_continue(api, ui, store.as_ref(), start).await?
         }
         (None, None) => return Err(CliError::usage("give a file id, or --job <jobId>")),
     };
@@ -126,6 +150,7 @@ fn saved_output(
         "jobId": job_id,
         "fileId": view.file_id,
         "status": "completed",
+        "priority": view.priority,
         "job": origin.name(),
         "follow": followed.name(),
         "path": saved.path.display().to_string(),
@@ -153,21 +178,32 @@ fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
+/// What `haul get <file_id>` asks for.
+struct Start {
+    file_id: u64,
+    new_job: bool,
+    priority: Option<Priority>,
+}
+
 /// Continues the unfinished `get` of this file when there is one, else starts a job with an
 /// idempotency key saved beforehand.
 async fn start_or_continue(
     api: &Api,
     ui: &Ui,
     store: Option<&StateStore>,
-    file_id: u64,
-    new_job: bool,
+    start: Start,
 ) -> Result<Found, CliError> {
+    let Start {
+        file_id,
+        new_job,
+        priority,
+    } = start;
     let base = api.base().to_string();
     let mut pending = store
         .filter(|_| !new_job)
         .and_then(|store| store.load(&base, file_id));
     if let Some(job_id) = pending.as_ref().and_then(|p| p.job_id.clone()) {
-        if can_continue(api, ui, &job_id, file_id).await? {
+        if can_continue(api, ui, &job_id, file_id, priority).await? {
             return Ok(Found {
                 job_id,
                 origin: Origin::Continued,
@@ -178,6 +214,10 @@ async fn start_or_continue(
         pending = None;
     }
     let mut pending = pending.unwrap_or_else(|| Pending::new(&base, file_id));
+    // The key stands for the whole request: a rerun without --priority repeats the saved one.
+    if let Some(priority) = priority {
+        pending.priority = Some(priority.as_str().to_owned());
+    }
     // Saved before sending: if the answer is lost, the rerun sends the same key.
     save_pending(ui, store, &pending);
     let (job_id, replayed, wait, events_url) = initiate(api, store, &pending).await?;
@@ -203,13 +243,28 @@ async fn start_or_continue(
 }
 
 /// Whether the job an earlier run of this `get` left is still worth following.
-async fn can_continue(api: &Api, ui: &Ui, job_id: &str, file_id: u64) -> Result<bool, CliError> {
+async fn can_continue(
+    api: &Api,
+    ui: &Ui,
+    job_id: &str,
+    file_id: u64,
+    priority: Option<Priority>,
+) -> Result<bool, CliError> {
     match api.status(job_id).await {
         Ok((view, _, _)) if view.end_error().is_none() => {
             ui.note(&format!(
                 "continuing job {job_id} (file {file_id}, {}) from an earlier run",
                 view.status
             ));
+            if let (Some(wanted), Some(has)) = (priority, view.priority.as_deref())
+                && wanted.as_str() != has
+            {
+                ui.note(&format!(
+                    "that job's priority is {has}, not {}: --new-job starts one with the new \
+                     priority",
+                    wanted.as_str()
+                ));
+            }
             Ok(true)
         }
         // It ended without a file, or is gone: start a new job with a new key.
@@ -230,6 +285,15 @@ fn save_pending(ui: &Ui, store: Option<&StateStore>, pending: &Pending) {
     }
 }
 
+/// The initiate body: the file, and the priority when one was asked for.
+fn initiate_body(pending: &Pending) -> Value {
+    let mut body = json!({ "file_id": pending.file_id });
+    if let Some(priority) = &pending.priority {
+        body["priority"] = json!(priority);
+    }
+    body
+}
+
 /// Asks for a job with the pending idempotency key. Returns the job id, whether the server
 /// replayed it for this key, its `Retry-After` and its `eventsUrl`.
 async fn initiate(
@@ -241,7 +305,7 @@ async fn initiate(
         .call(
             Method::POST,
             "/v1/download/initiate",
-            Some(&json!({ "file_id": pending.file_id })),
+            Some(&initiate_body(pending)),
             &[("Idempotency-Key", &pending.idempotency_key)],
         )
         .await?;
@@ -383,5 +447,29 @@ async fn poll_job(
             return Ok(view);
         }
         tokio::time::sleep(wait.unwrap_or(DEFAULT_POLL).min(MAX_WAIT)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initiate_body_carries_the_priority_only_when_one_was_asked_for() {
+        let mut pending = Pending::new("http://127.0.0.1:9000", 7);
+        assert_eq!(initiate_body(&pending), json!({"file_id": 7}));
+        pending.priority = Some(Priority::High.as_str().to_owned());
+        assert_eq!(
+            initiate_body(&pending),
+            json!({"file_id": 7, "priority": "high"})
+        );
+    }
+
+    #[test]
+    fn a_state_file_from_before_priorities_still_reads() {
+        let old =
+            r#"{"apiUrl":"http://a","fileId":1,"idempotencyKey":"k","jobId":null,"createdAt":1}"#;
+        let pending: Pending = serde_json::from_str(old).unwrap();
+        assert_eq!(pending.priority, None);
     }
 }

@@ -77,6 +77,9 @@ pub fn describe(view: &StatusView) -> String {
         format!("status    {}", status_line(view)),
         format!("attempts  {}", view.attempts),
     ];
+    if let Some(priority) = &view.priority {
+        lines.push(format!("priority  {priority}"));
+    }
     for (label, value) in [
         ("created", &view.created_at),
         ("started", &view.started_at),

@@ -21,7 +21,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::api::Api;
 use crate::error::{CliError, Exit};
 use crate::events::Follow;
-use crate::get::GetRequest;
+use crate::get::{GetRequest, Priority};
 use crate::ui::{Mode, Ui};
 
 /// The largest file id the API accepts (2^53 - 1).
@@ -118,6 +118,12 @@ struct GetArgs {
     /// opens the stream.
     #[arg(long, value_enum, env = "HAUL_FOLLOW", default_value_t = Follow::Auto)]
     follow: Follow,
+
+    /// The new job's priority: each has its own work queue and share of the workers, so a
+    /// high job never waits behind normal or low ones (the server's default: normal). A rerun
+    /// that continues an earlier job keeps that job's priority.
+    #[arg(long, value_enum, conflicts_with = "job")]
+    priority: Option<Priority>,
 }
 
 async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
@@ -130,6 +136,7 @@ async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
                 output: args.output.as_deref(),
                 new_job: args.new_job,
                 follow: args.follow,
+                priority: args.priority,
             };
             get::get(&api, &ui, request).await
         }
