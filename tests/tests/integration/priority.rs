@@ -238,9 +238,10 @@ async fn a_retry_of_a_high_job_comes_back_on_the_high_queue() {
 }
 
 /// A transfer longer than its invocation hands over to a continuation message: on the queue
-/// of the job's priority, so a high job keeps its place ahead of normal work.
+/// of the job's priority, so a high job keeps its place ahead of normal work (and a low one
+/// does not jump it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_continuation_of_a_high_job_is_sent_to_the_high_queue() {
+async fn a_continuation_is_sent_to_the_queue_of_the_jobs_priority() {
     let app = spawn_app_with(AppOptions {
         origin: OriginBehavior {
             size: 20 * 1024 * 1024,
@@ -252,38 +253,58 @@ async fn a_continuation_of_a_high_job_is_sent_to_the_high_queue() {
         ..Default::default()
     })
     .await;
-    let id: JobId = initiate_body(&app, json!({"file_id": 12, "priority": "high"}), &[])
+    for (file_id, priority) in [(12, Priority::High), (16, Priority::Low)] {
+        let id: JobId = initiate_body(
+            &app,
+            json!({"file_id": file_id, "priority": priority.as_str()}),
+            &[],
+        )
         .await
         .accepted_id()
         .parse()
         .unwrap();
-    let mut invocations = 0;
-    loop {
-        let status = app.status(id).await.body;
-        if status["status"] == "completed" {
-            break;
+        let mut invocations = 0;
+        loop {
+            let status = app.status(id).await.body;
+            if status["status"] == "completed" {
+                break;
+            }
+            assert!(invocations < 40, "{priority}: no completion: {status}");
+            // Nothing ever goes to the other queues.
+            let (high, normal, low) = depths(&app).await;
+            let others = match priority {
+                Priority::High => (normal, low),
+                _ => (high, normal),
+            };
+            assert_eq!(
+                others,
+                (0, 0),
+                "{priority}: after {invocations} invocation(s)"
+            );
+            deliver_once(
+                &app.aws.sqs,
+                app.queue_url_of(priority),
+                &app.worker,
+                2,
+                Some(now_ms() + 400),
+            )
+            .await
+            .unwrap();
+            invocations += 1;
         }
-        assert!(invocations < 40, "no completion: {status}");
-        // Nothing ever goes to the other queues.
-        let (_, normal, low) = depths(&app).await;
-        assert_eq!((normal, low), (0, 0), "after {invocations} invocation(s)");
-        deliver_once(
-            &app.aws.sqs,
-            &app.resources.high_queue_url,
-            &app.worker,
-            2,
-            Some(now_ms() + 400),
-        )
-        .await
-        .unwrap();
-        invocations += 1;
+        assert!(
+            invocations >= 2,
+            "{priority}: finished in {invocations} invocation(s)"
+        );
+        let done = app.status(id).await.body;
+        assert_eq!(done["attempts"], 1, "continuations are not attempts");
+        let bytes = app.fetch(done["result"]["url"].as_str().unwrap()).await;
+        assert_eq!(
+            sha256_hex(&bytes),
+            sha256_hex(&app.origin.expected(file_id))
+        );
+        assert_eq!(depths(&app).await, (0, 0, 0));
     }
-    assert!(invocations >= 2, "finished in {invocations} invocation(s)");
-    let done = app.status(id).await.body;
-    assert_eq!(done["attempts"], 1, "continuations are not attempts");
-    let bytes = app.fetch(done["result"]["url"].as_str().unwrap()).await;
-    assert_eq!(sha256_hex(&bytes), sha256_hex(&app.origin.expected(12)));
-    assert_eq!(depths(&app).await, (0, 0, 0));
 }
 
 /// On AWS a receipt handle is valid on its own queue only: ChangeMessageVisibility on another
