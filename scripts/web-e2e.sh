@@ -32,8 +32,8 @@ fi
 [ "${1:-}" = --install-only ] && exit 0
 
 web/build.sh
-(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts"
-echo "web-e2e: poll module unit tests passed"
+(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts and web/src/events.ts"
+echo "web-e2e: poll and events module unit tests passed"
 
 rm -rf "$HAUL_E2E_ARTIFACTS"
 mkdir -p "$HAUL_E2E_ARTIFACTS"
@@ -61,6 +61,18 @@ for _ in $(seq 1 1200); do
   sleep 0.5
 done
 [ "$status" = completed ] || fail "warm-up job still ${status:-unanswered}"
+# The live stream's function too, in a few instances at once (cargo lambda watch runs one
+# instance per open stream and starting one takes seconds, longer than the page waits for a
+# stream before it polls): each of these gets the finished job's last event and ends.
+warm_streams=()
+for i in 1 2 3 4; do
+  curl -fsSN -m 300 -H 'accept: text/event-stream' "${HAUL_WEB_URL}v1/download/$job/events" \
+    >"$LOG.stream$i" 2>&1 &
+  warm_streams+=($!)
+done
+for pid in "${warm_streams[@]}"; do wait "$pid" || fail "warm-up stream: $(cat "$LOG".stream*)"; done
+grep -q '^event: status' "$LOG.stream1" || fail "warm-up stream sent no status event: $(cat "$LOG.stream1")"
+rm -f "$LOG".stream*
 echo "web-e2e: functions warm after $(($(date +%s) - warm_at)) s"
 
 tests_at=$(date +%s)

@@ -1,6 +1,7 @@
 // The page: a list of files with Download buttons, one card per job with its progress, and the
 // jobs' ids kept in localStorage so that a reload or a reopened tab picks them up again. All the
-// talking to the API goes through ./poll.js.
+// talking to the API goes through ./poll.js, and ./events.js follows a job over the live stream
+// when the API offers one (polling otherwise, and as the fallback).
 
 import {
   ApiError,
@@ -8,11 +9,11 @@ import {
   TransientError,
   cancelDownload,
   downloadRoute,
-  pollJob,
   startDownload,
   type Api,
   type StatusView,
 } from "./poll.js";
+import { followJob, supersedes, type Transport } from "./events.js";
 
 const STORE_KEY = "haul.jobs.v1";
 const API_KEY = "haul.apiBaseUrl";
@@ -27,6 +28,8 @@ interface Entry extends Stored {
   /** Why the job can no longer be polled (e.g. it is gone), or a retry note. */
   problem: string | null;
   note: string | null;
+  /** How the job is (or was last) followed: its live stream or polling. */
+  transport: Transport | null;
   controller: AbortController | null;
   card: HTMLElement;
 }
@@ -141,6 +144,8 @@ function render(entry: Entry): void {
   const { card, view } = entry;
   const status = view?.status ?? (entry.problem ? "unknown" : "starting");
   card.dataset.status = status;
+  if (entry.transport) card.dataset.transport = entry.transport;
+  else delete card.dataset.transport;
   card.replaceChildren();
 
   const head = el("div", { class: "job-head" });
@@ -204,7 +209,7 @@ function render(entry: Entry): void {
 function addEntry(stored: Stored, before: Element | null = jobsList.firstElementChild): Entry {
   const card = el("li", { class: "job", "data-job-id": stored.jobId, "data-file-id": String(stored.fileId) });
   jobsList.insertBefore(card, before);
-  const entry: Entry = { ...stored, view: null, problem: null, note: null, controller: null, card };
+  const entry: Entry = { ...stored, view: null, problem: null, note: null, transport: null, controller: null, card };
   entries.set(entry.jobId, entry);
   render(entry);
   return entry;
@@ -218,12 +223,19 @@ function removeEntry(entry: Entry): void {
   emptyNote.hidden = entries.size > 0;
 }
 
-async function follow(entry: Entry): Promise<void> {
+/**
+ * Follows a job until it ends: over its live stream when there is one (`eventsUrl` from the 202,
+ * or from a status view for a job resumed after a reload), else by polling. Note that a page
+ * whose API needs an Authorization header (api.headers) always polls: EventSource cannot send
+ * request headers.
+ */
+async function follow(entry: Entry, eventsUrl?: string): Promise<void> {
   entry.controller?.abort();
   const controller = new AbortController();
   entry.controller = controller;
   try {
-    const final = await pollJob(api, entry.jobId, {
+    const final = await followJob(api, entry.jobId, {
+      eventsUrl: eventsUrl ?? null,
       signal: controller.signal,
       onProgress: (view) => {
         entry.view = view;
@@ -234,8 +246,17 @@ async function follow(entry: Entry): Promise<void> {
         entry.note = `Connection problem (${error.message}); trying again in ${duration(delayMs / 1000)}.`;
         render(entry);
       },
+      onTransport: (transport, reason) => {
+        entry.transport = transport;
+        entry.card.dataset.transportReason = reason;
+        render(entry);
+      },
+      onNote: (note) => {
+        entry.note = note;
+        render(entry);
+      },
     });
-    entry.view = final;
+    if (supersedes(entry.view, final)) entry.view = final;
   } catch (error) {
     if (controller.signal.aborted) return;
     if (error instanceof ApiError && error.code === "job_not_found") {
@@ -255,7 +276,7 @@ async function start(fileId: number, before?: Element | null): Promise<Entry | n
     showBanner(null);
     const entry = addEntry({ jobId: accepted.jobId, fileId }, before);
     saveStored();
-    void follow(entry);
+    void follow(entry, accepted.eventsUrl);
     return entry;
   } catch (error) {
     const why = error instanceof ApiError || error instanceof TransientError ? error.message : String(error);
@@ -269,7 +290,7 @@ async function onCancel(entry: Entry, button: HTMLButtonElement): Promise<void> 
   try {
     const view = await cancelDownload(api, entry.jobId);
     entry.controller?.abort();
-    entry.view = view;
+    if (supersedes(entry.view, view)) entry.view = view;
     render(entry);
   } catch (error) {
     if (error instanceof ApiError && error.code === "job_already_finished") {

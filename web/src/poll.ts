@@ -51,6 +51,9 @@ export interface StatusView {
   completedAt: string | null;
   result: JobResult | null;
   error: JobError | null;
+  /** The job's live stream (a URL reference: resolve it against the API's base URL); absent
+   *  when the API offers none. See ./events.js. */
+  eventsUrl?: string;
 }
 
 /** The body of the 202 from `POST /v1/download/initiate`. */
@@ -61,6 +64,8 @@ export interface Accepted {
   downloadUrl: string;
   nextPollInMs: number;
   createdAt: string;
+  /** As in StatusView. */
+  eventsUrl?: string;
 }
 
 export interface Api {

@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 
 use crate::BoxError;
 
@@ -44,9 +45,11 @@ pub async fn serve_web(port: &str, dir: PathBuf, api: &str) -> Result<String, Bo
     let web = Arc::new(Web {
         dir,
         api: api.to_owned(),
+        // No total timeout here: the stream's route stays open for minutes (the server ends it
+        // after at most 5); the other routes set theirs per request in `proxy`.
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(Duration::from_secs(10))
             .build()?,
     });
     let app = Router::new().fallback(web_route).with_state(web);
@@ -105,6 +108,11 @@ async fn proxy(web: &Web, request: Request) -> Response {
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
     };
     let mut outbound = web.http.request(parts.method, &target).body(body);
+    // The live stream (/v1/download/{jobId}/events) stays open for minutes; every other route
+    // answers at once and keeps a total timeout.
+    if !parts.uri.path().ends_with("/events") {
+        outbound = outbound.timeout(Duration::from_secs(60));
+    }
     for (name, value) in &parts.headers {
         if forwarded(name) {
             outbound = outbound.header(name, value);
@@ -129,13 +137,13 @@ async fn proxy(web: &Web, request: Request) -> Response {
             headers.append(name, value.clone());
         }
     }
-    match answer.bytes().await {
-        Ok(bytes) => (status, headers, bytes).into_response(),
-        Err(err) => {
-            eprintln!("dev: proxy read from {target} failed: {err}");
-            (StatusCode::BAD_GATEWAY, "the API's answer broke off").into_response()
-        }
-    }
+    // The answer's body is passed on as it arrives, not buffered: the live stream
+    // (`text/event-stream` from /v1/download/{jobId}/events) must reach the page event by event.
+    // A break mid-answer ends the page's answer too (the client sees the connection close).
+    let body = answer.bytes_stream().map(move |chunk| {
+        chunk.inspect_err(|err| eprintln!("dev: proxy read from {target} failed: {err}"))
+    });
+    (status, headers, Body::from_stream(body)).into_response()
 }
 
 fn content_type(path: &Path) -> &'static str {
