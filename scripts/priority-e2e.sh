@@ -15,8 +15,8 @@ fail() {
 }
 
 trap dev_stack_stop EXIT
-dev_stack_up priority-e2e priority-e2e "${HAUL_PRIORITY_E2E_API_PORT:-9430}" \
-  "${HAUL_PRIORITY_E2E_ORIGIN_PORT:-9431}"
+dev_stack_up priority-e2e priority-e2e "${HAUL_PRIORITY_E2E_API_PORT:-9450}" \
+  "${HAUL_PRIORITY_E2E_ORIGIN_PORT:-9451}"
 mkdir -p target/e2e
 python3 scripts/priority/e2e.py --api "$DEV_API" --report target/e2e/priority.json \
   || fail "priorities through make dev (above)"
