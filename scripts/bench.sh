@@ -8,8 +8,10 @@
 #   - the hot-key model of the status index: target/bench/scale.json (`xtask scale`);
 #   - the API: handler latency against the bare SDK calls, cold start and zipped size of the
 #     four release function binaries, AWS requests and capacity units per job, and a load run:
-#     target/bench/api.json (`xtask bench-api`, xtask/src/bench_api/).
-# BENCH_ONLY=api, BENCH_ONLY=worker or BENCH_ONLY=scale runs one of the three.
+#     target/bench/api.json (`xtask bench-api`, xtask/src/bench_api/);
+#   - the zip bundler's peak memory on files over 4 GiB in all, the archive checked by Python's
+#     zipfile and unzip -t: target/bench/bundle.json (`xtask bench-bundle`, xtask/src/bench_bundle.rs).
+# BENCH_ONLY=api, worker, scale or bundle runs one of the four.
 # The peers are pinned: PyPI's in a cached virtualenv ($HAUL_CACHE/bench), rclone from Debian.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,9 +54,10 @@ eval "$(scripts/stack.sh up)"
 if [ "$only" = "" ] || [ "$only" = api ]; then
   cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
 fi
-# worker-once (the worker measured), hello-lambda (the cold-start floor) and the benches in
-# one build, one feature set.
-cargo build --release --quiet -p haul-tests -p xtask --bin worker-once --bin hello-lambda --bin xtask
+# worker-once (the worker measured), hello-lambda (the cold-start floor), bundle-once (the
+# bundler measured) and the benches in one build, one feature set.
+cargo build --release --quiet -p haul-tests -p xtask --bin worker-once --bin hello-lambda \
+  --bin bundle-once --bin xtask
 target_dir="${CARGO_TARGET_DIR:-target}"
 run_dir="${HAUL_RUN_DIR:-$HAUL_CACHE/run}"
 if [ "$only" = "" ] || [ "$only" = worker ]; then
@@ -69,4 +72,8 @@ if [ "$only" = "" ] || [ "$only" = scale ]; then
 fi
 if [ "$only" = "" ] || [ "$only" = api ]; then
   "$target_dir/release/xtask" bench-api "$target_dir/release"
+fi
+if [ "$only" = "" ] || [ "$only" = bundle ]; then
+  scripts/zip/install.sh
+  "$target_dir/release/xtask" bench-bundle "$target_dir/release/bundle-once"
 fi

@@ -17,8 +17,8 @@ scripts/schemathesis.sh --install-only &
 pids+=($!)
 scripts/webhooks/install.sh >/dev/null &
 pids+=($!)
-# apt holds one lock: Debian's chromium and nginx-light are installed one after the other.
-{ scripts/web-e2e.sh --install-only && scripts/stream-e2e.sh --install-only && web/build.sh; } &
+# apt holds one lock: Debian's chromium, nginx-light and unzip are installed one after the other.
+{ scripts/web-e2e.sh --install-only && scripts/stream-e2e.sh --install-only && scripts/zip/install.sh && web/build.sh; } &
 pids+=($!)
 
 failed=0

@@ -20,6 +20,12 @@ use crate::presign::{Plan, Presigner};
 #[error("s3: {0}")]
 pub struct ArtifactError(String);
 
+impl ArtifactError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 fn s3_error(err: impl std::error::Error) -> ArtifactError {
     ArtifactError(DisplayErrorContext(err).to_string())
 }
@@ -40,6 +46,24 @@ impl UploadedPart {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+}
+
+/// An object (or a range of it) being read, chunk by chunk as the network delivers it.
+#[derive(Debug)]
+pub struct ObjectRead {
+    /// Bytes in this response.
+    pub length: u64,
+    /// The whole object's size.
+    pub total: Option<u64>,
+    pub e_tag: Option<String>,
+    body: ByteStream,
+}
+
+impl ObjectRead {
+    /// The next chunk of the body; `None` at its end.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes, ArtifactError>> {
+        self.body.next().await.map(|chunk| chunk.map_err(s3_error))
     }
 }
 
@@ -257,6 +281,47 @@ impl ArtifactStore {
         }
         parts.sort_by_key(UploadedPart::number);
         Ok(Some(parts))
+    }
+
+    /// Reads `key` (bytes `first..=last` when `range` is given), streamed; `if_match` makes
+    /// S3 refuse (412) if the object was replaced since the ETag was seen. `None` when the key
+    /// does not exist.
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_match: Option<&str>,
+    ) -> Result<Option<ObjectRead>, ArtifactError> {
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range.map(|(first, last)| format!("bytes={first}-{last}")))
+            .set_if_match(if_match.map(str::to_owned))
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(s3_error(err)),
+        };
+        let length = output.content_length.unwrap_or(0).max(0) as u64;
+        // `bytes 0-99/200` → 200; without a range the object is the body.
+        let total = match &output.content_range {
+            Some(range) => range
+                .rsplit_once('/')
+                .and_then(|(_, total)| total.trim().parse().ok()),
+            None => Some(length),
+        };
+        Ok(Some(ObjectRead {
+            length,
+            total,
+            e_tag: output.e_tag,
+            body: output.body,
+        }))
     }
 
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError> {

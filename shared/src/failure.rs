@@ -96,6 +96,8 @@ failure_codes! {
     /// The worker stopped reporting; cleanup queues the job again (fails it on the last
     /// attempt).
     WorkerLost => "worker_lost", NextAttempt;
+    /// A batch none of whose files could be fetched (each file's own error is in `files`).
+    BatchFilesFailed => "batch_files_failed", Never;
 }
 
 impl fmt::Display for FailureCode {

@@ -83,6 +83,16 @@ pub fn fingerprint(source: &Source, callback: Option<&CallbackUrl>) -> String {
     let mut canonical = match source {
         Source::File(id) => format!("file_id={}", id.get()),
         Source::Url(url) => format!("url={}", url.as_str()),
+        // The files in order (the child job ids are drawn per request, not part of it).
+        Source::Batch(spec) => {
+            let ids: Vec<String> = spec
+                .files
+                .iter()
+                .map(|f| f.file_id.get().to_string())
+                .collect();
+            let bundle = spec.bundle.map_or("none", |b| b.as_str());
+            format!("file_ids={}\nbundle={bundle}", ids.join(","))
+        }
     };
     if let Some(callback) = callback {
         canonical.push_str("\ncallbackUrl=");

@@ -278,6 +278,8 @@ pub struct Job {
     /// Which work queue the job's messages go through (`priority`; absent in old records:
     /// normal).
     pub priority: crate::priority::Priority,
+    /// For a batch's file: the batch (see [`crate::batch`]).
+    pub parent: Option<JobId>,
 }
 
 impl Job {
@@ -321,8 +323,24 @@ impl Job {
             trace_id: None,
             callback_url: None,
             deliveries: Default::default(),
+            parent: None,
             priority: Default::default(),
         }
+    }
+
+    /// The job that fetches one file of `batch`: unowned (it never shows in a history) and
+    /// without a callback (the batch's events are the batch's); in the batch's trace.
+    pub fn child_of(batch: &Job, file: crate::batch::BatchFile, now: EpochMs) -> Self {
+        let mut child = Self::new_from(file.job, Source::File(file.file_id), None, now);
+        child.parent = Some(batch.id);
+        child.trace_id = batch.trace_id;
+        // A batch's files go through the batch's priority's queue.
+        child.priority = batch.priority;
+        child
+    }
+
+    pub fn is_batch(&self) -> bool {
+        matches!(self.source, Source::Batch(_))
     }
 
     pub fn with_priority(mut self, priority: crate::priority::Priority) -> Self {

@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod aws_calls;
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod failure;

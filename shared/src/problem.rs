@@ -28,6 +28,8 @@ pub enum ApiError {
     InvalidJobId,
     #[error("no job has this id")]
     JobNotFound,
+    #[error("this job has no file with this id")]
+    FileNotInJob,
     #[error("the job is {status}; the file is available only once it is completed")]
     JobNotReady { status: JobStatus },
     #[error("the job is already {status}")]
@@ -100,6 +102,7 @@ impl ApiError {
             ApiError::RouteNotFound => (S::NOT_FOUND, "route_not_found", "Route not found"),
             ApiError::InvalidJobId => (S::BAD_REQUEST, "invalid_job_id", "Invalid job id"),
             ApiError::JobNotFound => (S::NOT_FOUND, "job_not_found", "Job not found"),
+            ApiError::FileNotInJob => (S::NOT_FOUND, "file_not_found", "File not found"),
             ApiError::JobNotReady { .. } => (S::CONFLICT, "job_not_ready", "Job not ready"),
             ApiError::JobAlreadyFinished { .. } => {
                 (S::CONFLICT, "job_already_finished", "Job already finished")
@@ -152,6 +155,7 @@ impl ApiError {
             ApiError::RouteNotFound,
             ApiError::InvalidJobId,
             ApiError::JobNotFound,
+            ApiError::FileNotInJob,
             ApiError::JobNotReady {
                 status: JobStatus::Running,
             },
@@ -182,6 +186,7 @@ impl ApiError {
                 | ApiError::RouteNotFound
                 | ApiError::InvalidJobId
                 | ApiError::JobNotFound
+                | ApiError::FileNotInJob
                 | ApiError::JobNotReady { .. }
                 | ApiError::JobAlreadyFinished { .. }
                 | ApiError::IdempotencyKeyReused

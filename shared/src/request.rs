@@ -6,6 +6,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
+use crate::batch::{BatchSpec, Bundle, MAX_BATCH_FILES};
 use crate::job::{FileId, JobId, Owner};
 use crate::priority::Priority;
 use crate::problem::ApiError;
@@ -44,16 +45,34 @@ impl InitiateRequest {
                 "the body must be a JSON object",
             ));
         };
-        let source = match (fields.remove("file_id"), fields.remove("url")) {
-            (Some(_), Some(_)) => {
+        let bundle = parse_bundle(fields.remove("bundle"))?;
+        let source = match (
+            fields.remove("file_id"),
+            fields.remove("file_ids"),
+            fields.remove("url"),
+        ) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
                 return Err(ApiError::invalid_field(
                     "url",
-                    "send either file_id or url, not both",
+                    "send exactly one of file_id, file_ids and url",
                 ));
             }
-            (None, Some(url)) => Source::Url(parse_url(url)?),
-            (file_id, None) => Source::File(parse_file_id(file_id)?),
+            (Some(_), Some(_), None) => {
+                return Err(ApiError::invalid_field(
+                    "file_ids",
+                    "send exactly one of file_id, file_ids and url",
+                ));
+            }
+            (None, Some(ids), None) => Source::Batch(BatchSpec::new(&parse_file_ids(ids)?, bundle)),
+            (None, None, Some(url)) => Source::Url(parse_url(url)?),
+            (file_id, None, None) => Source::File(parse_file_id(file_id)?),
         };
+        if bundle.is_some() && !matches!(source, Source::Batch(_)) {
+            return Err(ApiError::invalid_field(
+                "bundle",
+                "bundle applies to file_ids only",
+            ));
+        }
         let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
         let callback_url = parse_callback_url(fields.remove("callbackUrl"))?;
         let priority = parse_priority(fields.remove("priority"))?;
@@ -75,6 +94,43 @@ fn parse_file_id(value: Option<Value>) -> Result<FileId, ApiError> {
         .as_u64()
         .ok_or_else(|| ApiError::invalid_field("file_id", WHAT))?;
     FileId::new(number).map_err(|_| ApiError::invalid_field("file_id", WHAT))
+}
+
+/// 1 to 100 distinct file ids, in the client's order.
+fn parse_file_ids(value: Value) -> Result<Vec<FileId>, ApiError> {
+    const WHAT: &str = "file_ids must be a list of 1 to 100 distinct integers between 1 and \
+                        9007199254740991";
+    let Value::Array(items) = value else {
+        return Err(ApiError::invalid_field("file_ids", WHAT));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_FILES {
+        return Err(ApiError::invalid_field("file_ids", WHAT));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item
+            .as_u64()
+            .and_then(|n| FileId::new(n).ok())
+            .ok_or_else(|| ApiError::invalid_field("file_ids", WHAT))?;
+        if ids.contains(&id) {
+            return Err(ApiError::invalid_field(
+                "file_ids",
+                format!("file_ids names {id} twice; each file once"),
+            ));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+fn parse_bundle(value: Option<Value>) -> Result<Option<Bundle>, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(raw)) => Bundle::parse(&raw)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid_field("bundle", "bundle must be \"zip\"")),
+        Some(_) => Err(ApiError::invalid_field("bundle", "bundle must be \"zip\"")),
+    }
 }
 
 fn parse_url(value: Value) -> Result<SourceUrl, ApiError> {
@@ -131,7 +187,8 @@ fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
         None => Ok(()),
         Some(name) => Err(ApiError::invalid_field(
             name.chars().take(64).collect::<String>(),
-            "unknown field; allowed fields are file_id, url, clientRequestId, callbackUrl and priority",
+            "unknown field; allowed fields are file_id, file_ids, bundle, url, clientRequestId, \
+             callbackUrl and priority",
         )),
     }
 }
@@ -244,6 +301,7 @@ pub fn download_route(path: &str) -> Option<Route<'_>> {
         ["status", id] => Some(Route::Status(id)),
         [id] => Some(Route::Download(id)),
         [id, "events"] => Some(Route::Events(id)),
+        [id, "files", file_id] => Some(Route::File(id, file_id)),
         _ => None,
     }
 }
@@ -259,10 +317,26 @@ pub enum Route<'a> {
     Download(&'a str),
     /// `GET /v1/download/{jobId}/events`: the live stream (its own function).
     Events(&'a str),
+    /// `GET /v1/download/{jobId}/files/{fileId}`: one file of a batch.
+    File(&'a str, &'a str),
 }
 
 pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
     raw.parse().map_err(|_| ApiError::InvalidJobId)
+}
+
+/// A file id in a path (`/files/{fileId}`).
+pub fn parse_path_file_id(raw: &str) -> Result<FileId, ApiError> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|_| raw.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| FileId::new(n).ok())
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                "fileId",
+                "fileId must be an integer between 1 and 9007199254740991",
+            )
+        })
 }
 
 #[cfg(test)]
@@ -274,6 +348,27 @@ mod tests {
             ApiError::InvalidField { field, .. } => field,
             other => panic!("expected invalid_field, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_batch_keeps_its_files_in_order_up_to_a_hundred() {
+        let parsed =
+            InitiateRequest::parse(br#"{"file_ids": [3, 1, 2], "bundle": "zip"}"#).unwrap();
+        let Source::Batch(spec) = parsed.source else {
+            panic!("a batch")
+        };
+        let ids: Vec<u64> = spec.files.iter().map(|f| f.file_id.get()).collect();
+        assert_eq!(ids, [3, 1, 2]);
+        assert_eq!(spec.bundle, Some(Bundle::Zip));
+        let hundred: Vec<u64> = (1..=100).collect();
+        let body = serde_json::json!({ "file_ids": hundred }).to_string();
+        assert!(InitiateRequest::parse(body.as_bytes()).is_ok());
+        let too_many: Vec<u64> = (1..=101).collect();
+        let body = serde_json::json!({ "file_ids": too_many }).to_string();
+        assert_eq!(
+            field_of(InitiateRequest::parse(body.as_bytes()).unwrap_err()),
+            "file_ids"
+        );
     }
 
     #[test]
@@ -343,6 +438,14 @@ mod tests {
             ),
             (br#"{"file_id": 1, "fileId": 1}"#, "fileId"),
             (br#"{"file_id": 1, "url": "https://a.example/x"}"#, "url"),
+            (br#"{"file_ids": [1], "url": "https://a.example/x"}"#, "url"),
+            (br#"{"file_id": 1, "file_ids": [2]}"#, "file_ids"),
+            (br#"{"file_ids": []}"#, "file_ids"),
+            (br#"{"file_ids": [1, 1]}"#, "file_ids"),
+            (br#"{"file_ids": [0]}"#, "file_ids"),
+            (br#"{"file_ids": "1,2"}"#, "file_ids"),
+            (br#"{"file_ids": [1], "bundle": "tar"}"#, "bundle"),
+            (br#"{"file_id": 1, "bundle": "zip"}"#, "bundle"),
             (br#"{"url": 5}"#, "url"),
             (br#"{"url": "ftp://a.example/x"}"#, "url"),
             (br#"{"url": "http://2130706433/"}"#, "url"),

@@ -20,20 +20,29 @@ pub const MAX_URL_LEN: usize = 2048;
 pub enum Source {
     File(FileId),
     Url(SourceUrl),
+    /// Many files, each fetched by a child job (see [`crate::batch`]).
+    Batch(crate::batch::BatchSpec),
 }
 
 impl Source {
     pub fn file_id(&self) -> Option<FileId> {
         match self {
             Source::File(id) => Some(*id),
-            Source::Url(_) => None,
+            Source::Url(_) | Source::Batch(_) => None,
         }
     }
 
     pub fn url(&self) -> Option<&SourceUrl> {
         match self {
             Source::Url(url) => Some(url),
-            Source::File(_) => None,
+            Source::File(_) | Source::Batch(_) => None,
+        }
+    }
+
+    pub fn batch(&self) -> Option<&crate::batch::BatchSpec> {
+        match self {
+            Source::Batch(spec) => Some(spec),
+            Source::File(_) | Source::Url(_) => None,
         }
     }
 }
@@ -43,6 +52,7 @@ impl fmt::Display for Source {
         match self {
             Source::File(id) => write!(f, "file {id}"),
             Source::Url(url) => write!(f, "url {}", url.host()),
+            Source::Batch(spec) => write!(f, "batch of {} files", spec.files.len()),
         }
     }
 }

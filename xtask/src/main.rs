@@ -4,7 +4,8 @@
 //!
 //! - `dev`: `make dev`'s supervisor (scripts/dev.sh runs the built binary directly);
 //! - `provision [prefix]`: creates haul's table, queues and bucket on the local stack;
-//! - `bench <worker-once> <venv>`, `scale`, `bench-api <release dir>`: `make bench`
+//! - `bench <worker-once> <venv>`, `scale`, `bench-api <release dir>`,
+//!   `bench-bundle <bundle-once>`: `make bench`
 //!   (scripts/bench.sh);
 //! - `soak [report.json]`: `make soak` (scripts/soak.sh);
 //! - `backfill-shards <table>`: the status index's key on records older than its sharding.
@@ -12,6 +13,7 @@
 mod backfill;
 mod bench;
 mod bench_api;
+mod bench_bundle;
 mod dev;
 mod provision;
 mod scale;
@@ -30,6 +32,7 @@ commands:
   scale                     the status index's hot-key model (target/bench/scale.json)
   backfill-shards <table>   give records from before the sharded status index their key
   bench-api <release dir>   the API: latency, cold start, size, cost, load (use `make bench`)
+  bench-bundle <bundle-once> the zip bundler's peak memory over 4 GiB (use `make bench`)
   soak [report.json]        jobs under injected faults (use `make soak`)";
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
             "provision" => provision::run(&rest).await,
             "bench" => bench::run(&rest).await,
             "bench-api" => bench_api::run(&rest).await,
+            "bench-bundle" => bench_bundle::run(&rest).await,
             "scale" => scale::run(&rest).await,
             "backfill-shards" => backfill::run(&rest).await,
             "soak" => soak::run(&rest).await,

@@ -44,6 +44,9 @@ pub struct Accepted {
     /// The job's live stream, where one is deployed (see the status view's `eventsUrl`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_url: Option<String>,
+    /// For a batch (`file_ids`): how many files it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_file_ids: Option<u32>,
 }
 
 impl Accepted {
@@ -56,6 +59,7 @@ impl Accepted {
             next_poll_in_ms: job.poll_after_seconds().unwrap_or(DEFAULT_POLL_SECS) * 1000,
             created_at: rfc3339(job.created_at),
             events_url: stream.events_url(job.id),
+            total_file_ids: job.source.batch().map(|spec| spec.files.len() as u32),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The read side of a job and its cancellation:
 //! - `GET /v1/download/status/{jobId}`: progress, and once completed a freshly presigned URL;
 //! - `GET /v1/download/{jobId}`: 302 to a freshly presigned URL;
+//! - `GET /v1/download/{jobId}/files/{fileId}`: the same for one file of a batch;
 //! - `DELETE /v1/download/{jobId}`: cancels a queued or running job;
 //! - `GET /v1/downloads`: the caller's jobs, newest first (with an authorizer);
 //! - `GET /health`: liveness.
@@ -40,6 +41,10 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
         Some(Route::Download(_)) => Err(ApiError::MethodNotAllowed {
             allow: "GET, HEAD, DELETE",
         }),
+        Some(Route::File(raw, file)) if method == Method::GET || method == Method::HEAD => {
+            download_file(services, parse_job_id(raw)?, file, caller).await
+        }
+        Some(Route::File(..)) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
         Some(Route::Health) if method == Method::GET || method == Method::HEAD => {
             json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
         }
@@ -85,7 +90,35 @@ async fn download(
     caller: Option<&Owner>,
 ) -> Result<Response<Body>, ApiError> {
     let job = load(services, id, caller).await?;
-    let Some(result) = presigned_result(services, &job).await? else {
+    redirect_to(services, &job).await
+}
+
+/// `GET /v1/download/{jobId}/files/{fileId}`: one file of a batch, like the download route.
+async fn download_file(
+    services: &Services,
+    id: JobId,
+    raw_file: &str,
+    caller: Option<&Owner>,
+) -> Result<Response<Body>, ApiError> {
+    let file_id = haul::request::parse_path_file_id(raw_file)?;
+    let batch = load(services, id, caller).await?;
+    let file = batch
+        .source
+        .batch()
+        .and_then(|spec| spec.files.iter().find(|f| f.file_id == file_id))
+        .ok_or(ApiError::FileNotInJob)?;
+    match services.jobs.get(file.job).await? {
+        Some(child) => redirect_to(services, &child).await,
+        // Not created yet: the batch is being fanned out.
+        None => Err(ApiError::JobNotReady {
+            status: haul::JobStatus::Queued,
+        }),
+    }
+}
+
+/// 302 to a fresh presigned URL of the job's file; 409 while it has none.
+async fn redirect_to(services: &Services, job: &Job) -> Result<Response<Body>, ApiError> {
+    let Some(result) = presigned_result(services, job).await? else {
         return Err(ApiError::JobNotReady { status: job.status });
     };
     Response::builder()
@@ -105,6 +138,8 @@ async fn cancel(
     load(services, id, caller).await?;
     let now = now_ms();
     let job = services.jobs.cancel(id, now).await?;
+    // A batch's files stop with it (a file that already ended keeps its state).
+    haul::batch::cancel_children(services, &job, now).await?;
     tracing::info!(job_id = %id, "job cancelled");
     json(StatusCode::OK, &view(services, &job).await?)
 }

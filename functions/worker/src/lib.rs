@@ -3,8 +3,12 @@
 //!
 //! `message` reads the SQS record and keeps it hidden; `process` runs one job under a
 //! `lease` (the attempt every write is fenced on); `transfer` moves the bytes; `retry`
-//! decides what happens when a try does not finish the job.
+//! decides what happens when a try does not finish the job. `batch` fans a batch out into
+//! one job per file and ends it; `bundle` writes a batch's archive (`bundle_step`).
 
+mod batch;
+pub mod bundle;
+mod bundle_step;
 mod codes;
 mod fetch;
 mod lease;
@@ -89,6 +93,7 @@ impl Worker {
                 .origin_url_template
                 .replace("{file_id}", &id.to_string()),
             Source::Url(url) => url.as_str().to_owned(),
+            Source::Batch(_) => String::new(),
         }
     }
 

@@ -12,6 +12,13 @@ use crate::lease::{Lease, LeaseError};
 use crate::message::Heartbeat;
 use crate::{Outcome, TransferError, Worker};
 
+/// A message that does not start an attempt: what to do with it, or a running batch to move
+/// along.
+enum Claimed {
+    Not(Outcome),
+    RunningBatch(Box<Job>),
+}
+
 impl Worker {
     /// Works on job `id` as for a message without a receipt handle (no heartbeat).
     pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
@@ -34,8 +41,10 @@ impl Worker {
         heartbeat: Option<&Heartbeat>,
     ) -> Outcome {
         let (lease, job) = match self.claim(id).await {
+            Ok((lease, job)) if job.is_batch() => return self.fan_out_batch(lease, &job).await,
             Ok(claimed) => claimed,
-            Err(outcome) => return outcome,
+            Err(Claimed::RunningBatch(batch)) => return self.advance_batch(&batch).await,
+            Err(Claimed::Not(outcome)) => return outcome,
         };
         if let Some(trace) = job.trace_id {
             // Every line of this attempt carries the trace the client started the job in.
@@ -47,7 +56,7 @@ impl Worker {
         // Stop early enough to record where we are and hand over before Lambda's cut-off.
         let hand_over_at =
             deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
-        match self.transfer_with_retries(lease, &job, hand_over_at).await {
+        let outcome = match self.transfer_with_retries(lease, &job, hand_over_at).await {
             Ok(artifact) => self.complete(lease, &artifact, started).await,
             Err(TransferError::Stopped) => {
                 tracing::info!("job stopped by a cancel or a takeover");
@@ -62,13 +71,18 @@ impl Worker {
             }
             Err(TransferError::Permanent(failure)) => self.fail(lease, failure).await,
             Err(TransferError::Transient(failure)) => {
-                self.retry_later(lease, failure, heartbeat).await
+                return self.retry_later(lease, failure, heartbeat).await;
             }
+        };
+        // A batch's file that ended (or stopped: cancelled) may have been the batch's last.
+        if let Some(parent) = job.parent {
+            haul::batch::after_child_ended(&self.services, parent, now_ms()).await;
         }
+        outcome
     }
 
     /// Claims the job for this attempt; `Err` says what to do with the message instead.
-    async fn claim(&self, id: JobId) -> Result<(Lease<'_>, Job), Outcome> {
+    async fn claim(&self, id: JobId) -> Result<(Lease<'_>, Job), Claimed> {
         let config = &self.services.config;
         let now = now_ms();
         let stale_before = now - config.stale_after.as_millis() as i64;
@@ -76,23 +90,29 @@ impl Worker {
             Ok(claimed) => Ok(claimed),
             Err(StoreError::NotFound) => {
                 tracing::warn!("message for an unknown job; dropped");
-                Err(Outcome::Ack)
+                Err(Claimed::Not(Outcome::Ack))
+            }
+            // A running batch is not claimed again: its message asks it to move along.
+            Err(StoreError::Conflict(job))
+                if job.is_batch() && job.status == JobStatus::Running =>
+            {
+                Err(Claimed::RunningBatch(job))
             }
             Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
                 tracing::info!(status = %job.status, "job already finished; duplicate delivery");
                 // E.g. cancelled after a crashed attempt: its upload must not linger.
                 self.abort_checkpoint(&job).await;
-                Err(Outcome::Ack)
+                Err(Claimed::Not(Outcome::Ack))
             }
             Err(StoreError::Conflict(job)) => {
                 // Another worker is on it right now. Come back later: if it dies, its heartbeat
                 // goes stale and the next delivery takes over.
                 tracing::info!(status = %job.status, "job is being worked on elsewhere");
-                Err(Outcome::Retry)
+                Err(Claimed::Not(Outcome::Retry))
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot claim job");
-                Err(Outcome::Retry)
+                Err(Claimed::Not(Outcome::Retry))
             }
         }
     }

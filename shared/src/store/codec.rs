@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
 use super::shard::{STATUS_SHARD_ATTRIBUTE, status_shard};
+use crate::batch::{BatchFile, BatchSpec, Bundle};
 use crate::failure::FailureCode;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
@@ -81,8 +82,62 @@ pub(super) fn to_item(job: &Job) -> Item {
     for (event, delivery) in &job.deliveries {
         put(&event.attribute(), Some(delivery_value(delivery)));
     }
+    if let Some(spec) = job.source.batch() {
+        put("batchFiles", Some(batch_files_value(spec)));
+        put("bundle", spec.bundle.map(|b| s(b.as_str())));
+    }
+    put("parentId", job.parent.map(|p| s(p.to_string())));
     put("priority", Some(s(job.priority.as_str())));
     item
+}
+
+/// A batch's files as a list of `{fileId, jobId}` maps, in the client's order.
+fn batch_files_value(spec: &BatchSpec) -> AttributeValue {
+    AttributeValue::L(
+        spec.files
+            .iter()
+            .map(|file| {
+                AttributeValue::M(HashMap::from([
+                    ("fileId".to_owned(), n(file.file_id.get())),
+                    ("jobId".to_owned(), s(file.job.to_string())),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+fn batch_from(item: &Item) -> Result<Option<BatchSpec>, JobError> {
+    let Some(value) = item.get("batchFiles") else {
+        return Ok(None);
+    };
+    let malformed = || JobError::MalformedRecord("batchFiles");
+    let files = value
+        .as_l()
+        .map_err(|_| malformed())?
+        .iter()
+        .map(|entry| {
+            let map = entry.as_m().map_err(|_| malformed())?;
+            let file_id = map
+                .get("fileId")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|raw| raw.parse().ok())
+                .ok_or_else(malformed)?;
+            let job = map
+                .get("jobId")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|raw| raw.parse().ok())
+                .ok_or_else(malformed)?;
+            Ok(BatchFile {
+                file_id: FileId::new(file_id).map_err(|_| malformed())?,
+                job,
+            })
+        })
+        .collect::<Result<Vec<_>, JobError>>()?;
+    let bundle = match item.get("bundle").and_then(|v| v.as_s().ok()) {
+        None => None,
+        Some(raw) => Some(Bundle::parse(raw).ok_or(JobError::MalformedRecord("bundle"))?),
+    };
+    Ok(Some(BatchSpec { files, bundle }))
 }
 
 /// A delivery as the map stored under `webhook_<status>`.
@@ -152,11 +207,12 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
     }
 
     let id: JobId = required(string(item, "jobId"), "jobId")?.parse()?;
-    let source = match string(item, "sourceUrl") {
-        Some(url) => {
+    let source = match (batch_from(item)?, string(item, "sourceUrl")) {
+        (Some(spec), _) => Source::Batch(spec),
+        (None, Some(url)) => {
             Source::Url(SourceUrl::parse(url).map_err(|_| JobError::MalformedRecord("sourceUrl"))?)
         }
-        None => Source::File(FileId::new(required(number(item, "fileId")?, "fileId")?)?),
+        (None, None) => Source::File(FileId::new(required(number(item, "fileId")?, "fileId")?)?),
     };
     let status: JobStatus = required(string(item, "status"), "status")?.parse()?;
     let artifact = match string(item, "s3Key") {
@@ -219,6 +275,10 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
                 Some((event, delivery))
             })
             .collect(),
+        parent: string(item, "parentId")
+            .map(str::parse)
+            .transpose()
+            .map_err(|_| JobError::MalformedRecord("parentId"))?,
         // Absent in records written before priorities: those jobs are normal.
         priority: match string(item, "priority") {
             None => Priority::Normal,

@@ -5,6 +5,7 @@
 //! - `mod.rs`: the operations on one job;
 //! - `expr.rs`: the update/condition builder every write goes through;
 //! - `codec.rs`: item <-> [`Job`];
+//! - `batch.rs`: a batch's children (read together, created once) and its end;
 //! - `keys.rs`: the idempotency-key transaction;
 //! - `list.rs`: listings and counts from the indexes;
 //! - `notify.rs`: the webhook deliveries' claims and outcomes;
@@ -15,6 +16,7 @@
 //! DynamoDB answers a failed condition with the record as it is: when the record carries this
 //! write's token, the write is ours and the operation succeeded. Callers never see the case.
 
+mod batch;
 mod codec;
 mod expr;
 mod keys;

@@ -485,3 +485,49 @@ async fn cleanup_sends_lost_and_abandoned_jobs_to_their_priority_queue() {
         assert_eq!(job.priority, priority);
     }
 }
+
+/// A batch has one priority: its own message and every file's go through that queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_batch_and_each_of_its_files_go_through_the_high_queue() {
+    let app = spawn_app().await;
+    let id: JobId = initiate_body(
+        &app,
+        json!({"file_ids": [41, 42, 43], "priority": "high"}),
+        &[],
+    )
+    .await
+    .accepted_id()
+    .parse()
+    .unwrap();
+    assert_eq!(depths(&app).await, (1, 0, 0));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = app.status(id).await.body;
+        assert_eq!(view["priority"], "high", "{view}");
+        if !matches!(view["status"].as_str(), Some("queued" | "running")) {
+            assert_eq!(view["status"], "completed", "{view}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch not done: {view}"
+        );
+        let (_, normal, low) = depths(&app).await;
+        assert_eq!((normal, low), (0, 0), "a file left the high queue");
+        app.deliver_priority(Priority::High, 1).await;
+    }
+    let children: Vec<Job> = {
+        let batch = app.services.jobs.get(id).await.unwrap().unwrap();
+        let spec = batch.source.batch().expect("a batch").clone();
+        let mut jobs = Vec::new();
+        for file in spec.files {
+            jobs.push(app.services.jobs.get(file.job).await.unwrap().unwrap());
+        }
+        jobs
+    };
+    assert_eq!(children.len(), 3);
+    for child in children {
+        assert_eq!(child.priority, Priority::High, "{}", child.id);
+        assert_eq!(child.status, JobStatus::Completed);
+    }
+}

@@ -49,6 +49,8 @@ impl<'a> Origin<'a> {
                     .map_err(|refusal| blocked(refusal.to_string()))?;
                 (&worker.sources, Some(source_limits(worker, job)?))
             }
+            // Batches are fanned out to one child job per file, never fetched themselves.
+            Source::Batch(_) => return Err(blocked("a batch is not fetched itself".into())),
         };
         Ok(Self {
             url,
@@ -178,7 +180,7 @@ pub(super) fn file_name(response: &reqwest::Response, source: &Source) -> String
         .and_then(file_name_from_disposition)
         .or_else(|| match source {
             Source::Url(source) => file_name_from_url(source.as_url()),
-            Source::File(_) => None,
+            Source::File(_) | Source::Batch(_) => None,
         })
         .unwrap_or_else(|| match source.file_id() {
             Some(id) => format!("file-{id}"),

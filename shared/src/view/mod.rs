@@ -2,7 +2,11 @@
 //! list holds, and the `data` of every webhook. A completed job's view carries a presigned
 //! URL minted when the view is built.
 
+mod batch;
+
 use serde::Serialize;
+
+pub use batch::{BatchView, FileView};
 
 use crate::clock::{now_ms, rfc3339};
 use crate::webhook::NotificationView;
@@ -43,6 +47,9 @@ pub struct StatusView {
     /// API's base URL in make dev.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_url: Option<String>,
+    /// A batch's files and counts (jobs started with `file_ids` only).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +69,11 @@ pub struct Progress {
     pub bytes_done: u64,
     pub bytes_total: Option<u64>,
     pub bytes_per_second: Option<u64>,
+    /// For a batch: files that ended, and all of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_done: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_total: Option<u32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,20 +117,38 @@ pub async fn presigned_result(
 }
 
 pub async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
+    let mut view = job_view(services, job).await?;
+    if let Some(spec) = job.source.batch() {
+        let (progress, batch) = batch::of(services, job, spec).await?;
+        view.progress = progress;
+        view.eta_seconds = None;
+        view.batch = Some(batch);
+    }
+    Ok(view)
+}
+
+/// The progress of one job's own transfer.
+pub fn progress_of(job: &Job) -> Progress {
+    Progress {
+        percent: job.percent(),
+        bytes_done: job.bytes_done,
+        bytes_total: job.bytes_total,
+        bytes_per_second: job
+            .bytes_per_second
+            .filter(|_| job.status == JobStatus::Running),
+        files_done: None,
+        files_total: None,
+    }
+}
+
+async fn job_view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
     Ok(StatusView {
         job_id: job.id,
         file_id: job.source.file_id().map(|id| id.get()),
         source_url: job.source.url().map(|url| url.as_str().to_owned()),
         status: job.status,
         priority: job.priority,
-        progress: Progress {
-            percent: job.percent(),
-            bytes_done: job.bytes_done,
-            bytes_total: job.bytes_total,
-            bytes_per_second: job
-                .bytes_per_second
-                .filter(|_| job.status == JobStatus::Running),
-        },
+        progress: progress_of(job),
         eta_seconds: job.eta_seconds(),
         attempts: job.attempts,
         retries_remaining: (!job.status.is_terminal()).then(|| {
@@ -138,6 +168,7 @@ pub async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         trace_id: job.trace_id.map(|t| t.to_string()),
         result: presigned_result(services, job).await?,
         events_url: services.config.stream.events_url(job.id),
+        batch: None,
         notification: job
             .notification()
             .map(|(event, delivery)| NotificationView::of(event, &delivery)),

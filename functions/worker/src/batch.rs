@@ -1,0 +1,125 @@
+//! A batch's messages: the first one fans the batch out into one job per file; later ones
+//! (a file's last writer asking for the archive, cleanup nudging a quiet batch) create what
+//! is missing, and end the batch or write its archive. Files themselves are ordinary jobs.
+
+use std::collections::HashMap;
+
+use haul::batch::{self, Settled};
+use haul::clock::now_ms;
+use haul::store::StoreError;
+use haul::{Job, JobStatus};
+
+use crate::bundle_step::BundleFailure;
+use crate::lease::Lease;
+use crate::{Outcome, Worker};
+
+impl Worker {
+    /// A batch this attempt claimed (`queued → running`): creates its files' jobs and sends
+    /// them. A redelivery finds the children made so far and completes the set.
+    pub(crate) async fn fan_out_batch(&self, lease: Lease<'_>, batch: &Job) -> Outcome {
+        let Some(spec) = batch.source.batch() else {
+            return Outcome::Ack;
+        };
+        tracing::info!(
+            attempt = lease.attempt(),
+            files = spec.files.len(),
+            "batch fan-out"
+        );
+        self.advance(batch).await
+    }
+
+    /// A batch already running: see [`Worker::advance`].
+    pub(crate) async fn advance_batch(&self, batch: &Job) -> Outcome {
+        self.advance(batch).await
+    }
+
+    async fn advance(&self, batch: &Job) -> Outcome {
+        match self.try_advance(batch).await {
+            Ok(settled) => {
+                tracing::info!(?settled, "batch advanced");
+                Outcome::Ack
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot advance batch");
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn try_advance(&self, batch: &Job) -> Result<Settled, StoreError> {
+        let services = &self.services;
+        let Some(spec) = batch.source.batch() else {
+            return Ok(Settled::Ended(batch.status));
+        };
+        let now = now_ms();
+        let children = batch::children(services, spec).await?;
+        let sent = batch::fan_out(services, batch, &children, now).await?;
+        if sent > 0 {
+            // A cancel that landed during the fan-out missed the children made after it.
+            self.cancel_children_if_cancelled(batch).await?;
+            return Ok(Settled::Running(batch::tally(spec, &children)));
+        }
+        match batch::settle(services, batch, &children, now).await? {
+            Settled::Running(tally) => {
+                // Alive: cleanup looks for running records whose updatedAt stopped moving.
+                services.jobs.touch_batch(batch.id, now).await?;
+                Ok(Settled::Running(tally))
+            }
+            Settled::NeedsBundle(tally) => self.bundle_batch(batch, &children, tally).await,
+            ended => Ok(ended),
+        }
+    }
+
+    async fn cancel_children_if_cancelled(&self, batch: &Job) -> Result<(), StoreError> {
+        let Some(current) = self.services.jobs.get(batch.id).await? else {
+            return Ok(());
+        };
+        if current.status == JobStatus::Cancelled {
+            batch::cancel_children(&self.services, &current, now_ms()).await?;
+        }
+        Ok(())
+    }
+
+    /// The archive of the completed files, then the batch's end with it as its result.
+    async fn bundle_batch(
+        &self,
+        batch: &Job,
+        children: &HashMap<haul::JobId, Job>,
+        tally: batch::Tally,
+    ) -> Result<Settled, StoreError> {
+        let archive = match self.bundle_zip(batch, children).await {
+            Ok(archive) => archive,
+            Err(BundleFailure::Transient(reason)) => {
+                // The message comes back and the next delivery writes it again.
+                return Err(StoreError::Dynamo(format!("archive not written: {reason}")));
+            }
+            Err(BundleFailure::Permanent(reason)) => {
+                tracing::error!(reason, "the batch's archive cannot be written");
+                let ended = self
+                    .services
+                    .jobs
+                    .finish_batch(batch.id, &tally, None, now_ms())
+                    .await;
+                return match ended {
+                    Ok(job) => Ok(Settled::Ended(job.status)),
+                    Err(StoreError::Conflict(job)) => Ok(Settled::Ended(job.status)),
+                    Err(err) => Err(err),
+                };
+            }
+        };
+        match self
+            .services
+            .jobs
+            .finish_batch(batch.id, &tally, Some(&archive), now_ms())
+            .await
+        {
+            Ok(job) => Ok(Settled::Ended(job.status)),
+            Err(StoreError::Conflict(job)) => {
+                // Cancelled while the archive was written: it must not outlive the batch.
+                self.delete_quietly(&archive.key).await;
+                Ok(Settled::Ended(job.status))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}

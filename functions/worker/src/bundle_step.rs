@@ -1,0 +1,71 @@
+//! The batch's archive (`bundle: "zip"`): the completed files, in the client's order, read
+//! back from S3 part by part and written as one ZIP by `bundle` (streaming, ZIP64 when
+//! needed), at the batch's own artifact key.
+
+use std::collections::HashMap;
+
+use haul::clock::now_ms;
+use haul::job::Artifact;
+use haul::{Job, JobId, JobStatus};
+
+use crate::Worker;
+use crate::bundle::{BundleError, BundleOptions, Source, bundle};
+
+/// Why no archive was written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BundleFailure {
+    /// Another attempt may succeed (S3 failed).
+    #[error("{0}")]
+    Transient(String),
+    /// It would fail again (a file's object is gone or changed).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl Worker {
+    pub(crate) async fn bundle_zip(
+        &self,
+        batch: &Job,
+        children: &HashMap<JobId, Job>,
+    ) -> Result<Artifact, BundleFailure> {
+        let spec = batch
+            .source
+            .batch()
+            .ok_or_else(|| BundleFailure::Permanent("not a batch".into()))?;
+        let sources: Vec<Source> = spec
+            .files
+            .iter()
+            .filter_map(|file| children.get(&file.job))
+            .filter(|child| child.status == JobStatus::Completed)
+            .filter_map(|child| child.artifact.as_ref())
+            .map(|artifact| Source {
+                key: artifact.key.clone(),
+                name: artifact.file_name.clone(),
+                size: artifact.size,
+            })
+            .collect();
+        tracing::info!(entries = sources.len(), "writing the batch's archive");
+        let options = BundleOptions::new(now_ms());
+        let written = bundle(&self.services, &sources, &batch.artifact_key, &options)
+            .await
+            .map_err(|err| match err {
+                err if err.is_transient() => BundleFailure::Transient(err.to_string()),
+                err @ (BundleError::Missing { .. }
+                | BundleError::Changed { .. }
+                | BundleError::Storage(_)
+                | BundleError::Zip(_)) => BundleFailure::Permanent(err.to_string()),
+            })?;
+        tracing::info!(
+            bytes = written.size,
+            zip64 = written.zip64,
+            "archive written"
+        );
+        Ok(Artifact {
+            key: written.key,
+            size: written.size,
+            content_type: options.content_type,
+            file_name: format!("batch-{}.zip", &batch.id.to_string()[..8]),
+            checksum_crc32c: written.checksum_crc32c,
+        })
+    }
+}

@@ -1,0 +1,176 @@
+//! Moving a batch along, from wherever a step ends: a worker fanning it out, a file ending
+//! (worker, cancel, cleanup), or cleanup finding it quiet. Every step reads the children as
+//! they are and is safe to repeat, since any of these may run twice or at the same time.
+
+use std::collections::HashMap;
+
+use futures_util::StreamExt;
+
+use super::{BatchSpec, Tally};
+use crate::Services;
+use crate::clock::EpochMs;
+use crate::job::{Job, JobId, JobStatus};
+use crate::store::StoreError;
+
+/// Children created or sent at once during a fan-out.
+const FAN_OUT_AT_ONCE: usize = 16;
+
+/// Where a batch stands after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Files still run.
+    Running(Tally),
+    /// Every file ended and the archive is still to be written (by a worker).
+    NeedsBundle(Tally),
+    /// The batch ended (now, or before).
+    Ended(JobStatus),
+}
+
+/// The batch's children as stored (a missing one was not created yet).
+pub async fn children(
+    services: &Services,
+    spec: &BatchSpec,
+) -> Result<HashMap<JobId, Job>, StoreError> {
+    let ids: Vec<JobId> = spec.files.iter().map(|f| f.job).collect();
+    services.jobs.get_many(&ids).await
+}
+
+pub fn tally(spec: &BatchSpec, children: &HashMap<JobId, Job>) -> Tally {
+    Tally::of(
+        spec.files
+            .iter()
+            .map(|f| children.get(&f.job).map(|c| c.status)),
+    )
+}
+
+/// Creates the children a batch lacks and sends each new or still-queued one to the queue.
+/// Repeating it creates nothing twice; a queued child sent twice is claimed once.
+pub async fn fan_out(
+    services: &Services,
+    batch: &Job,
+    existing: &HashMap<JobId, Job>,
+    now: EpochMs,
+) -> Result<u32, StoreError> {
+    let Some(spec) = batch.source.batch() else {
+        return Ok(0);
+    };
+    let missing: Vec<Job> = spec
+        .files
+        .iter()
+        .filter(|f| !existing.contains_key(&f.job))
+        .map(|&file| Job::child_of(batch, file, now))
+        .collect();
+    let results: Vec<Result<bool, StoreError>> = futures_util::stream::iter(missing)
+        .map(|child| async move {
+            let child = services.jobs.create_child(&child).await?;
+            if child.status != JobStatus::Queued {
+                return Ok(false);
+            }
+            // A child created but not sent (a crash in between) is sent by cleanup's re-drive
+            // of queued jobs, like any job.
+            // The batch's priority's queue (`Job::child_of` gives each file the batch's).
+            services
+                .queues
+                .of(child.priority)
+                .send(child.id)
+                .await
+                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+            Ok(true)
+        })
+        .buffer_unordered(FAN_OUT_AT_ONCE)
+        .collect()
+        .await;
+    let mut sent = 0;
+    for result in results {
+        if result? {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}
+
+/// Ends the batch if every file ended, unless an archive is still to be written; otherwise
+/// says where it stands. `bundled` is whether the caller is the one writing the archive
+/// (then the end waits for it).
+pub async fn settle(
+    services: &Services,
+    batch: &Job,
+    children: &HashMap<JobId, Job>,
+    now: EpochMs,
+) -> Result<Settled, StoreError> {
+    let Some(spec) = batch.source.batch() else {
+        return Ok(Settled::Ended(batch.status));
+    };
+    if batch.status.is_terminal() {
+        return Ok(Settled::Ended(batch.status));
+    }
+    let tally = tally(spec, children);
+    if !tally.all_ended() {
+        return Ok(Settled::Running(tally));
+    }
+    if spec.bundle.is_some() && tally.completed > 0 && batch.artifact.is_none() {
+        return Ok(Settled::NeedsBundle(tally));
+    }
+    match services
+        .jobs
+        .finish_batch(batch.id, &tally, None, now)
+        .await
+    {
+        Ok(job) => Ok(Settled::Ended(job.status)),
+        // Someone else ended it (another file's last writer, a cancel): so be it.
+        Err(StoreError::Conflict(job)) => Ok(Settled::Ended(job.status)),
+        Err(err) => Err(err),
+    }
+}
+
+/// Cancels every unfinished file of a cancelled batch (a file that ended keeps its state).
+pub async fn cancel_children(
+    services: &Services,
+    batch: &Job,
+    now: EpochMs,
+) -> Result<(), StoreError> {
+    let Some(spec) = batch.source.batch() else {
+        return Ok(());
+    };
+    let ids: Vec<JobId> = spec.files.iter().map(|f| f.job).collect();
+    let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(ids)
+        .map(|id| async move {
+            match services.jobs.cancel(id, now).await {
+                Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .buffer_unordered(FAN_OUT_AT_ONCE)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// After a file of a batch ended: ends the batch when it was the last, or asks a worker for
+/// the archive. Quiet about a batch that moved on.
+pub async fn after_child_ended(services: &Services, parent: JobId, now: EpochMs) {
+    let step = async {
+        let Some(batch) = services.jobs.get(parent).await? else {
+            return Ok(Settled::Ended(JobStatus::Expired));
+        };
+        let Some(spec) = batch.source.batch() else {
+            return Ok(Settled::Ended(batch.status));
+        };
+        let children = children(services, spec).await?;
+        let settled = settle(services, &batch, &children, now).await?;
+        if let Settled::NeedsBundle(_) = settled {
+            services
+                .queues
+                .of(batch.priority)
+                .send(batch.id)
+                .await
+                .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        }
+        Ok::<_, StoreError>(settled)
+    };
+    match step.await {
+        Ok(settled) => tracing::info!(batch_id = %parent, ?settled, "batch file ended"),
+        // Cleanup finds a quiet running batch and settles it: nothing is lost.
+        Err(err) => tracing::warn!(batch_id = %parent, error = %err, "cannot settle batch"),
+    }
+}

@@ -1,0 +1,123 @@
+//! A batch's reads and writes: all its children in one strongly consistent read, a child's
+//! creation (idempotent), and the batch's own end.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+
+use super::codec::{from_item, n, s};
+use super::expr::Update;
+use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo};
+use crate::batch::Tally;
+use crate::clock::EpochMs;
+use crate::failure::FailureCode;
+use crate::job::{Artifact, Job, JobId, JobStatus};
+
+/// BatchGetItem takes at most 100 keys; a batch has at most 100 files.
+const KEYS_PER_READ: usize = 100;
+/// Rounds of retrying the keys DynamoDB left unprocessed (it does under throttling).
+const UNPROCESSED_ROUNDS: u32 = 5;
+
+impl JobStore {
+    /// The jobs with these ids that exist, read strongly consistently.
+    pub async fn get_many(&self, ids: &[JobId]) -> Result<HashMap<JobId, Job>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(KEYS_PER_READ) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([("jobId".to_owned(), s(id.to_string()))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Dynamo(e.to_string()))?,
+            );
+            let mut round = 0;
+            while let Some(request) = pending.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(dynamo)?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let job = from_item(&item)?;
+                    found.insert(job.id, job);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+                round += 1;
+                if pending.is_some() {
+                    if round >= UNPROCESSED_ROUNDS {
+                        return Err(StoreError::Dynamo(
+                            "keys left unprocessed after retries".into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << round)).await;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Creates a batch's child unless it exists: a fan-out repeated after a crash or a
+    /// duplicate delivery creates nothing twice. Returns the child as it is now.
+    pub async fn create_child(&self, child: &Job) -> Result<Job, StoreError> {
+        match self.create(child).await {
+            Ok(()) => Ok(child.clone()),
+            Err(StoreError::Conflict(existing)) => Ok(*existing),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `running → completed|failed` for a batch whose files all ended, with the archive when
+    /// one was made. Not fenced: every writer that finds the files ended writes the same end,
+    /// and the condition lets exactly one of them through.
+    pub async fn finish_batch(
+        &self,
+        id: JobId,
+        tally: &Tally,
+        archive: Option<&Artifact>,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let outcome = tally.outcome();
+        let mut update = Update::transition(outcome)
+            .set("completedAt", n(now))
+            .set("completedFiles", n(tally.completed))
+            .set("failedFiles", n(tally.failed))
+            .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        if let Some(artifact) = archive {
+            update = update
+                .set("s3Key", s(&artifact.key))
+                .set("size", n(artifact.size))
+                .set("contentType", s(&artifact.content_type))
+                .set("fileName", s(&artifact.file_name));
+            if let Some(checksum) = &artifact.checksum_crc32c {
+                update = update.set("checksumCrc32c", s(checksum));
+            }
+        }
+        if outcome == JobStatus::Failed {
+            update = update
+                .set("errorCode", s(FailureCode::BatchFilesFailed.as_str()))
+                .set("errorMessage", s("no file of the batch could be fetched"));
+        }
+        self.update(id, update, now).await
+    }
+
+    /// A batch's heartbeat while its files run: cleanup takes a `running` record whose
+    /// `updatedAt` stopped moving for a lost worker, which a batch is not.
+    pub async fn touch_batch(&self, id: JobId, now: EpochMs) -> Result<Job, StoreError> {
+        self.update(id, Update::when(&[JobStatus::Running]), now)
+            .await
+    }
+}

@@ -1,0 +1,97 @@
+//! A batch as clients see it: every file with its own state, progress, result and error, and
+//! the batch's progress summed over them (bytes, and files that ended).
+
+use serde::Serialize;
+
+use super::{ErrorView, Progress, ResultView, presigned_result, progress_of};
+use crate::batch::{self, BatchSpec};
+use crate::{ApiError, Job, JobStatus, Services};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchView {
+    pub total_file_ids: u32,
+    pub completed_files: u32,
+    pub failed_files: u32,
+    /// `"zip"` when the batch's result is one archive of its completed files.
+    pub bundle: Option<&'static str>,
+    pub files: Vec<FileView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub file_id: u64,
+    pub status: JobStatus,
+    pub progress: Progress,
+    /// A presigned URL minted for this view, once the file completed.
+    pub result: Option<ResultView>,
+    pub error: Option<ErrorView>,
+}
+
+pub(super) async fn of(
+    services: &Services,
+    batch: &Job,
+    spec: &BatchSpec,
+) -> Result<(Progress, BatchView), ApiError> {
+    let children = batch::children(services, spec).await?;
+    let tally = batch::tally(spec, &children);
+    let mut files = Vec::with_capacity(spec.files.len());
+    let (mut done, mut total, mut rate) = (0u64, Some(0u64), 0u64);
+    for file in &spec.files {
+        let view = match children.get(&file.job) {
+            Some(child) => FileView {
+                file_id: file.file_id.get(),
+                status: child.status,
+                progress: progress_of(child),
+                result: presigned_result(services, child).await?,
+                error: child.failure.as_ref().map(|failure| ErrorView {
+                    code: failure.code.clone(),
+                    message: failure.message.clone(),
+                    retryable: !child.status.is_terminal(),
+                }),
+            },
+            // Not created yet: the batch is being fanned out.
+            None => FileView {
+                file_id: file.file_id.get(),
+                status: JobStatus::Queued,
+                progress: Progress {
+                    percent: 0,
+                    bytes_done: 0,
+                    bytes_total: None,
+                    bytes_per_second: None,
+                    files_done: None,
+                    files_total: None,
+                },
+                result: None,
+                error: None,
+            },
+        };
+        done += view.progress.bytes_done;
+        total = total.zip(view.progress.bytes_total).map(|(a, b)| a + b);
+        rate += view.progress.bytes_per_second.unwrap_or(0);
+        files.push(view);
+    }
+    let ended = tally.ended();
+    let percent = match (batch.status, total) {
+        (JobStatus::Completed, _) => 100,
+        (_, Some(total)) if total > 0 => ((done.min(total) * 100) / total) as u8,
+        _ => ((ended * 100) / tally.total.max(1)) as u8,
+    };
+    let progress = Progress {
+        percent,
+        bytes_done: done,
+        bytes_total: total,
+        bytes_per_second: (batch.status == JobStatus::Running && rate > 0).then_some(rate),
+        files_done: Some(ended),
+        files_total: Some(tally.total),
+    };
+    let view = BatchView {
+        total_file_ids: tally.total,
+        completed_files: tally.completed,
+        failed_files: tally.failed,
+        bundle: spec.bundle.map(|b| b.as_str()),
+        files,
+    };
+    Ok((progress, view))
+}
