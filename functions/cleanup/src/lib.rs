@@ -22,6 +22,8 @@ pub struct CleanupReport {
     pub requeued_stale: u32,
     pub failed_stale: u32,
     pub redriven_queued: u32,
+    /// Running batches sent to the worker to be moved along.
+    pub nudged_batches: u32,
     pub errors: u32,
     /// Records that could not be read as jobs, skipped (and logged) so the rest proceed.
     pub skipped_malformed: u32,
@@ -86,6 +88,12 @@ async fn recover_stale_running(
         .await?;
     report.skipped_malformed += listing.skipped;
     for job in listing.jobs {
+        if job.is_batch() {
+            // No worker holds a running batch: its files do. Quiet means a worker should
+            // look at it (create missing files, end it, write its archive).
+            nudge_batch(services, &job, now, report).await;
+            continue;
+        }
         // Fenced by the attempt seen and by the heartbeat still being stale: if the worker
         // moved on or reported meanwhile (the index lags the table), nothing happens.
         if job.attempts >= config.max_attempts {
@@ -118,6 +126,22 @@ async fn fail_last_attempt(
         .await;
     if written(failed, job.id, "cannot fail stale job", &mut report.errors) {
         report.failed_stale += 1;
+        if let Some(parent) = job.parent {
+            haul::batch::after_child_ended(services, parent, now).await;
+        }
+    }
+}
+
+/// A running batch nobody touched for `stale_after`: marked alive (so the next run does not
+/// send it again at once) and sent to the worker, which moves it along.
+async fn nudge_batch(services: &Services, batch: &Job, now: EpochMs, report: &mut CleanupReport) {
+    let touched = services.jobs.touch_batch(batch.id, now).await;
+    if !written(touched, batch.id, "cannot touch batch", &mut report.errors) {
+        return;
+    }
+    let sent = services.queue.send(batch.id).await;
+    if succeeded(sent, batch.id, "cannot nudge batch", &mut report.errors) {
+        report.nudged_batches += 1;
     }
 }
 

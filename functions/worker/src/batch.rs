@@ -87,6 +87,21 @@ impl Worker {
         children: &HashMap<haul::JobId, Job>,
         tally: batch::Tally,
     ) -> Result<Settled, StoreError> {
+        // One writer at a time: two files ending together both ask for the archive.
+        let lease = self
+            .services
+            .config
+            .stale_after
+            .max(std::time::Duration::from_secs(900));
+        if !self
+            .services
+            .jobs
+            .claim_bundle(batch.id, lease, now_ms())
+            .await?
+        {
+            tracing::info!("another worker writes the archive");
+            return Ok(Settled::NeedsBundle(tally));
+        }
         let archive = match self.bundle_zip(batch, children).await {
             Ok(archive) => archive,
             Err(BundleFailure::Transient(reason)) => {
@@ -116,7 +131,9 @@ impl Worker {
             Ok(job) => Ok(Settled::Ended(job.status)),
             Err(StoreError::Conflict(job)) => {
                 // Cancelled while the archive was written: it must not outlive the batch.
-                self.delete_quietly(&archive.key).await;
+                if job.status == JobStatus::Cancelled {
+                    self.delete_quietly(&archive.key).await;
+                }
                 Ok(Settled::Ended(job.status))
             }
             Err(err) => Err(err),

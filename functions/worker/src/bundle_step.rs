@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use haul::clock::now_ms;
 use haul::job::Artifact;
 use haul::{Job, JobId, JobStatus};
 
@@ -45,7 +44,14 @@ impl Worker {
             })
             .collect();
         tracing::info!(entries = sources.len(), "writing the batch's archive");
-        let options = BundleOptions::new(now_ms());
+        // The entries' time is the last file's completion: any writer makes the same bytes.
+        let modified = spec
+            .files
+            .iter()
+            .filter_map(|file| children.get(&file.job)?.completed_at)
+            .max()
+            .unwrap_or(batch.created_at);
+        let options = BundleOptions::new(modified);
         let written = bundle(&self.services, &sources, &batch.artifact_key, &options)
             .await
             .map_err(|err| match err {

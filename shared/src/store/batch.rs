@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::codec::{from_item, n, s};
@@ -112,6 +113,45 @@ impl JobStore {
                 .set("errorMessage", s("no file of the batch could be fetched"));
         }
         self.update(id, update, now).await
+    }
+
+    /// Claims the writing of a batch's archive for `lease` (a worker's invocation at most):
+    /// `false` when another worker holds it. Two writers would race on one object, and the
+    /// loser's end would find the batch ended by the winner.
+    pub async fn claim_bundle(
+        &self,
+        id: JobId,
+        lease: Duration,
+        now: EpochMs,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression("SET #lease = :until")
+            .condition_expression(
+                "#status = :running AND (attribute_not_exists(#lease) OR #lease < :now)",
+            )
+            .expression_attribute_names("#lease", "bundleLeaseUntil")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":until", n(now + lease.as_millis() as EpochMs))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(dynamo(err)),
+        }
     }
 
     /// A batch's heartbeat while its files run: cleanup takes a `running` record whose

@@ -2,6 +2,7 @@
 //! DynamoDB Local) and a real origin server, each with its own resources.
 
 mod api_contract;
+mod batch;
 mod bundle;
 mod cleanup;
 mod events;
