@@ -139,7 +139,7 @@ async fn nudge_batch(services: &Services, batch: &Job, now: EpochMs, report: &mu
     if !written(touched, batch.id, "cannot touch batch", &mut report.errors) {
         return;
     }
-    let sent = services.queue.send(batch.id).await;
+    let sent = services.queues.of(batch.priority).send(batch.id).await;
     if succeeded(sent, batch.id, "cannot nudge batch", &mut report.errors) {
         report.nudged_batches += 1;
     }

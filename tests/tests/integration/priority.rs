@@ -531,3 +531,46 @@ async fn a_high_batch_and_each_of_its_files_go_through_the_high_queue() {
         assert_eq!(child.status, JobStatus::Completed);
     }
 }
+
+/// Cleanup's nudge of a quiet batch, and its re-sends of the files whose messages were lost,
+/// go to the batch's queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_nudges_a_quiet_high_batch_on_the_high_queue() {
+    let app = spawn_app().await;
+    let id: JobId = initiate_body(&app, json!({"file_ids": [51, 52], "priority": "high"}), &[])
+        .await
+        .accepted_id()
+        .parse()
+        .unwrap();
+    app.deliver_priority(Priority::High, 5).await; // the fan-out
+    assert_eq!(depths(&app).await, (2, 0, 0), "the files' messages");
+    // The files' messages are lost.
+    app.aws
+        .sqs
+        .purge_queue()
+        .queue_url(&app.resources.high_queue_url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(depths(&app).await, (0, 0, 0));
+
+    let later = now_ms() + 10 * 60 * 1000;
+    let report = run_cleanup(&app.services, later).await.unwrap();
+    assert_eq!(report.nudged_batches, 1, "{report:?}");
+    let (high, normal, low) = depths(&app).await;
+    assert!(high >= 1, "nothing on the high queue");
+    assert_eq!((normal, low), (0, 0), "cleanup sent a high batch elsewhere");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = app.status(id).await.body;
+        if view["status"] == "completed" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batch not done: {view}"
+        );
+        assert_eq!(depths(&app).await.1, 0);
+        app.deliver_priority(Priority::High, 1).await;
+    }
+}
