@@ -46,7 +46,7 @@ async fn start(app: &TestApp, body: Value) -> (JobId, Value) {
     (id, answer.body)
 }
 
-fn file<'a>(view: &'a Value, file_id: u64) -> &'a Value {
+fn file(view: &Value, file_id: u64) -> &Value {
     view["files"]
         .as_array()
         .and_then(|files| files.iter().find(|f| f["fileId"] == file_id))
