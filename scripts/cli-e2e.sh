@@ -8,7 +8,9 @@
 # checked, and --follow poll, and through two small proxies started here (python3's
 # http.server) that break the stream: one answers 502 on …/events (the CLI falls back to
 # polling; --follow stream fails), the other cuts the first stream after one event (the CLI
-# reconnects with Last-Event-ID).
+# reconnects with Last-Event-ID). Batches (issue 17): `get 1 5 9` as one job with three verified
+# files, a batch with a missing file (exit 9), all missing (exit 3), `--zip` read back by
+# Python's zipfile, and `--priority`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/dev-stack.sh
@@ -314,12 +316,85 @@ run newjob 0 get 17 -o "$WORK/files/" --json --new-job
 [ "$(json newjob 'd["jobId"]')" != "$replayed_job" ] || fail "--new-job reused the job"
 echo "cli-e2e: Ctrl-C exits 130; the same command continues the job; a lost answer is replayed"
 
+# 4b. Batches (issue 17): `get 1 5 9` is one job of three files, each saved under its name and
+# verified; a batch with a missing file (ids from 900000 up do not exist) saves the others,
+# names the failed one and exits 9; every file missing exits 3; `--zip` saves one archive that
+# Python's zipfile reads back, its members equal to the origin's bytes.
+run batch 0 get 1 5 9 -o "$WORK/batch/" --json
+[ "$(json batch 'd["status"], d["filesTotal"], d["filesSaved"], d["filesFailed"], d["bundle"]')" \
+  = "completed 3 3 0 None" ] || fail "get 1 5 9: $(cat "$WORK/batch.out")"
+[ "$(json batch '" ".join(str(f["fileId"]) for f in d["files"] if f["status"] == "saved" and f["verified"]["size"] and f["verified"]["checksum"] != "none")')" \
+  = "1 5 9" ] || fail "get 1 5 9: not every file verified: $(cat "$WORK/batch.out")"
+for id in 1 5 9; do
+  [ "$(sha "$WORK/batch/file-$id.bin")" = "$(origin_sha "$id")" ] || fail "batch: file $id differs from the origin"
+done
+batch_job=$(json batch 'd["jobId"]')
+run batchstatus 0 status "$batch_job" --json
+[ "$(json batchstatus 'd["fileId"], d["totalFileIds"], d["completedFiles"], len(d["files"])')" \
+  = "None 3 3 3" ] || fail "get 1 5 9 did not start one batch: $(cat "$WORK/batchstatus.out")"
+compgen -G "$HAUL_STATE_DIR/batch-*.json" >/dev/null && fail "state left after a finished batch"
+# Plain output: a line per file's state, then one per saved file and the total.
+run batchplain 0 get 1 5 -o "$WORK/batchplain"
+grep -q "file 5 completed" "$WORK/batchplain.err" || fail "batch plain lines: $(cat "$WORK/batchplain.err")"
+grep -q "^batch .*: 2 of 2 files saved$" "$WORK/batchplain.out" || fail "batch plain: $(cat "$WORK/batchplain.out")"
+[ "$(sha "$WORK/batchplain/file-5.bin")" = "$(origin_sha 5)" ] || fail "batch plain: file 5 differs"
+echo "cli-e2e: get 1 5 9 started one batch; three files saved, each verified and equal to the origin's"
+run partial 9 get 1 900003 9 -o "$WORK/partial/"
+grep -q "^FAILED file 900003: origin_not_found" "$WORK/partial.out" || fail "partial: $(cat "$WORK/partial.out")"
+grep -q "1 of 3 files failed: 900003 (origin_not_found) \[batch_incomplete\]" "$WORK/partial.err" \
+  || fail "partial: the error does not name the failed file: $(cat "$WORK/partial.err")"
+for id in 1 9; do
+  [ "$(sha "$WORK/partial/file-$id.bin")" = "$(origin_sha "$id")" ] || fail "partial: file $id differs"
+done
+[ "$(find "$WORK/partial" -type f | wc -l)" = 2 ] || fail "partial: $(ls -a "$WORK/partial")"
+run partialjson 9 get 5 900004 -o "$WORK/partialjson/" --json
+[ "$(json partialjson 'd["status"], d["error"]["exitCode"], d["error"]["code"], d["filesSaved"]')" \
+  = "partial 9 batch_incomplete 1" ] || fail "partial --json: $(cat "$WORK/partialjson.out")"
+[ "$(json partialjson '[(f["fileId"], f["error"]["code"], f["error"]["stage"]) for f in d["files"] if f["status"] == "failed"]')" \
+  = "[(900004, 'origin_not_found', 'server')]" ] || fail "partial --json files: $(cat "$WORK/partialjson.out")"
+run allfailed 3 get 900005 900006 -o "$WORK/allfailed/" --json
+[ "$(json allfailed 'd["status"], d["error"]["code"], d["filesFailed"]')" = "failed batch_files_failed 2" ] \
+  || fail "all failed: $(cat "$WORK/allfailed.out")"
+echo "cli-e2e: a batch with a missing file exits 9, saves the others and names it; all missing exits 3"
+# --zip of files 1, 4 and 9 (the 8 MiB file 4 ends last, alone), and of 1, 5 and 9, whose files
+# end at the same moment: both last writers ask for the archive, and one worker must write it
+# (the batch's archive lease) and none delete it.
+zip_ids="1 4 9|1 5 9"
+IFS='|' read -r -a zip_sets <<<"$zip_ids"
+n=0
+for ids in "${zip_sets[@]}"; do
+  n=$((n + 1))
+  # shellcheck disable=SC2086 # the ids are words
+  run "zip$n" 0 get $ids --zip -o "$WORK/zip$n/" --json
+  archive=$(json "zip$n" 'd["archive"]["path"]')
+  [ "$(json "zip$n" 'd["bundle"], d["filesSaved"], d["archive"]["verified"]["size"]')" = "zip 3 True" ] \
+    || fail "--zip $ids: $(cat "$WORK/zip$n.out")"
+  [ "$(find "$WORK/zip$n" -type f | wc -l)" = 1 ] || fail "--zip saved more than the archive: $(ls "$WORK/zip$n")"
+  python3 -m zipfile -t "$archive" >"$WORK/ziptest.out" 2>&1 || fail "zipfile -t: $(cat "$WORK/ziptest.out")"
+  # shellcheck disable=SC2086
+  python3 - "$archive" "$ORIGIN" $ids >"$WORK/zipcheck.out" 2>&1 <<'PY' || fail "the archive's members: $(cat "$WORK/zipcheck.out")"
+import sys, urllib.request, zipfile
+archive, origin, ids = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(archive) as z:
+    assert z.testzip() is None, "a member's CRC-32 is wrong"
+    names = sorted(z.namelist())
+    assert names == sorted(f"file-{i}.bin" for i in ids), names
+    for i in ids:
+        want = urllib.request.urlopen(f"{origin}/files/{i}").read()
+        got = z.read(f"file-{i}.bin")
+        assert got == want, f"file-{i}.bin: {len(got)} bytes differ from the origin's {len(want)}"
+print("ok", names)
+PY
+  echo "cli-e2e: --zip of $ids saved one archive ($(json "zip$n" 'd["archive"]["verified"]["detail"]')); zipfile reads it, its members equal the origin's files"
+done
 # --priority: the job is started with it, and says so; an unknown one is a usage error.
 run prio 0 get 21 -o "$WORK/files/" --json --priority high
-[ "$(json prio 'd["priority"], d["status"]')" = "high completed" ] \
-  || fail "--priority high: $(cat "$WORK/prio.out")"
+[ "$(sha "$(json prio 'd["path"]')")" = "$(origin_sha 21)" ] \
+  || fail "--priority high: file 21 differs"
 run priostatus 0 status "$(json prio 'd["jobId"]')"
 grep -q "^priority  high$" "$WORK/priostatus.out" || fail "status does not show the priority"
+run priojson 0 status "$(json prio 'd["jobId"]')" --json
+[ "$(json priojson 'd["priority"]')" = high ] || fail "--priority high: $(cat "$WORK/priojson.out")"
 run badprio 2 get 21 --priority urgent
 grep -q "urgent" "$WORK/badprio.err" || fail "--priority urgent: $(cat "$WORK/badprio.err")"
 echo "cli-e2e: --priority high starts a high job; status shows it; an unknown one is refused"

@@ -3,7 +3,8 @@
 # Debian's chromium when it is missing, starts its own `make dev` (API, origin and page on ports
 # of their own; under scripts/test.sh it uses the one all end-to-end stages share:
 # scripts/lib/dev-stack.sh), drives the page in headless Chromium through playwright-core
-# (web/e2e/page.test.mjs), and stops make dev again. Screenshots go to target/web-e2e/.
+# (web/e2e/page.test.mjs, and batches in web/e2e/batch.test.mjs), and stops make dev again.
+# Screenshots go to target/web-e2e/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/dev-stack.sh
@@ -32,8 +33,8 @@ fi
 [ "${1:-}" = --install-only ] && exit 0
 
 web/build.sh
-(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts and web/src/events.ts"
-echo "web-e2e: poll and events module unit tests passed"
+(cd web && npm test --silent) >"$LOG" 2>&1 || fail "unit tests of web/src/poll.ts, web/src/events.ts and web/src/batch.ts"
+echo "web-e2e: poll, events and batch module unit tests passed"
 
 rm -rf "$HAUL_E2E_ARTIFACTS"
 mkdir -p "$HAUL_E2E_ARTIFACTS"

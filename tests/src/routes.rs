@@ -123,14 +123,16 @@ impl TestApp {
 
     /// Routes like the HTTP API in `template.yaml`: initiate has its own function.
     pub async fn dispatch(&self, request: Request) -> TestResponse {
+        // Boxed: the handlers' futures are large in debug builds, and tests that await many
+        // of them in one body would otherwise outgrow a test thread's 2 MiB stack.
         if request.uri().path().ends_with("/events") {
             // The stream's function URL (make dev routes it the same way).
-            return self.dispatch_stream(request).await;
+            return Box::pin(self.dispatch_stream(request)).await;
         }
         let response = if request.uri().path().ends_with("/v1/download/initiate") {
-            haul_initiate::handle(&self.services, request).await
+            Box::pin(haul_initiate::handle(&self.services, request)).await
         } else {
-            haul_status::handle(&self.services, request).await
+            Box::pin(haul_status::handle(&self.services, request)).await
         };
         TestResponse::from_response(response)
     }

@@ -9,18 +9,26 @@ import {
   TransientError,
   cancelDownload,
   downloadRoute,
+  startBatch,
   startDownload,
   type Api,
+  type Priority,
   type StatusView,
 } from "./poll.js";
 import { followJob, supersedes, type Transport } from "./events.js";
+import { batchModel, batchSummary, selectedFileIds, type SaveLink } from "./batch.js";
 
 const STORE_KEY = "haul.jobs.v1";
 const API_KEY = "haul.apiBaseUrl";
 
 interface Stored {
   jobId: string;
-  fileId: number;
+  /** The file of a single download; null for a batch. */
+  fileId: number | null;
+  /** A batch's files (`file_ids`), in the order given. */
+  fileIds?: number[];
+  /** A batch's bundle ("zip": one archive of its files). */
+  bundle?: "zip" | null;
 }
 
 interface Entry extends Stored {
@@ -64,20 +72,28 @@ function fileIds(): number[] {
 
 // ---------- storage ----------
 
+function isStored(x: unknown): x is Stored {
+  if (!x || typeof x !== "object") return false;
+  const s = x as Stored;
+  if (typeof s.jobId !== "string") return false;
+  if (Array.isArray(s.fileIds)) return s.fileIds.length > 0 && s.fileIds.every((id) => Number.isSafeInteger(id));
+  return Number.isSafeInteger(s.fileId);
+}
+
 function loadStored(): Stored[] {
   try {
     const parsed: unknown = JSON.parse(localStorage.getItem(STORE_KEY) ?? "[]");
     if (!Array.isArray(parsed)) return [];
-    return parsed.filter(
-      (x): x is Stored => !!x && typeof x === "object" && typeof (x as Stored).jobId === "string" && Number.isSafeInteger((x as Stored).fileId),
-    );
+    return parsed.filter(isStored).map((s) => (Array.isArray(s.fileIds) ? { ...s, fileId: null } : s));
   } catch {
     return [];
   }
 }
 
 function saveStored(): void {
-  const list: Stored[] = [...entries.values()].map(({ jobId, fileId }) => ({ jobId, fileId }));
+  const list: Stored[] = [...entries.values()].map(({ jobId, fileId, fileIds, bundle }) =>
+    fileIds ? { jobId, fileId: null, fileIds, bundle: bundle ?? null } : { jobId, fileId },
+  );
   try {
     localStorage.setItem(STORE_KEY, JSON.stringify(list));
   } catch {
@@ -141,6 +157,10 @@ function describeFailure(view: StatusView): string {
 }
 
 function render(entry: Entry): void {
+  if (entry.fileIds) {
+    renderBatch(entry, entry.fileIds);
+    return;
+  }
   const { card, view } = entry;
   const status = view?.status ?? (entry.problem ? "unknown" : "starting");
   card.dataset.status = status;
@@ -176,13 +196,9 @@ function render(entry: Entry): void {
   if (failure) card.append(el("div", { class: "job-error", role: "alert", "data-role": "error" }, failure));
   if (entry.note) card.append(el("div", { class: "job-note", "data-role": "note" }, entry.note));
 
-  const actions = el("div", { class: "job-actions" });
   const finished = entry.problem !== null || (view !== null && TERMINAL.has(view.status));
-  if (!finished) {
-    const cancel = el("button", { type: "button", "data-action": "cancel" }, "Cancel");
-    cancel.addEventListener("click", () => void onCancel(entry, cancel));
-    actions.append(cancel);
-  }
+  const actions = el("div", { class: "job-actions" });
+  if (!finished) actions.append(cancelButton(entry));
   if (view?.status === "completed" && view.result) {
     const result = view.result;
     const link = el("a", { class: "button primary", "data-action": "save", href: result.url, download: result.fileName }, `Save ${result.fileName}`);
@@ -192,22 +208,105 @@ function render(entry: Entry): void {
     });
     actions.append(link);
   }
-  if (finished && view?.status !== "completed") {
+  if (finished) appendEndActions(entry, actions);
+  card.append(actions);
+  emptyNote.hidden = entries.size > 0;
+}
+
+function cancelButton(entry: Entry): HTMLButtonElement {
+  const cancel = el("button", { type: "button", "data-action": "cancel" }, "Cancel");
+  cancel.addEventListener("click", () => void onCancel(entry, cancel));
+  return cancel;
+}
+
+/** Retry (unless it completed) and Remove, for a job that ended. */
+function appendEndActions(entry: Entry, actions: HTMLElement): void {
+  if (entry.view?.status !== "completed") {
     const retry = el("button", { type: "button", "data-action": "retry" }, "Retry");
     retry.addEventListener("click", () => void onRetry(entry, retry));
     actions.append(retry);
   }
-  if (finished) {
-    const remove = el("button", { type: "button", class: "quiet", "data-action": "remove" }, "Remove");
-    remove.addEventListener("click", () => removeEntry(entry));
-    actions.append(remove);
+  const remove = el("button", { type: "button", class: "quiet", "data-action": "remove" }, "Remove");
+  remove.addEventListener("click", () => removeEntry(entry));
+  actions.append(remove);
+}
+
+/** A link that saves a result; `refresh` gives a fresh link at click time (presigned URLs expire). */
+function saveAnchor(link: SaveLink, action: string, label: string, refresh: () => SaveLink | null): HTMLAnchorElement {
+  const a = el("a", { class: "button primary", "data-action": action, href: link.href, download: link.fileName }, label);
+  a.addEventListener("click", () => {
+    const fresh = refresh();
+    if (fresh) a.href = fresh.href;
+  });
+  return a;
+}
+
+/** A batch's card: a total bar (files and bytes), a bar per file with its status, error and link,
+ *  the archive of a zip batch, and Cancel for the whole batch. */
+function renderBatch(entry: Entry, fileIds: number[]): void {
+  const { card, view } = entry;
+  const model = () => batchModel(api, entry.jobId, fileIds, entry.view, { bundle: entry.bundle ?? null });
+  const m = model();
+  const status = entry.problem && !view ? "unknown" : m.status;
+  card.dataset.status = status;
+  if (entry.transport) card.dataset.transport = entry.transport;
+  else delete card.dataset.transport;
+  card.dataset.filesDone = String(m.filesDone);
+  card.dataset.filesTotal = String(m.filesTotal);
+  card.replaceChildren();
+
+  const head = el("div", { class: "job-head" });
+  head.append(el("span", { class: "job-file" }, `Batch of ${fileIds.length} file${fileIds.length === 1 ? "" : "s"}`));
+  if (m.bundle === "zip") head.append(el("span", { class: "badge", "data-role": "bundle" }, "zip"));
+  head.append(el("span", { class: `badge badge-${status}`, "data-role": "status" }, status));
+  head.append(el("code", { class: "job-id", title: "job id" }, entry.jobId));
+  card.append(head);
+
+  const total = el("progress", { max: "100", "data-role": "total", "aria-label": "Batch progress" });
+  total.value = m.percent;
+  card.append(total);
+  card.append(el("div", { class: "job-details", "data-role": "details" }, batchSummary(m, bytes)));
+
+  const list = el("ul", { class: "batch-files" });
+  for (const f of m.files) {
+    const row = el("li", { class: "batch-file", "data-file-id": String(f.fileId), "data-status": f.status });
+    const line = el("div", { class: "batch-file-head" });
+    line.append(el("span", { class: "batch-file-name" }, `File ${f.fileId}`), el("span", { class: `badge badge-${f.status}`, "data-role": "status" }, f.status));
+    const sizes = f.save ? bytes(f.save.size) : f.bytesDone > 0 || f.bytesTotal ? `${bytes(f.bytesDone)} of ${bytes(f.bytesTotal)}` : "";
+    line.append(el("span", { class: "batch-file-details", "data-role": "details" }, [`${f.percent}%`, sizes].filter(Boolean).join(" · ")));
+    if (f.save) {
+      const fileId = f.fileId;
+      line.append(
+        saveAnchor(f.save, "save", `Save ${f.save.fileName}`, () => model().files.find((x) => x.fileId === fileId)?.save ?? null),
+      );
+    }
+    row.append(line);
+    const bar = el("progress", { max: "100", "aria-label": `File ${f.fileId} progress` });
+    bar.value = f.percent;
+    row.append(bar);
+    if (f.errorCode) row.append(el("div", { class: "job-error", "data-role": "error" }, `${f.errorMessage ?? "Failed"} (${f.errorCode})`));
+    list.append(row);
   }
+  card.append(list);
+
+  const failure = entry.problem ?? (view && view.status !== "completed" ? describeFailure(view) : "");
+  if (failure) card.append(el("div", { class: "job-error", role: "alert", "data-role": "error" }, failure));
+  if (m.zipping) card.append(el("div", { class: "job-note", "data-role": "zipping" }, "Every file is in; writing the zip…"));
+  if (entry.note) card.append(el("div", { class: "job-note", "data-role": "note" }, entry.note));
+
+  const actions = el("div", { class: "job-actions" });
+  const finished = entry.problem !== null || !m.cancellable;
+  if (!finished) actions.append(cancelButton(entry));
+  if (m.archive) actions.append(saveAnchor(m.archive, "save-archive", `Save ${m.archive.fileName}`, () => model().archive));
+  if (finished) appendEndActions(entry, actions);
   card.append(actions);
   emptyNote.hidden = entries.size > 0;
 }
 
 function addEntry(stored: Stored, before: Element | null = jobsList.firstElementChild): Entry {
-  const card = el("li", { class: "job", "data-job-id": stored.jobId, "data-file-id": String(stored.fileId) });
+  const card = stored.fileIds
+    ? el("li", { class: "job batch", "data-job-id": stored.jobId, "data-kind": "batch", "data-file-ids": stored.fileIds.join(",") })
+    : el("li", { class: "job", "data-job-id": stored.jobId, "data-file-id": String(stored.fileId) });
   jobsList.insertBefore(card, before);
   const entry: Entry = { ...stored, view: null, problem: null, note: null, transport: null, controller: null, card };
   entries.set(entry.jobId, entry);
@@ -270,6 +369,22 @@ async function follow(entry: Entry, eventsUrl?: string): Promise<void> {
   render(entry);
 }
 
+/** Starts one batch of `fileIds` (optionally zipped, optionally with a priority) and its card. */
+async function startBatchCard(fileIds: number[], options: { bundle: "zip" | null; priority: Priority | null }, before?: Element | null): Promise<Entry | null> {
+  try {
+    const accepted = await startBatch(api, fileIds, options);
+    showBanner(null);
+    const entry = addEntry({ jobId: accepted.jobId, fileId: null, fileIds, bundle: options.bundle }, before);
+    saveStored();
+    void follow(entry, accepted.eventsUrl);
+    return entry;
+  } catch (error) {
+    const why = error instanceof ApiError || error instanceof TransientError ? error.message : String(error);
+    showBanner(`Could not start the batch of files ${fileIds.join(", ")}: ${why}`);
+    return null;
+  }
+}
+
 async function start(fileId: number, before?: Element | null): Promise<Entry | null> {
   try {
     const accepted = await startDownload(api, fileId);
@@ -306,26 +421,78 @@ async function onCancel(entry: Entry, button: HTMLButtonElement): Promise<void> 
 
 async function onRetry(entry: Entry, button: HTMLButtonElement): Promise<void> {
   button.disabled = true;
-  const next = await start(entry.fileId, entry.card);
+  const next = entry.fileIds
+    ? await startBatchCard(entry.fileIds, { bundle: entry.bundle ?? null, priority: null }, entry.card)
+    : entry.fileId !== null
+      ? await start(entry.fileId, entry.card)
+      : null;
   if (next) removeEntry(entry);
   else button.disabled = false;
 }
 
 // ---------- boot ----------
 
+/** Is the priority control offered (`<meta name="haul-priority" content="on">`, or `?priority=on`)?
+ *  Off by default: an API without priorities refuses `priority` with a 400. */
+function priorityOffered(): boolean {
+  const fromQuery = new URLSearchParams(location.search).get("priority");
+  const value = fromQuery ?? document.querySelector<HTMLMetaElement>('meta[name="haul-priority"]')?.content ?? "off";
+  return value.trim() === "on";
+}
+
+/** The batch controls under the file list: a checkbox per file, "as one zip", the priority and
+ *  the button that starts one batch of the ticked files. */
+function bootBatchControls(offered: number[], boxes: Map<number, HTMLInputElement>): void {
+  const button = document.getElementById("batch-start") as HTMLButtonElement | null;
+  const zip = document.getElementById("batch-zip") as HTMLInputElement | null;
+  const priorityField = document.getElementById("batch-priority-field") as HTMLElement | null;
+  const priority = document.getElementById("batch-priority") as HTMLSelectElement | null;
+  if (!button || !zip) return;
+  const offerPriority = priorityOffered();
+  if (priorityField) priorityField.hidden = !offerPriority;
+  const selected = (): number[] => {
+    const ticked = new Set<number>();
+    for (const [id, box] of boxes) if (box.checked) ticked.add(id);
+    return selectedFileIds(offered, ticked);
+  };
+  const update = () => {
+    const n = selected().length;
+    button.disabled = n === 0;
+    button.textContent = n === 0 ? "Select files for a batch" : `Download ${n} file${n === 1 ? "" : "s"} as one batch`;
+  };
+  for (const box of boxes.values()) box.addEventListener("change", update);
+  button.addEventListener("click", async () => {
+    const ids = selected();
+    if (ids.length === 0) return;
+    button.disabled = true;
+    const chosen = offerPriority && priority && priority.value !== "normal" ? (priority.value as Priority) : null;
+    const entry = await startBatchCard(ids, { bundle: zip.checked ? "zip" : null, priority: chosen });
+    if (entry) for (const box of boxes.values()) box.checked = false;
+    update();
+  });
+  update();
+}
+
 function boot(): void {
   const files = document.getElementById("files") as HTMLUListElement;
-  for (const fileId of fileIds()) {
+  const offered = fileIds();
+  const boxes = new Map<number, HTMLInputElement>();
+  for (const fileId of offered) {
     const row = el("li", { class: "file", "data-file-id": String(fileId) });
+    const label = el("label", { class: "file-name" });
+    const box = el("input", { type: "checkbox", "data-action": "select", "aria-label": `Select file ${fileId} for a batch` });
+    boxes.set(fileId, box);
+    label.append(box, document.createTextNode(` File ${fileId}`));
     const button = el("button", { type: "button", class: "primary", "data-action": "download" }, "Download");
     button.addEventListener("click", async () => {
       button.disabled = true;
       await start(fileId);
       button.disabled = false;
     });
-    row.append(el("span", { class: "file-name" }, `File ${fileId}`), button);
+    row.append(label, button);
     files.append(row);
   }
+  bootBatchControls(offered, boxes);
   const where = document.getElementById("api-base");
   if (where) where.textContent = api.baseUrl || location.origin;
 

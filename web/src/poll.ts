@@ -20,6 +20,9 @@ export interface Progress {
   bytesDone: number;
   bytesTotal: number | null;
   bytesPerSecond: number | null;
+  /** A batch's: files that ended (completed or failed) and files in all. */
+  filesDone?: number;
+  filesTotal?: number;
 }
 
 export interface JobResult {
@@ -37,10 +40,21 @@ export interface JobError {
   message: string;
 }
 
-/** The body of `GET /v1/download/status/{jobId}`. */
+/** One file of a batch, in the status view's `files`. */
+export interface BatchFileView {
+  fileId: number;
+  status: JobStatus;
+  progress: Progress;
+  /** Presigned GET of this file once it completed. */
+  result: JobResult | null;
+  error: JobError | null;
+}
+
+/** The body of `GET /v1/download/status/{jobId}`. A batch (`file_ids`) has `fileId: null`
+ *  and the batch members; `result` is then the archive of a `bundle: "zip"` batch. */
 export interface StatusView {
   jobId: string;
-  fileId: number;
+  fileId: number | null;
   status: JobStatus;
   progress: Progress;
   etaSeconds: number | null;
@@ -54,6 +68,12 @@ export interface StatusView {
   /** The job's live stream (a URL reference: resolve it against the API's base URL); absent
    *  when the API offers none. See ./events.js. */
   eventsUrl?: string;
+  /** A batch's: its files in the order given at initiate, and how they ended. */
+  files?: BatchFileView[];
+  totalFileIds?: number;
+  completedFiles?: number;
+  failedFiles?: number;
+  bundle?: "zip" | null;
 }
 
 /** The body of the 202 from `POST /v1/download/initiate`. */
@@ -66,6 +86,8 @@ export interface Accepted {
   createdAt: string;
   /** As in StatusView. */
   eventsUrl?: string;
+  /** A batch's number of files. */
+  totalFileIds?: number;
 }
 
 export interface Api {
@@ -353,11 +375,41 @@ export function newIdempotencyKey(): string {
 
 /** `POST /v1/download/initiate`: starts a job for `fileId` and resolves with the 202's body. */
 export async function startDownload(api: Api, fileId: number, options: StartOptions = {}): Promise<Accepted> {
+  return initiate(api, { file_id: fileId }, options);
+}
+
+export type Priority = "high" | "normal" | "low";
+
+export interface BatchOptions extends StartOptions {
+  /** `"zip"`: once the files completed, one archive of them is the batch's `result`. */
+  bundle?: "zip" | null;
+  /** Sent only when given (an API without priorities refuses the member with a 400). */
+  priority?: Priority | null;
+}
+
+/** The body `startBatch` sends: `file_ids`, and `bundle` and `priority` only when asked for. */
+export function batchBody(fileIds: readonly number[], options: { bundle?: "zip" | null; priority?: Priority | null } = {}): Record<string, unknown> {
+  const body: Record<string, unknown> = { file_ids: [...fileIds] };
+  if (options.bundle) body.bundle = options.bundle;
+  if (options.priority) body.priority = options.priority;
+  return body;
+}
+
+/**
+ * `POST /v1/download/initiate` with `file_ids`: one batch job for several files (1 to 100
+ * distinct ids), optionally bundled into one zip. Resolves with the 202's body
+ * (`totalFileIds` included); follow it like any job: its status view has `files`.
+ */
+export async function startBatch(api: Api, fileIds: readonly number[], options: BatchOptions = {}): Promise<Accepted> {
+  return initiate(api, batchBody(fileIds, options), options);
+}
+
+async function initiate(api: Api, body: Record<string, unknown>, options: StartOptions): Promise<Accepted> {
   const key = options.idempotencyKey ?? newIdempotencyKey();
   const init: RequestInit = {
     method: "POST",
     headers: { "content-type": "application/json", "idempotency-key": key },
-    body: JSON.stringify({ file_id: fileId }),
+    body: JSON.stringify(body),
   };
   if (options.signal) init.signal = options.signal;
   return withRetries(
@@ -422,7 +474,14 @@ export async function cancelDownload(api: Api, jobId: string, options: { signal?
   return (await response.json()) as StatusView;
 }
 
-/** `GET /v1/download/{jobId}`: redirects to a freshly presigned URL once the job completed. */
+/** `GET /v1/download/{jobId}/files/{fileId}`: redirects to a freshly presigned URL of one file
+ *  of a batch once that file completed. */
+export function fileRoute(api: Api, jobId: string, fileId: number): string {
+  return url(api, `/v1/download/${encodeURIComponent(jobId)}/files/${encodeURIComponent(String(fileId))}`);
+}
+
+/** `GET /v1/download/{jobId}`: redirects to a freshly presigned URL once the job completed
+ *  (for a batch: its zip archive). */
 export function downloadRoute(api: Api, jobId: string): string {
   return url(api, `/v1/download/${encodeURIComponent(jobId)}`);
 }

@@ -20,7 +20,9 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 #[serde(rename_all = "camelCase")]
 pub struct StatusView {
     pub job_id: String,
-    pub file_id: u64,
+    /// Set for a job of one file; `null` for a batch.
+    #[serde(default)]
+    pub file_id: Option<u64>,
     pub status: String,
     /// `high`, `normal` or `low` (absent from servers before priorities).
     #[serde(default)]
@@ -46,6 +48,33 @@ pub struct StatusView {
     /// The job's event stream (relative to the API, or absolute), where the server has one.
     #[serde(default)]
     pub events_url: Option<String>,
+    /// A batch's members (jobs started with `file_ids` only).
+    #[serde(default)]
+    pub total_file_ids: Option<u32>,
+    #[serde(default)]
+    pub completed_files: Option<u32>,
+    #[serde(default)]
+    pub failed_files: Option<u32>,
+    /// `"zip"` when the batch's result is one archive of its completed files.
+    #[serde(default)]
+    pub bundle: Option<String>,
+    /// A batch's files, in the order given at initiate.
+    #[serde(default)]
+    pub files: Option<Vec<FileView>>,
+}
+
+/// One file of a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub file_id: u64,
+    pub status: String,
+    #[serde(default)]
+    pub progress: ProgressView,
+    #[serde(default)]
+    pub result: Option<ResultView>,
+    #[serde(default)]
+    pub error: Option<JobErrorView>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -59,6 +88,11 @@ pub struct ProgressView {
     pub bytes_total: Option<u64>,
     #[serde(default)]
     pub bytes_per_second: Option<u64>,
+    /// For a batch: files that ended, and all of them.
+    #[serde(default)]
+    pub files_done: Option<u32>,
+    #[serde(default)]
+    pub files_total: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,6 +118,11 @@ pub struct JobErrorView {
 }
 
 impl StatusView {
+    /// A job started with `file_ids`.
+    pub fn is_batch(&self) -> bool {
+        self.files.is_some() || self.total_file_ids.is_some()
+    }
+
     /// Completed, failed, cancelled or expired: nothing more will happen to the job.
     pub fn is_terminal(&self) -> bool {
         matches!(

@@ -10,7 +10,7 @@ use reqwest::header::{CONTENT_RANGE, RANGE};
 use reqwest::{Response, StatusCode};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 
-use crate::api::{Api, ResultView, StatusView, is_retryable, network_error};
+use crate::api::{Api, ResultView, is_retryable, network_error};
 use crate::backoff::Backoff;
 use crate::error::{CliError, Exit};
 use crate::interrupt::remember_temp;
@@ -18,24 +18,24 @@ use crate::ui::{DownloadProgress, Ui};
 use crate::verify::{BlockCrc, Blocks, Verdict, check};
 
 /// Where to save: `-o` as a file, `-o` as a directory (existing, or ending in `/`) holding
-/// `result.fileName`, or `result.fileName` in the current directory.
-pub fn output_path(output: Option<&Path>, view: &StatusView) -> Result<PathBuf, CliError> {
-    let name = safe_file_name(
-        view.result.as_ref().and_then(|r| r.file_name.as_deref()),
-        view.file_id,
-    );
-    Ok(match output {
+/// `name` (the server's file name, made safe), or `name` in the current directory.
+pub fn output_path(output: Option<&Path>, name: &str) -> PathBuf {
+    match output {
         None => PathBuf::from(name),
         Some(path) if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') => {
             path.join(name)
         }
         Some(path) => path.to_path_buf(),
-    })
+    }
 }
 
 /// The server's file name reduced to one harmless path component.
 pub fn safe_file_name(name: Option<&str>, file_id: u64) -> String {
-    let fallback = || format!("file-{file_id}.bin");
+    safe_name(name, || format!("file-{file_id}.bin"))
+}
+
+/// `name` reduced to one harmless path component, else `fallback()`.
+pub fn safe_name(name: Option<&str>, fallback: impl Fn() -> String) -> String {
     let Some(name) = name else {
         return fallback();
     };
@@ -49,6 +49,15 @@ pub fn safe_file_name(name: Option<&str>, file_id: u64) -> String {
     }
 }
 
+/// Where a fresh presigned URL comes from when a transfer breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fresh {
+    /// The job's `result` (a single file, or a batch's archive).
+    Job,
+    /// This file's `result` in the batch's `files[]`.
+    File(u64),
+}
+
 pub struct Saved {
     pub path: PathBuf,
     pub size: u64,
@@ -57,16 +66,17 @@ pub struct Saved {
 }
 
 /// Downloads `result.url` into a temporary file beside `dest` (resuming with `Range` after a
-/// network error, with a fresh presigned URL from a new status poll), verifies it, and renames
-/// it into place.
+/// network error, with a fresh presigned URL from a new status poll, taken as `fresh` says),
+/// verifies it, and renames it into place.
 pub async fn download(
     api: &Api,
     ui: &Ui,
     job_id: &str,
-    view: &StatusView,
+    result: Option<&ResultView>,
+    fresh: Fresh,
     dest: &Path,
 ) -> Result<Saved, CliError> {
-    let Some(mut result) = view.result.clone() else {
+    let Some(mut result) = result.cloned() else {
         return Err(CliError::new(
             Exit::Network,
             "unexpected_response",
@@ -80,7 +90,7 @@ pub async fn download(
         .unwrap_or_else(|| "download".into());
     let tmp = dest.with_file_name(format!(".{name}.haul-{}.part", std::process::id()));
     remember_temp(Some(tmp.clone()));
-    let saved = match fetch(api, ui, job_id, &mut result, &tmp, &name).await {
+    let saved = match fetch(api, ui, (job_id, fresh), &mut result, &tmp, &name).await {
         Ok((blocks, seconds)) => keep(&tmp, dest, job_id, &result, blocks, seconds),
         Err(err) => Err(err),
     };
@@ -128,7 +138,7 @@ fn keep(
 async fn fetch(
     api: &Api,
     ui: &Ui,
-    job_id: &str,
+    (job_id, fresh): (&str, Fresh),
     result: &mut ResultView,
     tmp: &Path,
     name: &str,
@@ -140,6 +150,7 @@ async fn fetch(
         api,
         ui,
         job_id,
+        fresh,
         http,
         progress: &progress,
     };
@@ -243,6 +254,7 @@ struct Transfer<'a> {
     api: &'a Api,
     ui: &'a Ui,
     job_id: &'a str,
+    fresh: Fresh,
     http: reqwest::Client,
     progress: &'a DownloadProgress,
 }
@@ -372,11 +384,22 @@ impl Transfer<'_> {
 
     /// A fresh presigned URL (and a check that the job still has its file).
     async fn fresh_result(&self, size: u64) -> Result<ResultView, CliError> {
-        let (fresh, _, _) = self.api.status(self.job_id).await?;
-        if let Some(err) = fresh.end_error() {
-            return Err(err);
-        }
-        match fresh.result {
+        let (view, _, _) = self.api.status(self.job_id).await?;
+        let next = match self.fresh {
+            Fresh::Job => {
+                if let Some(err) = view.end_error() {
+                    return Err(err);
+                }
+                view.result
+            }
+            Fresh::File(file_id) => view
+                .files
+                .unwrap_or_default()
+                .into_iter()
+                .find(|file| file.file_id == file_id)
+                .and_then(|file| file.result),
+        };
+        match next {
             Some(next) if next.size == size => Ok(next),
             _ => Err(CliError::new(
                 Exit::Network,

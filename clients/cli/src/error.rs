@@ -22,6 +22,9 @@ pub enum Exit {
     Verification = 7,
     /// The output file could not be written.
     LocalIo = 8,
+    /// A batch ended with some files saved and others not (failed at the server, or not
+    /// downloaded or verified): the saved ones are in place, the others are named.
+    Partial = 9,
     /// Interrupted (Ctrl-C); the same command picks the job up again.
     Interrupted = 130,
 }
@@ -41,6 +44,7 @@ impl Exit {
             Exit::Network => "network",
             Exit::Verification => "verification",
             Exit::LocalIo => "local_io",
+            Exit::Partial => "partial",
             Exit::Interrupted => "interrupted",
         }
     }
@@ -54,6 +58,8 @@ pub struct CliError {
     pub message: String,
     /// The job concerned, when there is one.
     pub job_id: Option<String>,
+    /// What the command printed had it succeeded (a batch's report, with this error in it).
+    pub report: Option<Box<crate::Output>>,
 }
 
 impl CliError {
@@ -63,6 +69,7 @@ impl CliError {
             code: code.into(),
             message: message.into(),
             job_id: None,
+            report: None,
         }
     }
 

@@ -9,12 +9,13 @@ use serde_json::{Value, json};
 
 use crate::Output;
 use crate::api::{Api, MAX_WAIT, StatusView};
-use crate::download::{Saved, download, output_path};
+use crate::download::{Fresh, Saved, download, output_path, safe_file_name};
 use crate::error::{CliError, Exit};
 use crate::events::{Follow, Followed, Follower, StreamEnd, resolve};
 use crate::interrupt::remember_job;
 use crate::jobs::parse_job_id;
-use crate::state::{Pending, StateStore};
+use crate::request::{Priority, describe_subject, initiate_body, subject_of};
+use crate::state::{Pending, StateStore, Subject};
 use crate::ui::{JobProgress, Ui};
 use crate::verify::Verdict;
 
@@ -22,45 +23,31 @@ use crate::verify::Verdict;
 const DEFAULT_POLL: Duration = Duration::from_secs(2);
 
 pub struct GetRequest<'a> {
-    pub file_id: Option<u64>,
+    /// One id: a job of that file (unless `zip`); more: one batch of them.
+    pub file_ids: &'a [u64],
     pub job: Option<&'a str>,
     pub output: Option<&'a Path>,
     pub new_job: bool,
     pub follow: Follow,
+    /// `--zip`: a batch whose result is one archive of its files.
+    pub zip: bool,
+    /// `--priority`, sent only when given.
     pub priority: Option<Priority>,
 }
 
-/// `--priority`: the job's work queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Priority {
-    High,
-    Normal,
-    Low,
-}
-
-impl Priority {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::High => "high",
-            Priority::Normal => "normal",
-            Priority::Low => "low",
-        }
-    }
-}
-
 /// The job to follow, and what its 202 said about following it.
-struct Found {
-    job_id: String,
-    origin: Origin,
+pub struct Found {
+    pub job_id: String,
+    pub origin: Origin,
     /// How long the server asked to wait before the first poll.
-    wait: Option<Duration>,
+    pub wait: Option<Duration>,
     /// The 202's `eventsUrl`.
-    events_url: Option<String>,
+    pub events_url: Option<String>,
 }
 
 /// How the job was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub enum Origin {
     /// A new job.
     Started,
     /// The server replayed the job of this idempotency key (a retried command).
@@ -72,7 +59,7 @@ enum Origin {
 }
 
 impl Origin {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Origin::Started => "started",
             Origin::Replayed => "replayed",
@@ -85,47 +72,66 @@ impl Origin {
 pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, CliError> {
     let started = Instant::now();
     let store = StateStore::from_env();
-    let found = match (request.job, request.file_id) {
-        (Some(raw), _) => Found {
-            job_id: parse_job_id(raw)?,
-            origin: Origin::PickedUp,
-            wait: None,
-            events_url: None,
-        },
-        (None, Some(file_id)) => {
-            let start = Start {
-                file_id,
-                new_job: request.new_job,
-                priority: request.priority,
+    let subject = subject_of(request.file_ids, request.zip);
+    let (found, batch) = match (request.job, &subject) {
+        (Some(raw), _) => {
+            let job_id = parse_job_id(raw)?;
+            // Whether it is a batch decides the bars and what is downloaded.
+            let (view, _, _) = api.status(&job_id).await?;
+            let found = Found {
+                job_id,
+                origin: Origin::PickedUp,
+                wait: None,
+                events_url: None,
             };
-            start_or_continue(api, ui, store.as_ref(), start).await?
+            (found, view.is_batch())
+        }
+        (None, Some(subject)) => {
+            let found = start_or_continue(
+                api,
+                ui,
+                store.as_ref(),
+                subject,
+                request.priority,
+                request.new_job,
+            )
+            .await?;
+            (found, matches!(subject, Subject::Batch { .. }))
         }
         (None, None) => return Err(CliError::usage("give a file id, or --job <jobId>")),
     };
     let (job_id, origin) = (found.job_id.clone(), found.origin);
     remember_job(&job_id);
-    let forget = |file_id: u64| {
-        if let Some(store) = &store
-            && request.job.is_none()
-        {
-            store.remove(api.base(), file_id);
+    // The state of this command, for `forget` once the job needs no continuing.
+    let entry = subject
+        .as_ref()
+        .filter(|_| request.job.is_none())
+        .and_then(|subject| store.as_ref().map(|store| (store, subject)));
+    let forget = || {
+        if let Some((store, subject)) = entry {
+            store.remove(api.base(), subject);
         }
     };
+    if batch {
+        return crate::batch::get(api, ui, &request, &found, &forget, started).await;
+    }
     let (view, followed) = match wait_for_job(api, ui, &found, request.follow).await {
         Ok(answer) => answer,
         Err(err) => {
             // A job that ended without a file is done with: the next `get` starts afresh.
-            if matches!(err.exit, Exit::JobFailed | Exit::Gone)
-                && let Some(file_id) = request.file_id
-            {
-                forget(file_id);
+            if matches!(err.exit, Exit::JobFailed | Exit::Gone) {
+                forget();
             }
             return Err(err);
         }
     };
-    let dest = output_path(request.output, &view)?;
-    let saved = download(api, ui, &job_id, &view, &dest).await?;
-    forget(view.file_id);
+    let name = safe_file_name(
+        view.result.as_ref().and_then(|r| r.file_name.as_deref()),
+        view.file_id.unwrap_or_default(),
+    );
+    let dest = output_path(request.output, &name);
+    let saved = download(api, ui, &job_id, view.result.as_ref(), Fresh::Job, &dest).await?;
+    forget();
     Ok(saved_output(
         &job_id, origin, followed, &view, &saved, started,
     ))
@@ -150,7 +156,6 @@ fn saved_output(
         "jobId": job_id,
         "fileId": view.file_id,
         "status": "completed",
-        "priority": view.priority,
         "job": origin.name(),
         "follow": followed.name(),
         "path": saved.path.display().to_string(),
@@ -174,15 +179,8 @@ fn saved_output(
     Output { json, text }
 }
 
-fn round2(value: f64) -> f64 {
+pub fn round2(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
-}
-
-/// What `haul get <file_id>` asks for.
-struct Start {
-    file_id: u64,
-    new_job: bool,
-    priority: Option<Priority>,
 }
 
 /// Continues the unfinished `get` of this file when there is one, else starts a job with an
@@ -191,19 +189,17 @@ async fn start_or_continue(
     api: &Api,
     ui: &Ui,
     store: Option<&StateStore>,
-    start: Start,
+    subject: &Subject,
+    priority: Option<Priority>,
+    new_job: bool,
 ) -> Result<Found, CliError> {
-    let Start {
-        file_id,
-        new_job,
-        priority,
-    } = start;
     let base = api.base().to_string();
+    let what = describe_subject(subject);
     let mut pending = store
         .filter(|_| !new_job)
-        .and_then(|store| store.load(&base, file_id));
+        .and_then(|store| store.load(&base, subject));
     if let Some(job_id) = pending.as_ref().and_then(|p| p.job_id.clone()) {
-        if can_continue(api, ui, &job_id, file_id, priority).await? {
+        if can_continue(api, ui, &job_id, &what).await? {
             return Ok(Found {
                 job_id,
                 origin: Origin::Continued,
@@ -213,14 +209,19 @@ async fn start_or_continue(
         }
         pending = None;
     }
-    let mut pending = pending.unwrap_or_else(|| Pending::new(&base, file_id));
+    let mut pending = pending.unwrap_or_else(|| Pending::new(&base, subject));
     // The key stands for the whole request: a rerun without --priority repeats the saved one.
     if let Some(priority) = priority {
-        pending.priority = Some(priority.as_str().to_owned());
+        pending.priority = Some(priority.name().to_owned());
     }
+    let priority = priority.or_else(|| {
+        let saved = pending.priority.as_deref()?;
+        <Priority as clap::ValueEnum>::from_str(saved, false).ok()
+    });
     // Saved before sending: if the answer is lost, the rerun sends the same key.
     save_pending(ui, store, &pending);
-    let (job_id, replayed, wait, events_url) = initiate(api, store, &pending).await?;
+    let body = initiate_body(subject, priority);
+    let (job_id, replayed, wait, events_url) = initiate(api, store, &pending, &body).await?;
     pending.job_id = Some(job_id.clone());
     save_pending(ui, store, &pending);
     let origin = if replayed {
@@ -232,7 +233,7 @@ async fn start_or_continue(
         Origin::Started
     };
     if ui.mode == crate::ui::Mode::Plain {
-        ui.note(&format!("job {job_id} for file {file_id}"));
+        ui.note(&format!("job {job_id} for {what}"));
     }
     Ok(Found {
         job_id,
@@ -243,28 +244,14 @@ async fn start_or_continue(
 }
 
 /// Whether the job an earlier run of this `get` left is still worth following.
-async fn can_continue(
-    api: &Api,
-    ui: &Ui,
-    job_id: &str,
-    file_id: u64,
-    priority: Option<Priority>,
-) -> Result<bool, CliError> {
+async fn can_continue(api: &Api, ui: &Ui, job_id: &str, what: &str) -> Result<bool, CliError> {
     match api.status(job_id).await {
+        // A batch that ended `failed` has nothing to fetch either.
         Ok((view, _, _)) if view.end_error().is_none() => {
             ui.note(&format!(
-                "continuing job {job_id} (file {file_id}, {}) from an earlier run",
+                "continuing job {job_id} ({what}, {}) from an earlier run",
                 view.status
             ));
-            if let (Some(wanted), Some(has)) = (priority, view.priority.as_deref())
-                && wanted.as_str() != has
-            {
-                ui.note(&format!(
-                    "that job's priority is {has}, not {}: --new-job starts one with the new \
-                     priority",
-                    wanted.as_str()
-                ));
-            }
             Ok(true)
         }
         // It ended without a file, or is gone: start a new job with a new key.
@@ -285,34 +272,26 @@ fn save_pending(ui: &Ui, store: Option<&StateStore>, pending: &Pending) {
     }
 }
 
-/// The initiate body: the file, and the priority when one was asked for.
-fn initiate_body(pending: &Pending) -> Value {
-    let mut body = json!({ "file_id": pending.file_id });
-    if let Some(priority) = &pending.priority {
-        body["priority"] = json!(priority);
-    }
-    body
-}
-
 /// Asks for a job with the pending idempotency key. Returns the job id, whether the server
 /// replayed it for this key, its `Retry-After` and its `eventsUrl`.
 async fn initiate(
     api: &Api,
     store: Option<&StateStore>,
     pending: &Pending,
+    body: &Value,
 ) -> Result<(String, bool, Option<Duration>, Option<String>), CliError> {
     let reply = api
         .call(
             Method::POST,
             "/v1/download/initiate",
-            Some(&initiate_body(pending)),
+            Some(body),
             &[("Idempotency-Key", &pending.idempotency_key)],
         )
         .await?;
     if reply.code() == Some("idempotency_key_reused") {
         // The saved key belongs to another request: forget it so the next run starts afresh.
         if let Some(store) = store {
-            store.remove(api.base(), pending.file_id);
+            store.remove(api.base(), &pending.subject());
         }
         let mut err = reply
             .ok()
@@ -355,7 +334,9 @@ async fn wait_for_job(
     follow: Follow,
 ) -> Result<(StatusView, Followed), CliError> {
     let mut progress = ui.job_progress(&found.job_id);
-    let outcome = follow_job(api, ui, found, follow, &mut progress).await;
+    let outcome = follow_job(api, ui, found, follow, &mut progress)
+        .await
+        .and_then(|(view, followed)| ended(view, followed));
     match &outcome {
         Ok(_) => progress.finish("completed"),
         Err(_) => progress.abandon(),
@@ -363,7 +344,9 @@ async fn wait_for_job(
     outcome
 }
 
-async fn follow_job(
+/// Follows the job (over its stream, else by polling) until it reaches a terminal state, and
+/// returns that state, whatever it is, and how the job was followed.
+pub async fn follow_job(
     api: &Api,
     ui: &Ui,
     found: &Found,
@@ -380,7 +363,7 @@ async fn follow_job(
             let (view, _, _) = api.status(job_id).await?;
             progress.update(&view);
             if view.is_terminal() {
-                return ended(view, Followed::Poll);
+                return Ok((view, Followed::Poll));
             }
             events_url = view.events_url.clone();
         }
@@ -397,7 +380,7 @@ async fn follow_job(
                     strict,
                 };
                 match follower.follow(progress).await? {
-                    StreamEnd::Done(view) => return ended(*view, Followed::Stream),
+                    StreamEnd::Done(view) => return Ok((*view, Followed::Stream)),
                     StreamEnd::Unavailable(why) => why,
                 }
             }
@@ -418,7 +401,7 @@ async fn follow_job(
     }
     poll_job(api, job_id, first_wait, progress)
         .await
-        .and_then(|view| ended(view, Followed::Poll))
+        .map(|view| (view, Followed::Poll))
 }
 
 /// A terminal status as the outcome of following the job: the view when completed, else the
@@ -447,29 +430,5 @@ async fn poll_job(
             return Ok(view);
         }
         tokio::time::sleep(wait.unwrap_or(DEFAULT_POLL).min(MAX_WAIT)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_initiate_body_carries_the_priority_only_when_one_was_asked_for() {
-        let mut pending = Pending::new("http://127.0.0.1:9000", 7);
-        assert_eq!(initiate_body(&pending), json!({"file_id": 7}));
-        pending.priority = Some(Priority::High.as_str().to_owned());
-        assert_eq!(
-            initiate_body(&pending),
-            json!({"file_id": 7, "priority": "high"})
-        );
-    }
-
-    #[test]
-    fn a_state_file_from_before_priorities_still_reads() {
-        let old =
-            r#"{"apiUrl":"http://a","fileId":1,"idempotencyKey":"k","jobId":null,"createdAt":1}"#;
-        let pending: Pending = serde_json::from_str(old).unwrap();
-        assert_eq!(pending.priority, None);
     }
 }

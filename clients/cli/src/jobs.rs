@@ -73,12 +73,41 @@ pub async fn cancel(api: &Api, raw: &str) -> Result<Output, CliError> {
 pub fn describe(view: &StatusView) -> String {
     let mut lines = vec![
         format!("job       {}", view.job_id),
-        format!("file      {}", view.file_id),
+        match (view.file_id, &view.files) {
+            (Some(id), _) => format!("file      {id}"),
+            (None, Some(files)) => format!(
+                "batch     {} files ({} completed, {} failed){}",
+                files.len(),
+                view.completed_files.unwrap_or_default(),
+                view.failed_files.unwrap_or_default(),
+                if view.bundle.as_deref() == Some("zip") {
+                    ", as one zip"
+                } else {
+                    ""
+                }
+            ),
+            (None, None) => "file      -".to_string(),
+        },
         format!("status    {}", status_line(view)),
         format!("attempts  {}", view.attempts),
     ];
     if let Some(priority) = &view.priority {
         lines.push(format!("priority  {priority}"));
+    }
+    for file in view.files.iter().flatten() {
+        let what = match (&file.error, &file.result) {
+            (Some(error), _) => format!("{}: {}", error.code, error.message),
+            (None, Some(result)) => format!(
+                "{} ({})",
+                result.file_name.as_deref().unwrap_or("?"),
+                indicatif::HumanBytes(result.size)
+            ),
+            (None, None) => format!("{}%", file.progress.percent),
+        };
+        lines.push(format!(
+            "  file {:<9} {:<9} {what}",
+            file.file_id, file.status
+        ));
     }
     for (label, value) in [
         ("created", &view.created_at),

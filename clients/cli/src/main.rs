@@ -2,12 +2,18 @@
 
 mod api;
 mod backoff;
+mod batch;
+mod batch_bars;
+mod batch_report;
+#[cfg(test)]
+mod batch_tests;
 mod download;
 mod error;
 mod events;
 mod get;
 mod interrupt;
 mod jobs;
+mod request;
 mod state;
 mod ui;
 mod verify;
@@ -21,13 +27,15 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use crate::api::Api;
 use crate::error::{CliError, Exit};
 use crate::events::Follow;
-use crate::get::{GetRequest, Priority};
+use crate::get::GetRequest;
+use crate::request::Priority;
 use crate::ui::{Mode, Ui};
 
 /// The largest file id the API accepts (2^53 - 1).
 const MAX_FILE_ID: u64 = (1 << 53) - 1;
 
 /// What a command prints on success: `json` with `--json`, else `text`.
+#[derive(Debug, Clone)]
 pub struct Output {
     pub json: serde_json::Value,
     pub text: String,
@@ -40,7 +48,8 @@ pub struct Output {
     about = "Download files through haul: start a job, follow its progress, fetch and verify the file",
     after_help = "Exit codes: 0 ok, 1 refused by the server, 2 usage, 3 job failed, 4 not found, \
                   5 cancelled or expired, 6 network or server error, 7 verification failed, \
-                  8 local file error, 130 interrupted."
+                  8 local file error, 9 a batch with some files saved and some failed, \
+                  130 interrupted."
 )]
 struct Cli {
     /// Base URL of the haul API.
@@ -94,15 +103,28 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("what").required(true).args(["file_id", "job"])))]
+#[command(group(ArgGroup::new("what").required(true).args(["file_ids", "job"])))]
 struct GetArgs {
-    /// The file to download. Running the same command again continues the same job.
-    #[arg(value_parser = clap::value_parser!(u64).range(1..=MAX_FILE_ID))]
-    file_id: Option<u64>,
+    /// The file to download; several (up to 100, distinct) start one batch of them, saved
+    /// under their own names (`-o` is then a directory). Running the same command again
+    /// continues the same job.
+    #[arg(
+        value_name = "FILE_ID",
+        value_parser = clap::value_parser!(u64).range(1..=MAX_FILE_ID)
+    )]
+    file_ids: Vec<u64>,
 
-    /// Pick up an existing job instead of starting one.
-    #[arg(long, value_name = "JOB_ID", conflicts_with = "file_id")]
+    /// Pick up an existing job (or batch) instead of starting one.
+    #[arg(long, value_name = "JOB_ID", conflicts_with = "file_ids")]
     job: Option<String>,
+
+    /// Ask for the files as one ZIP archive (`bundle: "zip"`), and download only that.
+    #[arg(long, conflicts_with = "job")]
+    zip: bool,
+
+    /// The job's priority at the server (sent only when given).
+    #[arg(long, value_enum, conflicts_with = "job")]
+    priority: Option<Priority>,
 
     /// Where to save: a file, or a directory for the server's file name (default: the
     /// server's file name in the current directory).
@@ -118,12 +140,6 @@ struct GetArgs {
     /// opens the stream.
     #[arg(long, value_enum, env = "HAUL_FOLLOW", default_value_t = Follow::Auto)]
     follow: Follow,
-
-    /// The new job's priority: each has its own work queue and share of the workers, so a
-    /// high job never waits behind normal or low ones (the server's default: normal). A rerun
-    /// that continues an earlier job keeps that job's priority.
-    #[arg(long, value_enum, conflicts_with = "job")]
-    priority: Option<Priority>,
 }
 
 async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
@@ -131,11 +147,12 @@ async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
     match &cli.command {
         Command::Get(args) => {
             let request = GetRequest {
-                file_id: args.file_id,
+                file_ids: &args.file_ids,
                 job: args.job.as_deref(),
                 output: args.output.as_deref(),
                 new_job: args.new_job,
                 follow: args.follow,
+                zip: args.zip,
                 priority: args.priority,
             };
             get::get(&api, &ui, request).await
@@ -186,8 +203,17 @@ fn main() {
         }
         Err(err) => {
             ui.clear();
+            // A batch with some files saved prints its report as a success would, with the
+            // error in it.
+            if let Some(report) = &err.report {
+                if cli.json {
+                    print(&report.json);
+                } else {
+                    print(&report.text);
+                }
+            }
             eprintln!("haul: error: {err}");
-            if cli.json {
+            if cli.json && err.report.is_none() {
                 print(&err.to_json());
             }
             std::process::exit(err.exit.code());

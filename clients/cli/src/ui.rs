@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::api::StatusView;
+use crate::batch_bars::BatchBars;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -62,7 +63,7 @@ impl Ui {
         }
     }
 
-    fn show(&self, bar: &ProgressBar) {
+    pub fn show(&self, bar: &ProgressBar) {
         if let Ok(mut slot) = self.bar.lock() {
             *slot = Some(bar.clone());
         }
@@ -100,6 +101,20 @@ impl Ui {
             last_status: String::new(),
             last_line: None,
             total_known: false,
+            batch: None,
+        }
+    }
+
+    /// A batch's progress: a bar per file and a total (see [`BatchBars`]).
+    pub fn batch_progress(&self, job_id: &str) -> JobProgress<'_> {
+        JobProgress {
+            ui: self,
+            bar: None,
+            job_id: job_id.to_string(),
+            last_status: String::new(),
+            last_line: None,
+            total_known: false,
+            batch: Some(BatchBars::new(self, job_id)),
         }
     }
 
@@ -114,12 +129,12 @@ impl Ui {
     }
 }
 
-fn waiting_style() -> ProgressStyle {
+pub fn waiting_style() -> ProgressStyle {
     ProgressStyle::with_template("{spinner:.green} {prefix} [{elapsed}] {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
-fn job_style() -> ProgressStyle {
+pub fn job_style() -> ProgressStyle {
     ProgressStyle::with_template(
         "{spinner:.green} {prefix} [{elapsed}] [{wide_bar:.cyan/blue}] {percent:>3}% {bytes}/{total_bytes} {msg}",
     )
@@ -172,13 +187,19 @@ pub struct JobProgress<'a> {
     last_status: String,
     last_line: Option<Instant>,
     total_known: bool,
+    /// A batch's bars instead of `bar`.
+    batch: Option<BatchBars>,
 }
 
 /// Plain mode prints a progress line at most this often (and on every status change).
-const PLAIN_EVERY: Duration = Duration::from_secs(10);
+pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 impl JobProgress<'_> {
     pub fn update(&mut self, view: &StatusView) {
+        if let Some(batch) = &mut self.batch {
+            batch.update(self.ui, view);
+            return;
+        }
         if let Some(bar) = &self.bar {
             bar.set_message(describe_progress(view));
             if let Some(total) = view.progress.bytes_total
@@ -217,12 +238,18 @@ impl JobProgress<'_> {
     }
 
     pub fn finish(self, message: &str) {
+        if let Some(batch) = &self.batch {
+            batch.finish(message);
+        }
         if let Some(bar) = &self.bar {
             bar.finish_with_message(message.to_string());
         }
     }
 
     pub fn abandon(self) {
+        if let Some(batch) = &self.batch {
+            batch.abandon();
+        }
         if let Some(bar) = &self.bar {
             bar.abandon();
         }

@@ -2,18 +2,70 @@
 //! `read_interval` (one strongly consistent read per second by default); an event goes out
 //! when its write version grew, a comment when nothing was said for `heartbeat`, and the
 //! stream ends after the terminal event or after `max_duration`, whichever comes first.
+//!
+//! A batch's version is its own write count plus its files' (each only grows), so a file's
+//! progress is news too. Its files are read together every [`FILES_EVERY`] reads, or at once
+//! when the batch record itself changed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::Stream;
 use haul::config::StreamSettings;
-use haul::view::view;
+use haul::view::view_with_children;
 use haul::{Job, JobId, Services};
 use tokio::time::{Instant, sleep_until};
 
 use crate::sse;
+
+/// A batch's files are read once per this many reads of the batch (unless it changed).
+pub const FILES_EVERY: u32 = 5;
+
+/// The files of a batch as last read (empty for a single job), and the version they make.
+#[derive(Default)]
+pub struct Files {
+    pub jobs: HashMap<JobId, Job>,
+    reads_since: u32,
+    seen_batch_version: u32,
+}
+
+/// The version a client's `Last-Event-ID` is compared with.
+pub fn version(job: &Job, files: &Files) -> u32 {
+    files.jobs.values().fold(job.write_count, |sum, file| {
+        sum.saturating_add(file.write_count)
+    })
+}
+
+/// Reads a batch's files when due: the first time, every [`FILES_EVERY`] reads, or when the
+/// batch record changed. Counted as reads (one per file).
+pub async fn refresh_files(
+    services: &Services,
+    job: &Job,
+    files: &mut Files,
+    reads: &ReadCounter,
+) -> Result<(), haul::store::StoreError> {
+    let Some(spec) = job.source.batch() else {
+        return Ok(());
+    };
+    let due = files.jobs.is_empty()
+        || files.reads_since + 1 >= FILES_EVERY
+        || files.seen_batch_version != job.write_count
+        || job.status.is_terminal();
+    if !due {
+        files.reads_since += 1;
+        return Ok(());
+    }
+    files.jobs =
+        haul::aws_calls::as_function("stream", haul::batch::children(services, spec)).await?;
+    for _ in &spec.files {
+        reads.add();
+    }
+    files.reads_since = 0;
+    files.seen_batch_version = job.write_count;
+    Ok(())
+}
 
 /// Reads of the job by every stream of this instance, for the cost check and the logs.
 #[derive(Clone, Debug, Default)]
@@ -41,6 +93,7 @@ struct Follower {
     id: JobId,
     /// A read not yet looked at (the first one is the opening read).
     pending: Option<Job>,
+    files: Files,
     last_id: Option<u32>,
     opened: Instant,
     last_read: Instant,
@@ -57,6 +110,7 @@ struct Follower {
 pub fn follow(
     services: Services,
     job: Job,
+    files: Files,
     last_id: Option<u32>,
     reads: ReadCounter,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
@@ -66,6 +120,7 @@ pub fn follow(
         services,
         id: job.id,
         pending: Some(job),
+        files,
         last_id,
         opened: now,
         last_read: now,
@@ -121,12 +176,14 @@ impl Follower {
         if terminal {
             self.finished = true;
         }
-        if self.last_id.is_some_and(|last| job.write_count <= last) {
+        let version = version(&job, &self.files);
+        if self.last_id.is_some_and(|last| version <= last) {
             return None;
         }
-        self.last_id = Some(job.write_count);
+        self.last_id = Some(version);
         // A completed job's view mints its presigned URL now, for this event.
-        let view = haul::aws_calls::as_function("stream", view(&self.services, &job)).await;
+        let view = view_with_children(&self.services, &job, &self.files.jobs);
+        let view = haul::aws_calls::as_function("stream", view).await;
         let data = match view {
             Ok(view) => serde_json::to_string(&view).ok(),
             Err(err) => {
@@ -140,7 +197,7 @@ impl Follower {
             return None;
         };
         self.events += 1;
-        Some(sse::event(job.write_count, "status", &data))
+        Some(sse::event(version, "status", &data))
     }
 
     async fn read(&mut self) {
@@ -148,6 +205,12 @@ impl Follower {
         self.reads.add();
         self.own_reads += 1;
         let read = haul::aws_calls::as_function("stream", self.services.jobs.get(self.id)).await;
+        let read = match read {
+            Ok(Some(job)) => refresh_files(&self.services, &job, &mut self.files, &self.reads)
+                .await
+                .map(|()| Some(job)),
+            other => other,
+        };
         match read {
             Ok(Some(job)) => self.pending = Some(job),
             // Removed under us (cleanup deletes expired records): nothing more will happen.

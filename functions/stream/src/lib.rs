@@ -108,7 +108,10 @@ async fn open(
             .map(|value| value.as_bytes()),
     )?;
     let job = load(app, id, caller.as_ref()).await?;
-    if job.status.is_terminal() && last_id.is_some_and(|last| last >= job.write_count) {
+    let mut files = follow::Files::default();
+    follow::refresh_files(&app.services, &job, &mut files, &app.reads).await?;
+    if job.status.is_terminal() && last_id.is_some_and(|last| last >= follow::version(&job, &files))
+    {
         // The client has the last word already; 204 stops EventSource's reconnecting.
         return Response::builder()
             .status(StatusCode::NO_CONTENT)
@@ -116,7 +119,7 @@ async fn open(
             .body(Body::Empty)
             .map_err(|e| ApiError::Internal(Box::new(e)));
     }
-    let frames = follow::follow(app.services.clone(), job, last_id, app.reads.clone())
+    let frames = follow::follow(app.services.clone(), job, files, last_id, app.reads.clone())
         .map(|bytes| Ok(Frame::data(bytes)));
     *slot = Some(Box::pin(frames));
     Response::builder()

@@ -1,11 +1,13 @@
 //! A batch as clients see it: every file with its own state, progress, result and error, and
 //! the batch's progress summed over them (bytes, and files that ended).
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::{ErrorView, Progress, ResultView, presigned_result, progress_of};
 use crate::batch::{self, BatchSpec};
-use crate::{ApiError, Job, JobStatus, Services};
+use crate::{ApiError, Job, JobId, JobStatus, Services};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,9 +35,9 @@ pub(super) async fn of(
     services: &Services,
     batch: &Job,
     spec: &BatchSpec,
+    children: &HashMap<JobId, Job>,
 ) -> Result<(Progress, BatchView), ApiError> {
-    let children = batch::children(services, spec).await?;
-    let tally = batch::tally(spec, &children);
+    let tally = batch::tally(spec, children);
     let mut files = Vec::with_capacity(spec.files.len());
     let (mut done, mut total, mut rate) = (0u64, Some(0u64), 0u64);
     for file in &spec.files {
@@ -73,10 +75,21 @@ pub(super) async fn of(
         files.push(view);
     }
     let ended = tally.ended();
+    // By bytes once every size is known; before that, the files' own percents averaged (an
+    // ended file counts whole), so a batch never sits at 0 while its files move.
     let percent = match (batch.status, total) {
         (JobStatus::Completed, _) => 100,
         (_, Some(total)) if total > 0 => ((done.min(total) * 100) / total) as u8,
-        _ => ((ended * 100) / tally.total.max(1)) as u8,
+        _ => {
+            let sum: u32 = files
+                .iter()
+                .map(|f| match f.status.is_terminal() {
+                    true => 100,
+                    false => u32::from(f.progress.percent),
+                })
+                .sum();
+            (sum / tally.total.max(1)) as u8
+        }
     };
     let progress = Progress {
         percent,

@@ -4,6 +4,8 @@
 
 mod batch;
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 pub use batch::{BatchView, FileView};
@@ -117,9 +119,24 @@ pub async fn presigned_result(
 }
 
 pub async fn view(services: &Services, job: &Job) -> Result<StatusView, ApiError> {
+    match job.source.batch() {
+        None => job_view(services, job).await,
+        Some(spec) => {
+            let children = crate::batch::children(services, spec).await?;
+            view_with_children(services, job, &children).await
+        }
+    }
+}
+
+/// The view of a batch from its files as already read (the stream reads them itself).
+pub async fn view_with_children(
+    services: &Services,
+    job: &Job,
+    children: &HashMap<JobId, Job>,
+) -> Result<StatusView, ApiError> {
     let mut view = job_view(services, job).await?;
     if let Some(spec) = job.source.batch() {
-        let (progress, batch) = batch::of(services, job, spec).await?;
+        let (progress, batch) = batch::of(services, job, spec, children).await?;
         view.progress = progress;
         view.eta_seconds = None;
         view.batch = Some(batch);

@@ -1095,3 +1095,41 @@ async fn webhook_payloads_and_the_notification_validate_against_the_spec() {
         assert!(errors.is_empty(), "{name}: {errors:?} ({value})");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_validate_against_the_spec() {
+    let contract = Contract::load();
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            missing: [904].into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let body = json!({ "file_ids": [1, 904], "bundle": "zip" }).to_string();
+    let accepted = app.call(Method::POST, INITIATE, &[JSON], body).await;
+    contract.assert_answer(INITIATE, Method::POST, &accepted);
+    let id: JobId = accepted.accepted_id().parse().expect("a job id");
+    let status_path = "/v1/download/status/{jobId}";
+    contract.assert_answer(status_path, Method::GET, &app.status(id).await);
+    let file_path = "/v1/download/{jobId}/files/{fileId}";
+    let not_ready = app.download(format!("{id}/files/1")).await;
+    assert_eq!(not_ready.status, StatusCode::CONFLICT);
+    contract.assert_answer(file_path, Method::GET, &not_ready);
+    app.work_until_done(id, std::time::Duration::from_secs(60))
+        .await;
+    let done = app.status(id).await;
+    assert_eq!(done.body["status"], "completed", "{}", done.body);
+    contract.assert_answer(status_path, Method::GET, &done);
+    for (file, status) in [
+        ("1", StatusCode::FOUND),
+        ("904", StatusCode::CONFLICT),
+        ("5", StatusCode::NOT_FOUND),
+        ("x", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = app.download(format!("{id}/files/{file}")).await;
+        assert_eq!(answer.status, status, "{file}: {:?}", answer.body);
+        contract.assert_answer(file_path, Method::GET, &answer);
+    }
+}

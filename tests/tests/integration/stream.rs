@@ -346,3 +346,53 @@ async fn with_an_issuer_the_stream_takes_only_tokens_it_signed_for_the_audience(
         "a verified token without sub"
     );
 }
+
+#[tokio::test]
+async fn a_batch_streams_its_files_progress_and_ends_with_the_batch() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            size: 1024 * 1024,
+            chunk: 256 * 1024,
+            // About 6 s per file: longer than the five seconds between reads of the files.
+            chunk_delay: Duration::from_millis(1500),
+            ..Default::default()
+        },
+        progress_interval_ms: 500,
+        ..Default::default()
+    })
+    .await;
+    let body = json!({ "file_ids": [1, 2] }).to_string();
+    let id = app
+        .call(
+            Method::POST,
+            "/v1/download/initiate",
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .accepted_id();
+    let mut stream = app.events(&id, &[]).await;
+    assert_eq!(stream.status, StatusCode::OK);
+    let worker = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.work_until_done(id.parse().expect("a job id"), Duration::from_secs(60))
+            .await
+    };
+    let (events, _) = tokio::join!(stream.rest(WAIT), worker);
+    let views: Vec<(u32, Value)> = events
+        .iter()
+        .filter_map(|(_, m)| Some((m.id()?, m.status_view()?)))
+        .collect();
+    let ids: Vec<u32> = views.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let last = &views.last().expect("events").1;
+    assert_eq!(last["status"], "completed");
+    assert_eq!(last["completedFiles"], 2);
+    // The files' progress is news: some event shows a file running between queued and done.
+    let running_file_seen = views.iter().any(|(_, v)| {
+        v["files"]
+            .as_array()
+            .is_some_and(|files| files.iter().any(|f| f["status"] == "running"))
+    });
+    assert!(running_file_seen, "{views:#?}");
+}

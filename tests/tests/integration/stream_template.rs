@@ -165,5 +165,8 @@ fn views_point_at_the_stream_and_open_streams_cannot_take_the_workers_concurrenc
         .filter_map(|a| a.as_str().map(str::to_owned))
         .map(|a| &*Box::leak(a.into_boxed_str()))
         .collect();
-    assert_eq!(actions, ["dynamodb:GetItem", "s3:GetObject"]);
+    assert_eq!(
+        actions,
+        ["dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject"]
+    );
 }

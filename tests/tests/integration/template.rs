@@ -221,6 +221,7 @@ fn every_api_route_of_the_contract_is_routed_and_behind_the_authorizer_when_one_
             "ANY /v1/download/initiate",
             "ANY /v1/download/status/{jobId}",
             "ANY /v1/download/{jobId}",
+            "ANY /v1/download/{jobId}/files/{fileId}",
             "GET /health",
             "GET /v1/downloads",
         ]

@@ -396,3 +396,50 @@ async fn keys_from_secrets_manager_sign_and_during_a_rotation_both_keys_verify()
     );
     assert_eq!(outsider.deliveries()[0]["verified"], json!([false]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_delivers_one_verified_event_with_every_file_and_its_files_deliver_none() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            missing: HashSet::from([404]),
+            ..Default::default()
+        },
+        max_attempts: 1,
+        ..Default::default()
+    })
+    .await;
+    let receiver = Receiver::start(&[&app.webhook_secret], &[]).await.unwrap();
+    let body = json!({ "file_ids": [1, 404], "callbackUrl": receiver.url("/batch") }).to_string();
+    let batch: JobId = app
+        .call(Method::POST, INITIATE, &[JSON], body)
+        .await
+        .accepted_id()
+        .parse()
+        .expect("a job id");
+    app.work_until_done(batch, WAIT).await;
+    let notify = app.notifications().await;
+    assert!(
+        notify
+            .run_until(WAIT, || !receiver.deliveries().is_empty())
+            .await
+    );
+    notify.run_for(Duration::from_secs(3)).await;
+    let deliveries = receiver.deliveries();
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "the batch's event only: {deliveries:#?}"
+    );
+    let data = &deliveries[0]["body"]["data"];
+    assert_eq!(deliveries[0]["verified"], json!([true]));
+    assert_eq!(deliveries[0]["body"]["type"], "job.completed");
+    assert_eq!(data["jobId"], batch.to_string());
+    assert_eq!(
+        (data["completedFiles"].clone(), data["failedFiles"].clone()),
+        (json!(1), json!(1))
+    );
+    let files = data["files"].as_array().expect("the files");
+    assert_eq!(files.len(), 2);
+    assert!(files[0]["result"]["url"].is_string(), "{data}");
+    assert_eq!(files[1]["error"]["code"], "origin_not_found");
+}
