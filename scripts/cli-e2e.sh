@@ -3,7 +3,7 @@
 # own `make dev` (or, under scripts/test.sh, uses the one all end-to-end stages share:
 # scripts/lib/dev-stack.sh) and runs the real binary against it over HTTP: a download whose
 # bytes must equal the origin's, --json output, a failed job, status and cancel of a slow job,
-# picking up a job after an interrupted run, bad and unknown job ids, an unreachable API, and
+# picking up a job after an interrupted run, --priority, bad and unknown job ids, an unreachable API, and
 # the exit code of each. Jobs are followed over their event stream (GET …/events) by default:
 # checked, and --follow poll, and through two small proxies started here (python3's
 # http.server) that break the stream: one answers 502 on …/events (the CLI falls back to
@@ -387,16 +387,17 @@ print("ok", names)
 PY
   echo "cli-e2e: --zip of $ids saved one archive ($(json "zip$n" 'd["archive"]["verified"]["detail"]')); zipfile reads it, its members equal the origin's files"
 done
-# --priority: sent as asked. Until the server has priorities it refuses the field (400, exit 2).
-got=0
-"$HAUL" get 1 --priority high -o "$WORK/files/prio.bin" --json >"$WORK/priority.out" 2>"$WORK/priority.err" || got=$?
-case "$got" in
-  0) [ "$(sha "$WORK/files/prio.bin")" = "$(origin_sha 1)" ] || fail "--priority high: file 1 differs"
-     echo "cli-e2e: --priority high accepted by the server" ;;
-  2) grep -q "field: priority" "$WORK/priority.err" || fail "--priority: $(cat "$WORK/priority.err")"
-     echo "cli-e2e: --priority high sent; this server refuses it (400 invalid_field priority)" ;;
-  *) fail "--priority high exited $got" ;;
-esac
+# --priority: the job is started with it, and says so; an unknown one is a usage error.
+run prio 0 get 21 -o "$WORK/files/" --json --priority high
+[ "$(sha "$(json prio 'd["path"]')")" = "$(origin_sha 21)" ] \
+  || fail "--priority high: file 21 differs"
+run priostatus 0 status "$(json prio 'd["jobId"]')"
+grep -q "^priority  high$" "$WORK/priostatus.out" || fail "status does not show the priority"
+run priojson 0 status "$(json prio 'd["jobId"]')" --json
+[ "$(json priojson 'd["priority"]')" = high ] || fail "--priority high: $(cat "$WORK/priojson.out")"
+run badprio 2 get 21 --priority urgent
+grep -q "urgent" "$WORK/badprio.err" || fail "--priority urgent: $(cat "$WORK/badprio.err")"
+echo "cli-e2e: --priority high starts a high job; status shows it; an unknown one is refused"
 
 # 5. The background runs.
 waited "$GET5"

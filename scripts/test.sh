@@ -3,7 +3,7 @@
 # HAUL_STACK=external says someone else runs it, as CI's service containers do), checks
 # formatting, lints, the SAM template and the workflows, runs every unit and integration test,
 # then starts one `make dev` for all the end-to-end stages (make dev itself, the live stream,
-# the command-line client, the browser page, Schemathesis; scripts/lib/dev-stack.sh), and stops what it started.
+# the command-line client, the browser page, priorities, Schemathesis; scripts/lib/dev-stack.sh), and stops what it started.
 # HAUL_E2E_DEV_SHARED=0 gives each stage a make dev of its own instead.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -115,6 +115,9 @@ scripts/cli-e2e.sh
 
 step "browser page, end to end (headless Chromium)"
 scripts/web-e2e.sh
+
+step "priorities, end to end (a high and a low job start within seconds past a normal backlog)"
+scripts/priority-e2e.sh
 
 # Last: its hundreds of jobs would otherwise queue ahead of the other stages' on a shared make dev.
 step "API contract: Schemathesis against make dev"

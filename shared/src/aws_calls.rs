@@ -88,7 +88,13 @@ impl Recorder {
         sink()?;
         let mut names = vec![
             (config.table_name.clone(), "JOBS_TABLE"),
+            // First: a priority left on the normal queue is named as the normal queue.
             (config.queue_url.clone(), "JOBS_QUEUE_URL"),
+            (
+                config.priority_queue_urls.high.clone(),
+                "JOBS_QUEUE_URL_HIGH",
+            ),
+            (config.priority_queue_urls.low.clone(), "JOBS_QUEUE_URL_LOW"),
             (config.bucket.clone(), "ARTIFACTS_BUCKET"),
         ];
         let webhooks = &config.webhooks;

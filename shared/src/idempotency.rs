@@ -11,6 +11,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::job::Owner;
+use crate::priority::Priority;
 use crate::source::Source;
 use crate::webhook::CallbackUrl;
 
@@ -100,6 +101,18 @@ pub fn fingerprint(source: &Source, callback: Option<&CallbackUrl>) -> String {
     hex(&Sha256::digest(canonical.as_bytes()))
 }
 
+/// A fingerprint (of [`fingerprint`]) that also covers the job's priority: a retry that asks
+/// for another priority is another request. Normal leaves it as it was, so fingerprints stored
+/// before priorities existed stay valid.
+pub fn with_priority(fingerprint: String, priority: Priority) -> String {
+    match priority {
+        Priority::Normal => fingerprint,
+        other => hex(&Sha256::digest(
+            format!("{fingerprint}\npriority={other}").as_bytes(),
+        )),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut out, b| {
@@ -156,5 +169,18 @@ mod tests {
             fingerprint(&one, Some(&hook)),
             fingerprint(&one, Some(&other))
         );
+    }
+
+    #[test]
+    fn the_priority_is_part_of_the_fingerprint_and_normal_keeps_the_old_one() {
+        let one = Source::File(FileId::new(1).unwrap());
+        let base = fingerprint(&one, None);
+        assert_eq!(with_priority(base.clone(), Priority::Normal), base);
+        let high = with_priority(base.clone(), Priority::High);
+        let low = with_priority(base.clone(), Priority::Low);
+        assert_ne!(high, base);
+        assert_ne!(low, base);
+        assert_ne!(high, low);
+        assert_eq!(high, with_priority(fingerprint(&one, None), Priority::High));
     }
 }

@@ -275,6 +275,9 @@ pub struct Job {
     /// Each event's delivery, once the notifier started it.
     pub deliveries:
         std::collections::BTreeMap<crate::webhook::WebhookEvent, crate::webhook::Delivery>,
+    /// Which work queue the job's messages go through (`priority`; absent in old records:
+    /// normal).
+    pub priority: crate::priority::Priority,
     /// For a batch's file: the batch (see [`crate::batch`]).
     pub parent: Option<JobId>,
 }
@@ -321,6 +324,7 @@ impl Job {
             callback_url: None,
             deliveries: Default::default(),
             parent: None,
+            priority: Default::default(),
         }
     }
 
@@ -330,11 +334,18 @@ impl Job {
         let mut child = Self::new_from(file.job, Source::File(file.file_id), None, now);
         child.parent = Some(batch.id);
         child.trace_id = batch.trace_id;
+        // A batch's files go through the batch's priority's queue.
+        child.priority = batch.priority;
         child
     }
 
     pub fn is_batch(&self) -> bool {
         matches!(self.source, Source::Batch(_))
+    }
+
+    pub fn with_priority(mut self, priority: crate::priority::Priority) -> Self {
+        self.priority = priority;
+        self
     }
 
     pub fn with_callback(mut self, callback: Option<crate::webhook::CallbackUrl>) -> Self {

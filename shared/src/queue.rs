@@ -83,7 +83,12 @@ impl JobQueue {
         Ok(())
     }
 
-    /// The same client on another queue (the notifier's own).
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// The same client on another queue (the notifier's own, another priority's).
     pub fn on_queue(&self, queue_url: impl Into<String>) -> Self {
         Self::new(self.client.clone(), queue_url)
     }

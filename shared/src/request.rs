@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::batch::{BatchSpec, Bundle, MAX_BATCH_FILES};
 use crate::job::{FileId, JobId, Owner};
+use crate::priority::Priority;
 use crate::problem::ApiError;
 use crate::source::{Source, SourceUrl};
 use crate::webhook::CallbackUrl;
@@ -23,6 +24,8 @@ pub struct InitiateRequest {
     pub client_request_id: Option<String>,
     /// Where the job's terminal events are sent, if anywhere.
     pub callback_url: Option<CallbackUrl>,
+    /// Which work queue the job goes through (`normal` when not given).
+    pub priority: Priority,
 }
 
 impl InitiateRequest {
@@ -72,11 +75,13 @@ impl InitiateRequest {
         }
         let client_request_id = parse_client_request_id(fields.remove("clientRequestId"))?;
         let callback_url = parse_callback_url(fields.remove("callbackUrl"))?;
+        let priority = parse_priority(fields.remove("priority"))?;
         reject_unknown(&fields)?;
         Ok(Self {
             source,
             client_request_id,
             callback_url,
+            priority,
         })
     }
 }
@@ -163,13 +168,27 @@ fn parse_client_request_id(value: Option<Value>) -> Result<Option<String>, ApiEr
     }
 }
 
+/// `"high"`, `"normal"` or `"low"`, exactly; absent or `null` is normal.
+fn parse_priority(value: Option<Value>) -> Result<Priority, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(Priority::Normal),
+        Some(Value::String(raw)) => raw.parse().map_err(|e: crate::priority::UnknownPriority| {
+            ApiError::invalid_field("priority", e.to_string())
+        }),
+        Some(_) => Err(ApiError::invalid_field(
+            "priority",
+            crate::priority::UnknownPriority.to_string(),
+        )),
+    }
+}
+
 fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
     match rest.keys().next() {
         None => Ok(()),
         Some(name) => Err(ApiError::invalid_field(
             name.chars().take(64).collect::<String>(),
-            "unknown field; allowed fields are file_id, file_ids, bundle, url, clientRequestId and \
-             callbackUrl",
+            "unknown field; allowed fields are file_id, file_ids, bundle, url, clientRequestId, \
+             callbackUrl and priority",
         )),
     }
 }
@@ -357,6 +376,36 @@ mod tests {
         let parsed = InitiateRequest::parse(br#"{"file_id": 70000}"#).unwrap();
         assert_eq!(parsed.source, Source::File(FileId::new(70000).unwrap()));
         assert_eq!(parsed.client_request_id, None);
+    }
+
+    #[test]
+    fn the_priority_defaults_to_normal_and_only_the_three_names_are_accepted() {
+        let parse = |body: &str| InitiateRequest::parse(body.as_bytes());
+        assert_eq!(
+            parse(r#"{"file_id": 1}"#).unwrap().priority,
+            Priority::Normal
+        );
+        assert_eq!(
+            parse(r#"{"file_id": 1, "priority": null}"#)
+                .unwrap()
+                .priority,
+            Priority::Normal
+        );
+        for p in Priority::ALL {
+            let body = format!(r#"{{"file_id": 1, "priority": "{p}"}}"#);
+            assert_eq!(parse(&body).unwrap().priority, p);
+        }
+        for bad in [
+            r#""HIGH""#,
+            r#""urgent""#,
+            r#""""#,
+            "1",
+            "true",
+            r#"["high"]"#,
+        ] {
+            let body = format!(r#"{{"file_id": 1, "priority": {bad}}}"#);
+            assert_eq!(field_of(parse(&body).unwrap_err()), "priority", "{bad}");
+        }
     }
 
     #[test]

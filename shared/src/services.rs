@@ -8,6 +8,7 @@ use crate::artifacts::ArtifactStore;
 use crate::aws_calls::{Recorder, RecordingInterceptor};
 use crate::config::Config;
 use crate::queue::JobQueue;
+use crate::queues::JobQueues;
 use crate::ratelimit::{Limit, RateLimiter};
 use crate::store::JobStore;
 
@@ -15,7 +16,10 @@ use crate::store::JobStore;
 pub struct Services {
     pub config: Config,
     pub jobs: JobStore,
+    /// The normal-priority work queue (also `queues.of(Priority::Normal)`).
     pub queue: JobQueue,
+    /// The work queue of each priority: send a job's messages to `queues.of(job.priority)`.
+    pub queues: JobQueues,
     pub artifacts: ArtifactStore,
     /// Job starts per caller (initiate).
     pub rate: RateLimiter,
@@ -88,10 +92,12 @@ impl Services {
             per_minute: config.rate_limit_per_minute,
             burst: config.rate_limit_burst,
         };
+        let queue = JobQueue::new(sqs, &config.queue_url);
         Self {
             rate: RateLimiter::new(dynamodb.clone(), &config.table_name, Some(limit)),
             jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
-            queue: JobQueue::new(sqs, &config.queue_url),
+            queues: JobQueues::new(queue.clone(), &config),
+            queue,
             artifacts: ArtifactStore::new(s3, &config.bucket, sdk),
             config,
         }

@@ -126,9 +126,34 @@ pub fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
     record
 }
 
+/// [`lambda_record`] as received from the queue `queue_arn`: Lambda names it in each record's
+/// `eventSourceARN`, and the worker answers the message on that queue.
+pub fn lambda_record_on(message: &aws_sdk_sqs::types::Message, queue_arn: &str) -> SqsMessage {
+    let mut record = lambda_record(message);
+    record.event_source_arn = Some(queue_arn.to_owned());
+    record
+}
+
+/// The ARN of the queue at `queue_url`.
+pub async fn queue_arn(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let output = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?;
+    output
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| format!("{queue_url} has no ARN").into())
+}
+
 /// Does what Lambda's SQS event source mapping does, once: receives a batch from the real
-/// queue, invokes the worker with it (and the invocation's deadline, if any), and deletes the
-/// messages it did not report failed.
+/// queue, invokes the worker with it (and the invocation's deadline, if any; each record names
+/// the queue in `eventSourceARN`), and deletes the messages it did not report failed.
 pub async fn deliver_once(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
@@ -145,10 +170,11 @@ pub async fn deliver_once(
         .send()
         .await?;
     let messages = received.messages.unwrap_or_default();
-    let records: Vec<SqsMessage> = messages.iter().map(lambda_record).collect();
-    if records.is_empty() {
+    if messages.is_empty() {
         return Ok(Vec::new());
     }
+    let arn = queue_arn(sqs, queue_url).await?;
+    let records: Vec<SqsMessage> = messages.iter().map(|m| lambda_record_on(m, &arn)).collect();
     let response = worker.handle_batch(records.clone(), deadline).await;
     let failed: Vec<&str> = response
         .batch_item_failures
@@ -213,6 +239,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let mut env: HashMap<&str, String> = HashMap::from([
         ("JOBS_TABLE", resources.table.clone()),
         ("JOBS_QUEUE_URL", resources.queue_url.clone()),
+        ("JOBS_QUEUE_URL_HIGH", resources.high_queue_url.clone()),
+        ("JOBS_QUEUE_URL_LOW", resources.low_queue_url.clone()),
         ("ARTIFACTS_BUCKET", resources.bucket.clone()),
         ("ORIGIN_URL_TEMPLATE", origin.url_template()),
         ("S3_FORCE_PATH_STYLE", "true".into()),
@@ -309,6 +337,28 @@ impl TestApp {
         )
         .await
         .expect("deliver from the work queue")
+    }
+
+    /// [`TestApp::deliver`] from the queue of `priority`.
+    pub async fn deliver_priority(&self, priority: haul::Priority, wait_secs: i32) -> Vec<Outcome> {
+        deliver_once(
+            &self.aws.sqs,
+            self.queue_url_of(priority),
+            &self.worker,
+            wait_secs,
+            None,
+        )
+        .await
+        .expect("deliver from the work queue")
+    }
+
+    /// The work queue of `priority`.
+    pub fn queue_url_of(&self, priority: haul::Priority) -> &str {
+        match priority {
+            haul::Priority::High => &self.resources.high_queue_url,
+            haul::Priority::Normal => &self.resources.queue_url,
+            haul::Priority::Low => &self.resources.low_queue_url,
+        }
     }
 
     /// Delivers messages until the job is terminal; returns its final status body.

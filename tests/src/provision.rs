@@ -1,5 +1,6 @@
 //! Creates the AWS resources haul needs on the local stack: the jobs table (with the status
-//! index cleanup queries), the work queue with its dead-letter queue, and the bucket.
+//! index cleanup queries), the work queues (one per priority) with their dead-letter queue,
+//! and the bucket.
 //! Shapes come from `template.yaml`, so local and deployed resources cannot drift apart.
 
 use crate::template::{KeyPart, Template};
@@ -15,7 +16,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub table: String,
+    /// The normal-priority work queue (`JOBS_QUEUE_URL`).
     pub queue_url: String,
+    /// The high- and low-priority work queues (`JOBS_QUEUE_URL_HIGH`, `JOBS_QUEUE_URL_LOW`).
+    pub high_queue_url: String,
+    pub low_queue_url: String,
+    /// The dead-letter queue of the three work queues.
     pub dlq_url: String,
     pub bucket: String,
     /// The notifier's queue (the pipe's target) and its dead-letter queue.
@@ -59,6 +65,8 @@ impl Provisioner {
         let queue_url = self
             .ensure_queue(&format!("{prefix}-jobs"), Some((queue, dlq_arn.as_str())))
             .await?;
+        let (high_queue_url, low_queue_url) =
+            self.ensure_priority_queues(prefix, queue, &dlq_arn).await?;
         self.ensure_bucket(&bucket).await?;
         let notify_dlq_url = self
             .ensure_queue(&format!("{prefix}-notify-dlq"), None)
@@ -73,6 +81,8 @@ impl Provisioner {
         Ok(Resources {
             table,
             queue_url,
+            high_queue_url,
+            low_queue_url,
             dlq_url,
             bucket,
             notify_queue_url,
@@ -184,7 +194,24 @@ impl Provisioner {
         Ok(output.queue_url.ok_or("CreateQueue returned no URL")?)
     }
 
-    async fn queue_arn(&self, url: &str) -> Result<String, BoxError> {
+    /// The high- and low-priority queues, with the normal queue's settings and dead-letter
+    /// queue.
+    async fn ensure_priority_queues(
+        &self,
+        prefix: &str,
+        queue: &QueueSettings,
+        dlq_arn: &str,
+    ) -> Result<(String, String), BoxError> {
+        let high = self
+            .ensure_queue(&format!("{prefix}-jobs-high"), Some((queue, dlq_arn)))
+            .await?;
+        let low = self
+            .ensure_queue(&format!("{prefix}-jobs-low"), Some((queue, dlq_arn)))
+            .await?;
+        Ok((high, low))
+    }
+
+    pub async fn queue_arn(&self, url: &str) -> Result<String, BoxError> {
         let output = self
             .sqs
             .get_queue_attributes()

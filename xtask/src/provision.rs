@@ -20,6 +20,8 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let resources = Provisioner::new(&sdk).ensure(&prefix, &settings).await?;
     println!("JOBS_TABLE={}", resources.table);
     println!("JOBS_QUEUE_URL={}", resources.queue_url);
+    println!("JOBS_QUEUE_URL_HIGH={}", resources.high_queue_url);
+    println!("JOBS_QUEUE_URL_LOW={}", resources.low_queue_url);
     println!("JOBS_DLQ_URL={}", resources.dlq_url);
     println!("ARTIFACTS_BUCKET={}", resources.bucket);
     Ok(())

@@ -24,6 +24,9 @@ pub struct StatusView {
     #[serde(default)]
     pub file_id: Option<u64>,
     pub status: String,
+    /// `high`, `normal` or `low` (absent from servers before priorities).
+    #[serde(default)]
+    pub priority: Option<String>,
     #[serde(default)]
     pub progress: ProgressView,
     #[serde(default)]

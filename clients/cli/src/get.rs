@@ -210,6 +210,14 @@ async fn start_or_continue(
         pending = None;
     }
     let mut pending = pending.unwrap_or_else(|| Pending::new(&base, subject));
+    // The key stands for the whole request: a rerun without --priority repeats the saved one.
+    if let Some(priority) = priority {
+        pending.priority = Some(priority.name().to_owned());
+    }
+    let priority = priority.or_else(|| {
+        let saved = pending.priority.as_deref()?;
+        <Priority as clap::ValueEnum>::from_str(saved, false).ok()
+    });
     // Saved before sending: if the answer is lost, the rerun sends the same key.
     save_pending(ui, store, &pending);
     let body = initiate_body(subject, priority);

@@ -91,6 +91,9 @@ pub fn describe(view: &StatusView) -> String {
         format!("status    {}", status_line(view)),
         format!("attempts  {}", view.attempts),
     ];
+    if let Some(priority) = &view.priority {
+        lines.push(format!("priority  {priority}"));
+    }
     for file in view.files.iter().flatten() {
         let what = match (&file.error, &file.result) {
             (Some(error), _) => format!("{}: {}", error.code, error.message),

@@ -63,6 +63,9 @@ pub struct Pending {
     pub job_id: Option<String>,
     /// Seconds since the epoch.
     pub created_at: u64,
+    /// The `--priority` the key was sent with (part of what the key stands for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
 }
 
 impl Pending {
@@ -79,6 +82,7 @@ impl Pending {
             idempotency_key: format!("haul-cli-{}", uuid::Uuid::new_v4()),
             job_id: None,
             created_at: unix_now(),
+            priority: None,
         }
     }
 

@@ -139,7 +139,7 @@ async fn nudge_batch(services: &Services, batch: &Job, now: EpochMs, report: &mu
     if !written(touched, batch.id, "cannot touch batch", &mut report.errors) {
         return;
     }
-    let sent = services.queue.send(batch.id).await;
+    let sent = services.queues.of(batch.priority).send(batch.id).await;
     if succeeded(sent, batch.id, "cannot nudge batch", &mut report.errors) {
         report.nudged_batches += 1;
     }
@@ -174,7 +174,7 @@ async fn requeue_stale(
         return;
     }
     // Still queued if the send fails: the next run's re-drive sends it.
-    let sent = services.queue.send(job.id).await;
+    let sent = services.queues.of(job.priority).send(job.id).await;
     if succeeded(
         sent,
         job.id,
@@ -238,7 +238,7 @@ async fn redrive_queued(
                 continue;
             }
         }
-        let sent = services.queue.send(job.id).await;
+        let sent = services.queues.of(job.priority).send(job.id).await;
         if succeeded(sent, job.id, "cannot re-drive job", &mut report.errors) {
             report.redriven_queued += 1;
         }

@@ -15,7 +15,7 @@ use haul::response::{request_path, serve};
 use haul::source::Source;
 use haul::store::{Created, KeyClaim, StoreError};
 use haul::trace::TraceId;
-use haul::{ApiError, Job, JobId, Owner, Services};
+use haul::{ApiError, Job, JobId, Owner, Priority, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -98,7 +98,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         .unwrap_or_else(TraceId::new_random);
     tracing::Span::current().record("trace_id", tracing::field::display(trace));
     let now = now_ms();
-    admit(services, owner.as_ref(), key.as_ref(), now).await?;
+    admit(services, input.priority, owner.as_ref(), key.as_ref(), now).await?;
 
     if let Source::Url(url) = &input.source {
         services
@@ -126,6 +126,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     )
     .owned_by(owner.clone())
     .with_callback(input.callback_url.clone())
+    .with_priority(input.priority)
     .in_trace(trace);
     let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
@@ -145,7 +146,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     }
     // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
     // started, so the client still gets its 202 and the job still runs.
-    if let Err(err) = services.queue.send(job.id).await {
+    if let Err(err) = services.queues.of(job.priority).send(job.id).await {
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
     tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
@@ -153,18 +154,25 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
 }
 
 /// Abuse and overload controls, checked before anything is written: the caller's active-job
-/// limit (a retry of an accepted request still gets its replay), and the queue's backlog.
+/// limit (a retry of an accepted request still gets its replay), and the backlog of the
+/// queue of the job's priority (a backlog of normal work never refuses a high job).
 async fn admit(
     services: &Services,
+    priority: Priority,
     owner: Option<&Owner>,
     key: Option<&IdempotencyKey>,
     now: EpochMs,
 ) -> Result<(), ApiError> {
     let config = &services.config;
     if config.max_queue_backlog > 0 {
-        match services.queue.backlog(config.backlog_check_interval).await {
+        let queue = services.queues.of(priority);
+        match queue.backlog(config.backlog_check_interval).await {
             Ok(backlog) if backlog > config.max_queue_backlog => {
-                tracing::warn!(backlog, "queue backlog over its limit; refusing new work");
+                tracing::warn!(
+                    backlog,
+                    %priority,
+                    "queue backlog over its limit; refusing new work of this priority"
+                );
                 return Err(ApiError::Overloaded);
             }
             Ok(_) => {}
@@ -232,7 +240,10 @@ async fn create_with_key(
 ) -> Result<Created, ApiError> {
     let claim = KeyClaim {
         record_id: key.record_id(owner),
-        fingerprint: idempotency::fingerprint(&input.source, input.callback_url.as_ref()),
+        fingerprint: idempotency::with_priority(
+            idempotency::fingerprint(&input.source, input.callback_url.as_ref()),
+            input.priority,
+        ),
         response: body.to_owned(),
         now: job.created_at,
     };

@@ -54,10 +54,16 @@ impl Worker {
                     job_id = %message.job_id,
                     trace_id = tracing::field::Empty
                 );
+                // Visibility is changed on the queue the message came from: on AWS its receipt
+                // handle is valid there only.
+                let queue = self
+                    .services
+                    .queues
+                    .of_message(record.event_source_arn.as_deref());
                 let heartbeat = record
                     .receipt_handle
                     .as_deref()
-                    .map(|handle| self.keep_hidden(handle.to_owned()));
+                    .map(|handle| self.keep_hidden(queue.clone(), handle.to_owned()));
                 self.process_job(message.job_id, deadline, heartbeat.as_ref())
                     .instrument(span)
                     .await
@@ -72,8 +78,7 @@ impl Worker {
 
     /// Renews the message's invisibility until the returned heartbeat is dropped or told
     /// when the message should come back.
-    fn keep_hidden(&self, receipt_handle: String) -> Heartbeat {
-        let queue = self.services.queue.clone();
+    fn keep_hidden(&self, queue: haul::queue::JobQueue, receipt_handle: String) -> Heartbeat {
         let extension = self.services.config.visibility_extension;
         let beat = Arc::new(tokio::sync::Mutex::new(false));
         let task = {

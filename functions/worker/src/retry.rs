@@ -139,7 +139,8 @@ impl Worker {
             stalled,
         };
         match lease.requeue(why).await {
-            Ok(()) => match self.services.queue.send(lease.id()).await {
+            // Back to the job's own priority's queue, whichever queue this message came from.
+            Ok(()) => match self.services.queues.of(job.priority).send(lease.id()).await {
                 Ok(()) => Outcome::Ack,
                 // Queued but not sent: SQS's own redelivery of this message carries on.
                 Err(_) => Outcome::Retry,

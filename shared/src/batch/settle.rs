@@ -68,8 +68,10 @@ pub async fn fan_out(
             }
             // A child created but not sent (a crash in between) is sent by cleanup's re-drive
             // of queued jobs, like any job.
+            // The batch's priority's queue (`Job::child_of` gives each file the batch's).
             services
-                .queue
+                .queues
+                .of(child.priority)
                 .send(child.id)
                 .await
                 .map_err(|e| StoreError::Dynamo(e.to_string()))?;
@@ -158,7 +160,8 @@ pub async fn after_child_ended(services: &Services, parent: JobId, now: EpochMs)
         let settled = settle(services, &batch, &children, now).await?;
         if let Settled::NeedsBundle(_) = settled {
             services
-                .queue
+                .queues
+                .of(batch.priority)
                 .send(batch.id)
                 .await
                 .map_err(|e| StoreError::Dynamo(e.to_string()))?;

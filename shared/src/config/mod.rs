@@ -23,8 +23,11 @@ pub enum ConfigError {
 pub struct Config {
     /// DynamoDB table holding the jobs.
     pub table_name: String,
-    /// SQS queue the worker consumes.
+    /// SQS queue the worker consumes: the normal-priority one.
     pub queue_url: String,
+    /// The high- and low-priority queues (`JOBS_QUEUE_URL_HIGH`, `JOBS_QUEUE_URL_LOW`; the
+    /// normal queue when unset, so a setup from before priorities keeps working).
+    pub priority_queue_urls: PriorityQueueUrls,
     /// S3 bucket holding finished files.
     pub bucket: String,
     /// Where the worker fetches a file, with `{file_id}` in it. Only the worker needs it.
@@ -105,9 +108,11 @@ impl Config {
         let max_attempts = env.ranged("MAX_ATTEMPTS", 5, 1, 1000, "attempts per job")?;
         let sources = sources(&env)?;
         let (rate_limit_per_minute, rate_limit_burst) = rate_limit(&env)?;
+        let queue_url = env.required("JOBS_QUEUE_URL")?;
         Ok(Self {
             table_name: env.required("JOBS_TABLE")?,
-            queue_url: env.required("JOBS_QUEUE_URL")?,
+            priority_queue_urls: PriorityQueueUrls::read(&env, &queue_url),
+            queue_url,
             bucket: env.required("ARTIFACTS_BUCKET")?,
             origin_url_template,
             s3_force_path_style: matches!(
@@ -144,6 +149,35 @@ impl Config {
             webhooks: webhooks(&env)?,
             stream: stream::stream(&env)?,
         })
+    }
+}
+
+/// The queues of the other priorities than normal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorityQueueUrls {
+    pub high: String,
+    pub low: String,
+}
+
+impl PriorityQueueUrls {
+    fn read(env: &Env, normal: &str) -> Self {
+        let or_normal = |name| env.get(name).unwrap_or_else(|| normal.to_owned());
+        Self {
+            high: or_normal("JOBS_QUEUE_URL_HIGH"),
+            low: or_normal("JOBS_QUEUE_URL_LOW"),
+        }
+    }
+}
+
+impl Config {
+    /// The work queue of jobs of `priority`.
+    pub fn queue_url_of(&self, priority: crate::priority::Priority) -> &str {
+        use crate::priority::Priority;
+        match priority {
+            Priority::High => &self.priority_queue_urls.high,
+            Priority::Normal => &self.queue_url,
+            Priority::Low => &self.priority_queue_urls.low,
+        }
     }
 }
 

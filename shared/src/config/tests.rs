@@ -176,3 +176,26 @@ fn malformed_numbers_and_templates_are_rejected() {
         })
     ));
 }
+
+#[test]
+fn each_priority_has_its_queue_and_unset_ones_fall_back_to_the_normal_queue() {
+    use crate::priority::Priority;
+    let normal = BASE[1].1;
+    let config = Config::from_lookup(lookup(&BASE)).unwrap();
+    for p in Priority::ALL {
+        assert_eq!(config.queue_url_of(p), normal, "{p}");
+    }
+    let mut pairs = BASE.to_vec();
+    pairs.push((
+        "JOBS_QUEUE_URL_HIGH",
+        "http://127.0.0.1:4566/000000000000/high",
+    ));
+    pairs.push(("JOBS_QUEUE_URL_LOW", " "));
+    let config = Config::from_lookup(lookup(&pairs)).unwrap();
+    assert_eq!(
+        config.queue_url_of(Priority::High),
+        "http://127.0.0.1:4566/000000000000/high"
+    );
+    assert_eq!(config.queue_url_of(Priority::Normal), normal);
+    assert_eq!(config.queue_url_of(Priority::Low), normal, "blank is unset");
+}

@@ -11,6 +11,7 @@ use crate::failure::FailureCode;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
 };
+use crate::priority::Priority;
 use crate::source::{Source, SourceUrl};
 use crate::webhook::{CallbackUrl, Delivery, DeliveryState, WebhookEvent};
 
@@ -86,6 +87,7 @@ pub(super) fn to_item(job: &Job) -> Item {
         put("bundle", spec.bundle.map(|b| s(b.as_str())));
     }
     put("parentId", job.parent.map(|p| s(p.to_string())));
+    put("priority", Some(s(job.priority.as_str())));
     item
 }
 
@@ -277,6 +279,13 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
             .map(str::parse)
             .transpose()
             .map_err(|_| JobError::MalformedRecord("parentId"))?,
+        // Absent in records written before priorities: those jobs are normal.
+        priority: match string(item, "priority") {
+            None => Priority::Normal,
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| JobError::MalformedRecord("priority"))?,
+        },
         artifact,
         failure,
         checkpoint,
@@ -360,5 +369,24 @@ mod tests {
             });
             assert_eq!(from_item(&to_item(&job)).unwrap(), job);
         }
+    }
+
+    #[test]
+    fn the_priority_is_stored_and_an_old_record_without_one_is_normal() {
+        let job = Job::new_queued(JobId::new_random(), FileId::new(1).unwrap(), None, 0);
+        for priority in Priority::ALL {
+            let job = job.clone().with_priority(priority);
+            let item = to_item(&job);
+            assert_eq!(item["priority"], s(priority.as_str()));
+            assert_eq!(from_item(&item).unwrap().priority, priority);
+        }
+        let mut old = to_item(&job.clone().with_priority(Priority::High));
+        old.remove("priority");
+        assert_eq!(from_item(&old).unwrap().priority, Priority::Normal);
+        old.insert("priority".into(), s("urgent"));
+        assert!(matches!(
+            from_item(&old),
+            Err(StoreError::Malformed(JobError::MalformedRecord("priority")))
+        ));
     }
 }

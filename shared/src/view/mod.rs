@@ -12,7 +12,7 @@ pub use batch::{BatchView, FileView};
 
 use crate::clock::{now_ms, rfc3339};
 use crate::webhook::NotificationView;
-use crate::{ApiError, FailureCode, Job, JobId, JobStatus, Services};
+use crate::{ApiError, FailureCode, Job, JobId, JobStatus, Priority, Services};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +23,8 @@ pub struct StatusView {
     /// Set for jobs started with a `url`.
     pub source_url: Option<String>,
     pub status: JobStatus,
+    /// Which work queue the job goes through: `high`, `normal` or `low`.
+    pub priority: Priority,
     pub progress: Progress,
     /// Seconds left at the current rate, while running with a known size.
     pub eta_seconds: Option<u64>,
@@ -162,6 +164,7 @@ async fn job_view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         file_id: job.source.file_id().map(|id| id.get()),
         source_url: job.source.url().map(|url| url.as_str().to_owned()),
         status: job.status,
+        priority: job.priority,
         progress: progress_of(job),
         eta_seconds: job.eta_seconds(),
         attempts: job.attempts,

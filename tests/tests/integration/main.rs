@@ -12,6 +12,8 @@ mod idempotency;
 mod index;
 mod limits;
 mod openapi;
+mod priority;
+mod priority_template;
 mod resume;
 mod sources;
 mod stream;

@@ -423,8 +423,16 @@ fn the_routes_and_limits_are_the_code_and_the_templates() {
         BTreeSet::from([
             "file_id".to_owned(),
             "clientRequestId".to_owned(),
-            "callbackUrl".to_owned()
+            "callbackUrl".to_owned(),
+            "priority".to_owned()
         ])
+    );
+    assert_eq!(
+        strings(&schemas["Priority"]["enum"]),
+        haul::Priority::ALL
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
     );
     assert_eq!(
         schemas["CallbackUrl"]["maxLength"],

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use haul_tests::harness::lambda_record;
+use haul_tests::harness::lambda_record_on;
 use haul_tests::pipe::StreamPipe;
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
@@ -23,6 +23,16 @@ pub async fn deliver_forever(
     queue_url: String,
     batch_size: i32,
 ) {
+    // Lambda names the queue in each record (`eventSourceARN`); the worker answers there.
+    let arn = loop {
+        match haul_tests::harness::queue_arn(&sqs, &queue_url).await {
+            Ok(arn) => break arn,
+            Err(err) => {
+                eprintln!("dev: cannot read the ARN of {queue_url}: {err}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
     loop {
         let received = sqs
             .receive_message()
@@ -44,7 +54,7 @@ pub async fn deliver_forever(
             continue;
         }
         let mut event = SqsEvent::default();
-        event.records = messages.iter().map(lambda_record).collect();
+        event.records = messages.iter().map(|m| lambda_record_on(m, &arn)).collect();
         let failed: Vec<String> = match http.post(&invoke).json(&event).send().await {
             Ok(response) if response.status().is_success() => {
                 match response.json::<SqsBatchResponse>().await {

@@ -26,7 +26,13 @@ const MIB: u64 = 1024 * 1024;
 /// Shorter than the template's (ten times a 900 s worker timeout), so that a worker killed
 /// during development has its message back within two minutes.
 const VISIBILITY_TIMEOUT_SECS: u32 = 120;
-const POLLERS: usize = 4;
+/// Worker pollers per priority's queue, each one concurrent invocation: the template's shares
+/// (WorkerMaxConcurrencyHigh, WorkerMaxConcurrency, WorkerMaxConcurrencyLow) scaled down. A
+/// backlog of normal jobs never holds back a high or a low one.
+const POLLERS_HIGH: usize = 1;
+const POLLERS_NORMAL: usize = 4;
+const POLLERS_LOW: usize = 1;
+const POLLERS: usize = POLLERS_HIGH + POLLERS_NORMAL + POLLERS_LOW;
 /// Streams make dev keeps open at once (cargo lambda watch's instances per function).
 const STREAM_SLOTS: usize = 16;
 
@@ -72,8 +78,12 @@ pub async fn run() -> Result<(), BoxError> {
         )
         .await?;
     eprintln!(
-        "dev: table {}, queue {}, bucket {}",
-        resources.table, resources.queue_url, resources.bucket
+        "dev: table {}, queues {} (high), {} (normal), {} (low), bucket {}",
+        resources.table,
+        resources.high_queue_url,
+        resources.queue_url,
+        resources.low_queue_url,
+        resources.bucket
     );
     // Kept alive until make dev stops: the origin serves while it is held.
     let (_origin, origin_template) = origin().await?;
@@ -101,14 +111,20 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
 
-    for _ in 0..POLLERS {
-        tokio::spawn(events::deliver_forever(
-            aws.sqs.clone(),
-            http.clone(),
-            format!("{api}/2015-03-31/functions/worker/invocations"),
-            resources.queue_url.clone(),
-            1,
-        ));
+    for (queue_url, pollers) in [
+        (&resources.high_queue_url, POLLERS_HIGH),
+        (&resources.queue_url, POLLERS_NORMAL),
+        (&resources.low_queue_url, POLLERS_LOW),
+    ] {
+        for _ in 0..pollers {
+            tokio::spawn(events::deliver_forever(
+                aws.sqs.clone(),
+                http.clone(),
+                format!("{api}/2015-03-31/functions/worker/invocations"),
+                queue_url.clone(),
+                1,
+            ));
+        }
     }
     tokio::spawn(events::deliver_forever(
         aws.sqs.clone(),
@@ -188,6 +204,8 @@ fn function_env(
         ("WEBHOOK_DEV_SECRET", webhook_secret.to_owned()),
         ("JOBS_TABLE", resources.table.clone()),
         ("JOBS_QUEUE_URL", resources.queue_url.clone()),
+        ("JOBS_QUEUE_URL_HIGH", resources.high_queue_url.clone()),
+        ("JOBS_QUEUE_URL_LOW", resources.low_queue_url.clone()),
         ("ARTIFACTS_BUCKET", resources.bucket.clone()),
         ("ORIGIN_URL_TEMPLATE", origin_template),
         ("S3_FORCE_PATH_STYLE", "true".to_owned()),
@@ -213,7 +231,7 @@ fn watch_functions(port: &str, env: &[(&'static str, String)]) -> Result<Child, 
     watch
         .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
         // Per function: one slot per worker poller, plus the notifier's and cleanup's, so that
-        // webhooks are not held back behind four long transfers; and for the stream, one per
+        // webhooks are not held back behind long transfers; and for the stream, one per
         // open stream (each holds an instance while it is open, as on Lambda).
         .args([
             "--invoke-port",
