@@ -14,6 +14,7 @@ pub mod receiver;
 pub mod routes;
 pub mod stream;
 pub mod template;
+pub mod zipcheck;
 
 pub use harness::{TestApp, spawn_app, spawn_app_with};
 pub use origin::{Origin, OriginBehavior, origin_bytes};

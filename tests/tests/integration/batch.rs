@@ -3,7 +3,6 @@
 //! how each did; cancel stops every unfinished file; a lost fan-out is finished by cleanup;
 //! the zip bundle is read back by independent readers (Python's zipfile and `unzip -t`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use haul::JobId;
@@ -11,6 +10,7 @@ use haul::clock::now_ms;
 use haul_cleanup::run_cleanup;
 use haul_tests::harness::{AppOptions, TestApp, spawn_app_with};
 use haul_tests::origin::{OriginBehavior, origin_bytes};
+use haul_tests::zipcheck::assert_readers_accept;
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -267,74 +267,8 @@ async fn a_zip_bundle_holds_every_completed_file_and_independent_readers_accept_
             json!({ "name": format!("file-{file_id}.bin"), "size": data.len(), "sha256": sha256_hex(&data) })
         })
         .collect();
-    verify_zip(&archive, &json!({ "zip64": false, "entries": entries }));
+    assert_readers_accept(&archive, &json!({ "zip64": false, "entries": entries }));
     // The batch's download route is the archive.
     let download = app.download(id).await;
     assert_eq!(download.status, StatusCode::FOUND);
-}
-
-/// scripts/zip/verify.py: Python's zipfile (names, sizes, CRC-32 of every entry, each
-/// member's SHA-256) and Info-ZIP's `unzip -t`.
-fn verify_zip(archive: &[u8], manifest: &Value) {
-    let dir = std::env::temp_dir().join(format!("haul-batch-zip-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (zip, list) = (dir.join("batch.zip"), dir.join("manifest.json"));
-    std::fs::write(&zip, archive).expect("write archive");
-    std::fs::write(&list, manifest.to_string()).expect("write manifest");
-    let script: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "scripts",
-        "zip",
-        "verify.py",
-    ]
-    .iter()
-    .collect();
-    let output = std::process::Command::new("python3")
-        .arg(script)
-        .arg(&zip)
-        .arg(&list)
-        .output()
-        .expect("python3 runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(
-        output.status.success(),
-        "the readers reject the batch's archive: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-#[tokio::test]
-async fn a_file_cleanup_fails_for_good_ends_its_batch_when_it_was_the_last() {
-    let app = spawn_app_with(AppOptions {
-        max_attempts: 1,
-        ..Default::default()
-    })
-    .await;
-    let (id, _) = start(&app, json!({ "file_ids": [1] })).await;
-    app.deliver(1).await; // fan-out
-    let batch = app
-        .services
-        .jobs
-        .get(id)
-        .await
-        .expect("read")
-        .expect("the batch");
-    let child = batch.source.batch().expect("a batch").files[0].job;
-    // The file's worker dies after its claim (its only attempt): claimed, never reported.
-    let stale_before = now_ms() - 1;
-    app.services
-        .jobs
-        .claim(child, stale_before, now_ms())
-        .await
-        .expect("claimed");
-    let later = now_ms() + 10 * 60 * 1000;
-    let report = run_cleanup(&app.services, later)
-        .await
-        .expect("cleanup runs");
-    assert_eq!(report.failed_stale, 1, "{report:?}");
-    let view = app.status(id).await.body;
-    assert_eq!(view["status"], "failed", "cleanup ended the batch: {view}");
-    assert_eq!(file(&view, 1)["error"]["code"], "worker_lost");
 }

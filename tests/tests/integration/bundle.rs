@@ -1,12 +1,11 @@
 //! `bundle: "zip"` against LocalStack's S3: objects in, one archive out, read back and checked
 //! by independent readers (Python's zipfile and Info-ZIP's `unzip -t`, scripts/zip/verify.py).
 
-use std::path::{Path, PathBuf};
-
 use bytes::Bytes;
 use haul::artifacts::ArtifactStore;
 use haul_tests::TestApp;
 use haul_tests::harness::spawn_app;
+use haul_tests::zipcheck::assert_readers_accept;
 use haul_worker::bundle::zip::{DosTime, ZipWriter};
 use haul_worker::bundle::{BundleError, BundleOptions, BundleResult, Source, bundle};
 use serde_json::json;
@@ -65,49 +64,14 @@ async fn download(app: &TestApp, key: &str) -> Vec<u8> {
     out
 }
 
-/// Writes the archive and its manifest to a temporary directory and runs the verifier.
+/// The manifest of `names` and `contents`, checked by both readers.
 fn verify(archive: &[u8], names: &[&str], contents: &[&[u8]], zip64: bool) {
-    let dir = std::env::temp_dir().join(format!("haul-zip-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
     let entries: Vec<_> = names
         .iter()
         .zip(contents)
         .map(|(name, data)| json!({"name": name, "size": data.len(), "sha256": sha256_hex(data)}))
         .collect();
-    let manifest = dir.join("manifest.json");
-    let body = json!({"zip64": zip64, "entries": entries}).to_string();
-    std::fs::write(&manifest, body).expect("write manifest");
-    let path = dir.join("archive.zip");
-    std::fs::write(&path, archive).expect("write archive");
-    let result = run_verifier(&path, &manifest);
-    let _ = std::fs::remove_dir_all(&dir);
-    result.unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn run_verifier(archive: &Path, manifest: &Path) -> Result<(), String> {
-    let script: PathBuf = [
-        env!("CARGO_MANIFEST_DIR"),
-        "..",
-        "scripts",
-        "zip",
-        "verify.py",
-    ]
-    .iter()
-    .collect();
-    let output = std::process::Command::new("python3")
-        .arg(script)
-        .arg(archive)
-        .arg(manifest)
-        .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "the readers reject the archive:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
+    assert_readers_accept(archive, &json!({"zip64": zip64, "entries": entries}));
 }
 
 async fn bundle_as_worker(
