@@ -166,6 +166,13 @@ impl Recorder {
                 })
                 .collect();
         }
+        if let Some(tables) = body.get("RequestItems").and_then(Value::as_object) {
+            // BatchGetItem and BatchWriteItem name their tables as the keys of RequestItems.
+            return tables
+                .keys()
+                .map(|name| json!({ "table": self.name(name) }))
+                .collect();
+        }
         let Some(name) = table(body) else {
             return Vec::new();
         };
@@ -296,6 +303,13 @@ mod tests {
                 ("art-b".into(), "ARTIFACTS_BUCKET"),
             ]),
         }
+    }
+
+    #[test]
+    fn a_batch_read_names_each_table_it_reads() {
+        let body = br#"{"RequestItems":{"jobs-t":{"Keys":[],"ConsistentRead":true}}}"#;
+        let targets = recorder().targets("dynamodb", "http://127.0.0.1:8000/", Some(body));
+        assert_eq!(targets, vec![json!({"table": "${ENV:JOBS_TABLE}"})]);
     }
 
     #[test]
