@@ -432,8 +432,8 @@ async function onRetry(entry: Entry, button: HTMLButtonElement): Promise<void> {
 
 // ---------- boot ----------
 
-/** Is the priority control offered (`<meta name="haul-priority" content="on">`, or `?priority=on`)?
- *  Off by default: an API without priorities refuses `priority` with a 400. */
+/** Is the priority control offered (`<meta name="haul-priority" content="on">`, the default, or
+ *  `?priority=on|off`)? Off for an API older than priorities, which refuses `priority` with a 400. */
 function priorityOffered(): boolean {
   const fromQuery = new URLSearchParams(location.search).get("priority");
   const value = fromQuery ?? document.querySelector<HTMLMetaElement>('meta[name="haul-priority"]')?.content ?? "off";
