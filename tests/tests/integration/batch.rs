@@ -272,3 +272,36 @@ async fn a_zip_bundle_holds_every_completed_file_and_independent_readers_accept_
     let download = app.download(id).await;
     assert_eq!(download.status, StatusCode::FOUND);
 }
+
+#[tokio::test]
+async fn a_file_cleanup_fails_for_good_ends_its_batch_when_it_was_the_last() {
+    let app = spawn_app_with(AppOptions {
+        max_attempts: 1,
+        ..Default::default()
+    })
+    .await;
+    let (id, _) = start(&app, json!({ "file_ids": [1] })).await;
+    app.deliver(1).await; // fan-out
+    let batch = app
+        .services
+        .jobs
+        .get(id)
+        .await
+        .expect("read")
+        .expect("the batch");
+    let child = batch.source.batch().expect("a batch").files[0].job;
+    // The file's worker dies after its claim (its only attempt): claimed, never reported.
+    app.services
+        .jobs
+        .claim(child, now_ms() - 1, now_ms())
+        .await
+        .expect("claimed");
+    let later = now_ms() + 10 * 60 * 1000;
+    let report = run_cleanup(&app.services, later)
+        .await
+        .expect("cleanup runs");
+    assert_eq!(report.failed_stale, 1, "{report:?}");
+    let view = app.status(id).await.body;
+    assert_eq!(view["status"], "failed", "cleanup ended the batch: {view}");
+    assert_eq!(file(&view, 1)["error"]["code"], "worker_lost");
+}
