@@ -305,3 +305,63 @@ async fn a_file_cleanup_fails_for_good_ends_its_batch_when_it_was_the_last() {
     assert_eq!(view["status"], "failed", "cleanup ended the batch: {view}");
     assert_eq!(file(&view, 1)["error"]["code"], "worker_lost");
 }
+
+#[tokio::test]
+async fn a_callers_history_shows_the_batch_not_its_files_and_expiry_removes_every_object() {
+    let app = app_with(&[], 0).await;
+    let body = json!({ "file_ids": [1, 2], "bundle": "zip" }).to_string();
+    let json_type = [("content-type", "application/json")];
+    let started = app
+        .call_as(
+            "alice",
+            Method::POST,
+            "/v1/download/initiate",
+            &json_type,
+            body,
+        )
+        .await;
+    let id: JobId = started.accepted_id().parse().expect("a job id");
+    let status_path = format!("/v1/download/status/{id}");
+    let status_as = |who: &'static str| {
+        let (app, path) = (&app, status_path.clone());
+        async move {
+            app.call_as(who, Method::GET, &path, &[], lambda_http::Body::Empty)
+                .await
+                .body
+        }
+    };
+    for _ in 0..60 {
+        if status_as("alice").await["status"] == "completed" {
+            break;
+        }
+        app.deliver(1).await;
+    }
+    assert_eq!(status_as("alice").await["status"], "completed");
+    assert_eq!(status_as("bob").await["code"], "job_not_found");
+
+    let history = app.list_as("alice", "").await;
+    let items = history.body["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 1, "the batch, not its files: {items:?}");
+    assert_eq!(items[0]["jobId"], id.to_string());
+    assert_eq!(items[0]["files"].as_array().map(Vec::len), Some(2));
+    let bobs = app.list_as("bob", "").await.body;
+    assert_eq!(bobs["items"].as_array().map(Vec::len), Some(0));
+
+    // Past the retention, cleanup expires the batch and its files and deletes every object.
+    assert_eq!(
+        app.object_keys().await.len(),
+        3,
+        "two files and the archive"
+    );
+    let later = now_ms() + 3 * 24 * 3600 * 1000;
+    let report = run_cleanup(&app.services, later)
+        .await
+        .expect("cleanup runs");
+    assert_eq!(report.expired, 3, "{report:?}");
+    assert!(app.object_keys().await.is_empty());
+    let view = status_as("alice").await;
+    assert_eq!(view["status"], "expired");
+    for file_id in [1, 2] {
+        assert_eq!(file(&view, file_id)["status"], "expired");
+    }
+}
