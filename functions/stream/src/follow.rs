@@ -76,13 +76,8 @@ impl ReadCounter {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn add(&self) {
+    pub(crate) fn add(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The read that opens a stream (before the follower exists).
-    pub(crate) fn add_opening(&self) {
-        self.add();
     }
 }
 

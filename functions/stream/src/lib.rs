@@ -134,7 +134,7 @@ async fn open(
 
 /// The job, if `caller` may see it; someone else's job is "not found", as in status.
 async fn load(app: &App, id: JobId, caller: Option<&Owner>) -> Result<Job, ApiError> {
-    app.reads.add_opening();
+    app.reads.add();
     app.services
         .jobs
         .get(id)

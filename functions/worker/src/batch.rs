@@ -25,15 +25,12 @@ impl Worker {
             files = spec.files.len(),
             "batch fan-out"
         );
-        self.advance(batch).await
+        self.advance_batch(batch).await
     }
 
-    /// A batch already running: see [`Worker::advance`].
+    /// A running batch's message (or a fan-out): creates missing files, then ends the batch,
+    /// writes its archive, or marks it alive.
     pub(crate) async fn advance_batch(&self, batch: &Job) -> Outcome {
-        self.advance(batch).await
-    }
-
-    async fn advance(&self, batch: &Job) -> Outcome {
         match self.try_advance(batch).await {
             Ok(settled) => {
                 tracing::info!(?settled, "batch advanced");
