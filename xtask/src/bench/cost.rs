@@ -5,7 +5,7 @@
 //! byte is about the same at every size; what changes is whether a 2 GiB file fits in one
 //! invocation (at most 900 s). `make bench` runs the worker alone at 256 and 1,024 MB too, so
 //! every size has two figures from its own run: the measured MiB/s (here held back by the
-//! local sink, one LocalStack process: an upper bound on the dollars) and the CPU-bound MiB/s,
+//! local sink on the same two cores: an upper bound on the dollars) and the CPU-bound MiB/s,
 //! the share over the CPU-seconds per GiB the run cost (what the worker does where S3 keeps
 //! up; Lambda's network is not modelled).
 //!

@@ -1,6 +1,6 @@
 //! Runs one transfer in its box and measures it: wall time, CPU time of everything in the box
 //! (cpuacct), peak RSS of the largest process in the tree (rusage), the box's memory peak,
-//! and the CPU time the sink (LocalStack) and DynamoDB Local spent meanwhile.
+//! and the CPU time the S3 sink (s3s-fs, or LocalStack) and DynamoDB Local spent meanwhile.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,6 @@
 //! `make bench` (worker part): the worker side by side with the transfer tools a user would
-//! pick instead, Lambda-shaped. Same origin (the harness's loopback origin), same sink (the
+//! pick instead, Lambda-shaped. Same origin (the harness's loopback origin), same sink (an S3
+//! server on loopback: s3s-fs from scripts/bench/sink.sh, `HAUL_BENCH_S3_ENDPOINT`, or else the
 //! local stack's S3), same files (256 MiB and 2 GiB); every transfer runs in a cgroup with
 //! Lambda's CPU share at 512 MB (29 ms per 100 ms) and again at 1,769 MB (one vCPU), under a
 //! 512 MB memory limit. Every object is read back and checked. Writes
@@ -172,7 +173,8 @@ fn notes() -> Value {
         "peak_rss_mib": "largest single process's ru_maxrss in the tool's process tree",
         "box_peak_mib": "the cgroup's memory.max_usage_in_bytes (all processes, page cache included)",
         "origin_cpu_s": "the bench process's own CPU time during a run: the origin generating and serving the file",
-        "sink_cores_busy": "LocalStack's CPU seconds per wall second during the tool's runs: near 1.0, its single Python process set the pace",
+        "sink": sink_name(),
+        "sink_cores_busy": "the sink's CPU seconds per wall second during the tool's runs: near its core count, the sink set the pace (LocalStack's S3 is one Python process: 1.0)",
         "memory_limit_mib": cgroup::MEMORY_LIMIT_BYTES / MIB,
     })
 }
@@ -192,14 +194,28 @@ impl Bench {
             ..Default::default()
         })
         .await;
-        let worker_env = worker_env(&app.env)?;
-        let endpoint = std::env::var("AWS_ENDPOINT_URL")?;
+        let sink = std::env::var("HAUL_BENCH_S3_ENDPOINT").ok();
+        let endpoint = match &sink {
+            Some(sink) => sink.clone(),
+            None => std::env::var("AWS_ENDPOINT_URL")?,
+        };
+        let mut worker_env = worker_env(&app.env)?;
+        // The worker's S3 calls (and only those) go to the sink; its queue and table stay on
+        // the local stack.
+        worker_env.push(("AWS_ENDPOINT_URL_S3".into(), endpoint.clone()));
         let sdk = haul::services::sdk_config().await;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&sdk)
+                .endpoint_url(&endpoint)
                 .force_path_style(true)
                 .build(),
         );
+        if sink.is_some() {
+            s3.create_bucket()
+                .bucket(&app.resources.bucket)
+                .send()
+                .await?;
+        }
         let crt_script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench/crt_upload.py");
         Ok(Self {
@@ -265,7 +281,12 @@ impl Bench {
         let jobs = &self.app.services.jobs;
         let job = Job::new_queued(JobId::new_random(), FileId::new(size_mib)?, None, now_ms());
         jobs.create(&job).await?;
-        self.app.services.queue.send(job.id).await?;
+        self.app
+            .services
+            .queues
+            .of(haul::Priority::Normal)
+            .send(job.id)
+            .await?;
         let script = format!("exec '{}'", self.worker_binary.replace('\'', r"'\''"));
         let sample = self
             .boxed(
@@ -318,6 +339,11 @@ impl Bench {
         let sinks = self.sinks;
         tokio::task::spawn_blocking(move || run_boxed(&label, share, &script, &env, sinks)).await?
     }
+}
+
+/// What the sink is, for the report.
+fn sink_name() -> String {
+    std::env::var("HAUL_BENCH_SINK_NAME").unwrap_or_else(|_| "localstack".to_owned())
 }
 
 /// The harness's environment for the worker, plus the deployed worker's own settings

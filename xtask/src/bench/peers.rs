@@ -88,7 +88,8 @@ impl Peers {
                 t.endpoint
             ),
             Tool::Boto3Crt => format!(
-                "{curl} | {} {} '{}' '{}'",
+                "{curl} | AWS_ENDPOINT_URL='{}' {} {} '{}' '{}'",
+                t.endpoint,
                 self.bin("python"),
                 quote(&self.crt_script),
                 t.bucket,

@@ -5,8 +5,9 @@
 //! - CPU-s/GiB: the box's CPU time (cpuacct) over the GiB moved;
 //! - quota used: CPU time over wall time × the share; near 1 means the tool was CPU-bound,
 //!   well below 1 means something outside its box (the sink, the origin) held it back;
-//! - sink CPU-s/GiB: LocalStack's own CPU time meanwhile (one Python process: near one core
-//!   per second of wall time means the sink, not the tool, set the pace).
+//! - sink CPU-s/GiB: the S3 sink's own CPU time meanwhile (s3s-fs by default; LocalStack's
+//!   one Python process when `HAUL_BENCH_SINK=localstack`): its cores busy per second of wall
+//!   time near what it can use means the sink, not the tool, set the pace.
 //!
 //! Ratios are the worker's over the best peer's: for MiB/s the fastest peer, for CPU-s/GiB
 //! the cheapest peer. Peers with a failed or unverified run are left out of "best".
