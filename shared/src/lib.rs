@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod aws_calls;
+pub mod aws_roots;
 pub mod batch;
 pub mod clock;
 pub mod config;

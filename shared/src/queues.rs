@@ -33,6 +33,11 @@ impl JobQueues {
         }
     }
 
+    /// A queue other than the work queues (the notifier's), on the same SQS client.
+    pub fn other(&self, url: String) -> JobQueue {
+        self.normal.on_queue(url)
+    }
+
     /// The queue jobs of `priority` go through.
     pub fn of(&self, priority: Priority) -> &JobQueue {
         match priority {

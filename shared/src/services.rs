@@ -3,6 +3,11 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{SharedHttpClient, SharedInterceptor};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 use crate::artifacts::ArtifactStore;
 use crate::aws_calls::{Recorder, RecordingInterceptor};
@@ -16,9 +21,9 @@ use crate::store::JobStore;
 pub struct Services {
     pub config: Config,
     pub jobs: JobStore,
-    /// The normal-priority work queue (also `queues.of(Priority::Normal)`).
-    pub queue: JobQueue,
     /// The work queue of each priority: send a job's messages to `queues.of(job.priority)`.
+    /// There is deliberately no single `queue`: a send that ignored the job's priority would
+    /// land a high job behind the normal backlog.
     pub queues: JobQueues,
     pub artifacts: ArtifactStore,
     /// Job starts per caller (initiate).
@@ -26,12 +31,40 @@ pub struct Services {
 }
 
 /// The HTTP client of every SDK client: hyper 1 with rustls on ring, the same HTTP and TLS
-/// stack (and crypto provider) as reqwest's, so a function carries only one of each. Its
-/// connector (and the trust store) is built when the first request needs it, then reused.
+/// stack (and crypto provider) as reqwest's, so a function carries only one of each. It
+/// trusts AWS's roots only (`aws_roots`), and builds its connector when a request first
+/// needs it (`OnDemandConnector`): both are paid at every cold start otherwise.
 pub fn http_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
+    let context = tls::TlsContext::builder()
+        .with_trust_store(crate::aws_roots::trust_store())
+        .build()
+        .unwrap_or_default();
+    let client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+        .tls_context(context)
+        .build_https();
+    SharedHttpClient::new(OnDemandConnector(client))
+}
+
+/// The SDK's hyper client without its check at client construction, which builds a TLS
+/// connector and throws it away (to load a platform trust store early): once per SDK client,
+/// three times per cold start. Connectors are still built once per settings and cached by
+/// the inner client, on the first request that needs one.
+#[derive(Debug)]
+struct OnDemandConnector(SharedHttpClient);
+
+impl HttpClient for OnDemandConnector {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
+    }
 }
 
 /// The SDK configuration from the standard AWS environment (credentials, region and
@@ -43,7 +76,39 @@ pub async fn sdk_config() -> SdkConfig {
 /// `aws_config::from_env()` with haul's HTTP client. Use this rather than aws-config's own
 /// loaders: without the SDK's default client features they have no HTTP client at all.
 pub fn sdk_loader() -> aws_config::ConfigLoader {
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+    let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+    from_lambda_environment(loader, |name| std::env::var(name).ok())
+}
+
+/// Takes the region and credentials straight from the environment when it has them, as
+/// Lambda's always does (`AWS_REGION`, and the execution role's keys with a session token).
+///
+/// Why: the default chains come first to the same answer (the environment is the first link
+/// of both), but building them builds every other link too: an STS client for web identity
+/// (which parses its endpoint partitions and builds a TLS connector), IMDS and ECS clients.
+/// That was half of a function's cold start over a hello-world binary (`make bench`,
+/// `cold_init_ratio_*`). Without those variables (a developer's profile, SSO, a container
+/// role) the default chains run as before.
+pub fn from_lambda_environment(
+    loader: aws_config::ConfigLoader,
+    var: impl Fn(&str) -> Option<String>,
+) -> aws_config::ConfigLoader {
+    let set = |name: &str| var(name).filter(|value| !value.is_empty());
+    let mut loader = loader;
+    if let Some(region) = set("AWS_REGION") {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    if let (Some(key), Some(secret)) = (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+        let credentials = aws_credential_types::Credentials::new(
+            key,
+            secret,
+            set("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        );
+        loader = loader.credentials_provider(credentials);
+    }
+    loader
 }
 
 impl Services {
@@ -96,10 +161,69 @@ impl Services {
         Self {
             rate: RateLimiter::new(dynamodb.clone(), &config.table_name, Some(limit)),
             jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
-            queues: JobQueues::new(queue.clone(), &config),
-            queue,
+            queues: JobQueues::new(queue, &config),
             artifacts: ArtifactStore::new(s3, &config.bucket, sdk),
             config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::provider::ProvideCredentials;
+
+    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_lambda_environment_gives_the_region_and_the_role_credentials() {
+        let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
+        let sdk = from_lambda_environment(
+            loader,
+            lookup(&[
+                ("AWS_REGION", "eu-west-3"),
+                ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("AWS_SECRET_ACCESS_KEY", "example-secret"),
+                ("AWS_SESSION_TOKEN", "example-token"),
+            ]),
+        )
+        .load()
+        .await;
+
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-3"));
+        let credentials = sdk
+            .credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .expect("credentials");
+        assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+        assert_eq!(credentials.secret_access_key(), "example-secret");
+        assert_eq!(credentials.session_token(), Some("example-token"));
+    }
+
+    #[tokio::test]
+    async fn without_keys_in_the_environment_the_default_chain_stays() {
+        let loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http_client())
+            .credentials_provider(aws_credential_types::Credentials::for_tests());
+        // An empty key counts as absent: the loader keeps what it had.
+        let sdk = from_lambda_environment(loader, lookup(&[("AWS_ACCESS_KEY_ID", "")]))
+            .load()
+            .await;
+        let credentials = sdk
+            .credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .expect("credentials");
+        assert_eq!(credentials.access_key_id(), "ANOTREAL");
     }
 }

@@ -89,7 +89,7 @@ impl Notifier {
             queue: settings
                 .queue_url
                 .as_ref()
-                .map(|url| services.queue.on_queue(url.clone())),
+                .map(|url| services.queues.other(url.clone())),
             keys,
             services,
         })

@@ -126,8 +126,8 @@ async fn a_backlog_over_the_limit_gets_503_and_the_depth_is_read_only_every_few_
 
     // A process with a fresh reading refuses new work until the queue drains.
     let mut fresh = app.services.clone();
-    fresh.queue = haul::queue::JobQueue::new(app.aws.sqs.clone(), &app.resources.queue_url);
-    fresh.queues = haul::queues::JobQueues::new(fresh.queue.clone(), &fresh.config);
+    let queue = haul::queue::JobQueue::new(app.aws.sqs.clone(), &app.resources.queue_url);
+    fresh.queues = haul::queues::JobQueues::new(queue, &fresh.config);
     app.services = fresh;
     let refused = app.initiate(70004).await;
     assert_eq!(

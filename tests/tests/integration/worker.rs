@@ -192,7 +192,12 @@ async fn a_duplicate_delivery_of_a_finished_job_changes_nothing() {
     assert_eq!(keys.len(), 1);
 
     // At-least-once delivery: the same message arrives again.
-    app.services.queue.send(id).await.unwrap();
+    app.services
+        .queues
+        .of(haul::Priority::Normal)
+        .send(id)
+        .await
+        .unwrap();
     assert_eq!(app.deliver(5).await, vec![Outcome::Ack]);
 
     let after = app.status(id).await.body;
