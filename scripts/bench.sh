@@ -57,7 +57,8 @@ eval "$(scripts/stack.sh up)"
 # The functions on their own, as `cargo lambda build --release` builds them, so cargo
 # resolves their dependencies' features without the bench's (a second set of artifacts).
 if [ "$only" = "" ] || [ "$only" = api ]; then
-  cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup
+  cargo build --release --quiet -p haul-initiate -p haul-status -p haul-worker -p haul-cleanup \
+    -p haul-notifier -p haul-stream
 fi
 # worker-once (the worker measured), hello-lambda (the cold-start floor), bundle-once (the
 # bundler measured) and the benches in one build, one feature set.

@@ -3,7 +3,9 @@ use haul::{Config, Services};
 use haul_notifier::Notifier;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
-#[tokio::main]
+// One event at a time per execution environment, and the work waits on AWS: a current-thread
+// runtime does it as well and starts no worker threads at cold start (docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     haul::telemetry::init();
     let sdk = haul::services::sdk_config().await;

@@ -3,6 +3,8 @@ use haul::{Config, Services};
 use haul_worker::Worker;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
+// Multi-threaded, unlike the other functions: each part uploads as its own task (checksum and
+// signature included), in parallel from 1,769 MB, where a function has more than one vCPU.
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     haul::telemetry::init();

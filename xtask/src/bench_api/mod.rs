@@ -29,7 +29,9 @@ use counting::Counts;
 use stats::{median, round};
 
 const MIB: u64 = 1024 * 1024;
-const FUNCTIONS: [&str; 4] = ["initiate", "status", "worker", "cleanup"];
+const FUNCTIONS: [&str; 6] = [
+    "initiate", "status", "worker", "cleanup", "notifier", "stream",
+];
 /// The hello-world `lambda_runtime` binary (tests/src/bin/hello_lambda.rs): the cold-start floor.
 const HELLO: &str = "hello-lambda";
 
@@ -337,7 +339,9 @@ impl ColdEvents {
 
 /// Cold starts of each release binary under the runtime API, as Lambda runs them, and of a
 /// hello-world `lambda_runtime` binary in the same run: each function's ratio to that floor
-/// (`cold_init_ratio_<function>`) is what carries from machine to machine.
+/// (`cold_init_ratio_<function>`) is what carries from machine to machine. The binaries take
+/// turns, one start each per round, so the machine's drift (the local stack's own work) falls
+/// on all of them alike rather than on whichever ran last.
 async fn cold_phase(
     settings: &Settings,
     app: &TestApp,
@@ -345,16 +349,32 @@ async fn cold_phase(
     report: &mut Map<String, Value>,
 ) -> Result<(), BoxError> {
     let events = ColdEvents::load(completed)?;
-    let mut cold = Map::new();
-    let hello_env = cold::lambda_env(HELLO, 128, &HashMap::new());
-    let hello = cold_runs(settings, HELLO, &hello_env, &[]).await?;
-    let floor = median(&cold::init_ms(&hello));
-    report.insert("cold_init_ms_hello".into(), round(floor, 2).into());
+    let mut binaries = vec![(HELLO, cold::lambda_env(HELLO, 128, &HashMap::new()))];
     for function in FUNCTIONS {
         let memory = if function == "worker" { 256 } else { 128 };
-        let env = cold::lambda_env(function, memory, &app.env);
-        let runs = cold_runs(settings, function, &env, &events.for_function(function)).await?;
-        let init = cold::init_ms(&runs);
+        binaries.push((function, cold::lambda_env(function, memory, &app.env)));
+    }
+    let count = settings.cold_runs;
+    eprintln!(
+        "bench: cold starts, {count} rounds of {} binaries",
+        binaries.len()
+    );
+    let mut runs: Vec<Vec<cold::Run>> = vec![Vec::new(); binaries.len()];
+    // Round 0 is not measured: it puts each binary in the page cache, as on a warm host.
+    for round in 0..=count {
+        for ((name, env), runs) in binaries.iter().zip(runs.iter_mut()) {
+            let binary = settings.release.join(name);
+            let run = cold::run(&binary, env, &events.for_function(name)).await?;
+            if round > 0 {
+                runs.push(run);
+            }
+        }
+    }
+    let floor = median(&cold::init_ms(&runs[0]));
+    report.insert("cold_init_ms_hello".into(), round(floor, 2).into());
+    let mut cold = Map::new();
+    for ((function, _), runs) in binaries.iter().zip(&runs).skip(1) {
+        let init = cold::init_ms(runs);
         report.insert(
             format!("cold_init_ms_{function}"),
             round(median(&init), 2).into(),
@@ -368,36 +388,15 @@ async fn cold_phase(
             "init_min_ms": round(init.iter().copied().fold(f64::INFINITY, f64::min), 2),
             "init_p90_ms": round(stats::percentile(&init, 0.9), 2),
         });
-        let (first, second) = (cold::invoke_ms(&runs, 0), cold::invoke_ms(&runs, 1));
+        let (first, second) = (cold::invoke_ms(runs, 0), cold::invoke_ms(runs, 1));
         if !first.is_empty() {
             detail["first_invoke_ms"] = round(median(&first), 2).into();
             detail["second_invoke_ms"] = round(median(&second), 2).into();
         }
-        cold.insert(function.to_owned(), detail);
+        cold.insert((*function).to_owned(), detail);
     }
     report.insert("cold".into(), cold.into());
     Ok(())
-}
-
-/// `settings.cold_runs` cold starts of one binary, after one unmeasured run that puts it in
-/// the page cache, as on a warm host.
-async fn cold_runs(
-    settings: &Settings,
-    name: &str,
-    env: &HashMap<String, String>,
-    events: &[String],
-) -> Result<Vec<cold::Run>, BoxError> {
-    let binary = settings.release.join(name);
-    let count = settings.cold_runs;
-    eprintln!("bench: cold starts of {name}, {count} runs");
-    let mut runs = Vec::new();
-    for i in 0..=count {
-        let run = cold::run(&binary, env, events).await?;
-        if i > 0 {
-            runs.push(run);
-        }
-    }
-    Ok(runs)
 }
 
 /// Job starts at a given concurrency, on a fresh app.
