@@ -41,7 +41,8 @@ install() {
 down() {
   local pid
   pid=$(cat "$PID_FILE" 2>/dev/null) || return 0
-  if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF s3s-fs; then
+  if [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF s3s-fs; then
     kill -TERM -- "-$pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
