@@ -182,6 +182,14 @@ mod tests {
         }
     }
 
+    async fn credentials_of(sdk: &SdkConfig) -> aws_credential_types::Credentials {
+        sdk.credentials_provider()
+            .expect("a credentials provider")
+            .provide_credentials()
+            .await
+            .expect("credentials")
+    }
+
     #[tokio::test]
     async fn the_lambda_environment_gives_the_region_and_the_role_credentials() {
         let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
@@ -198,32 +206,23 @@ mod tests {
         .await;
 
         assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-3"));
-        let credentials = sdk
-            .credentials_provider()
-            .expect("a credentials provider")
-            .provide_credentials()
-            .await
-            .expect("credentials");
+        let credentials = credentials_of(&sdk).await;
         assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
         assert_eq!(credentials.secret_access_key(), "example-secret");
         assert_eq!(credentials.session_token(), Some("example-token"));
     }
 
     #[tokio::test]
-    async fn without_keys_in_the_environment_the_default_chain_stays() {
+    async fn an_empty_key_leaves_the_loader_as_it_was() {
         let loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http_client())
             .credentials_provider(aws_credential_types::Credentials::for_tests());
-        // An empty key counts as absent: the loader keeps what it had.
+        // An empty key counts as absent: the loader keeps the provider it had, and with none
+        // it would build the default chain.
         let sdk = from_lambda_environment(loader, lookup(&[("AWS_ACCESS_KEY_ID", "")]))
             .load()
             .await;
-        let credentials = sdk
-            .credentials_provider()
-            .expect("a credentials provider")
-            .provide_credentials()
-            .await
-            .expect("credentials");
+        let credentials = credentials_of(&sdk).await;
         assert_eq!(credentials.access_key_id(), "ANOTREAL");
     }
 }
