@@ -7,7 +7,8 @@ use haul::{Config, Services};
 use haul_tests::harness::deliver_once;
 use haul_worker::Worker;
 
-#[tokio::main]
+// The runtime the worker function runs on (functions/worker/src/main.rs).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env()?;
     let queue_url = config.queue_url.clone();
