@@ -97,14 +97,7 @@ mod tests {
 
     #[test]
     fn the_platform_store_is_used_only_when_the_environment_names_one() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
+        let env = crate::config::tests::lookup;
         assert!(!platform_store_requested(env(&[])));
         assert!(!platform_store_requested(env(&[("SSL_CERT_FILE", "")])));
         assert!(platform_store_requested(env(&[(

@@ -171,16 +171,8 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::tests::lookup;
     use aws_credential_types::provider::ProvideCredentials;
-
-    fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        |name| {
-            pairs
-                .iter()
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| (*value).to_owned())
-        }
-    }
 
     async fn credentials_of(sdk: &SdkConfig) -> aws_credential_types::Credentials {
         sdk.credentials_provider()

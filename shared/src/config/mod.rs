@@ -384,4 +384,4 @@ fn rate_limit(env: &Env) -> Result<(u32, u32), ConfigError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

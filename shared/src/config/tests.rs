@@ -3,7 +3,8 @@
 use super::*;
 use std::collections::HashMap;
 
-pub(super) fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+/// An environment of `pairs` (the other modules' tests of environment lookups use it too).
+pub(crate) fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let map: HashMap<String, String> = pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
