@@ -280,6 +280,11 @@ pub struct Job {
     pub priority: crate::priority::Priority,
     /// For a batch's file: the batch (see [`crate::batch`]).
     pub parent: Option<JobId>,
+    /// The caller's share record the job holds slots in (see [`crate::shares`]); absent in
+    /// records from before fair shares, which hold none.
+    pub share: Option<crate::shares::ShareKey>,
+    /// While queued: why it has not started, when the reason is the caller's own share.
+    pub waiting_for: Option<crate::shares::WaitingFor>,
 }
 
 impl Job {
@@ -325,6 +330,8 @@ impl Job {
             deliveries: Default::default(),
             parent: None,
             priority: Default::default(),
+            share: None,
+            waiting_for: None,
         }
     }
 
@@ -336,7 +343,15 @@ impl Job {
         child.trace_id = batch.trace_id;
         // A batch's files go through the batch's priority's queue.
         child.priority = batch.priority;
+        // ...and hold the slots the batch reserved for them in its caller's share.
+        child.share = batch.share.clone();
         child
+    }
+
+    /// Holds slots in `share` (initiate, before the job is stored).
+    pub fn in_share(mut self, share: Option<crate::shares::ShareKey>) -> Self {
+        self.share = share;
+        self
     }
 
     pub fn is_batch(&self) -> bool {

@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod services;
+pub mod shares;
 pub mod source;
 pub mod store;
 pub mod telemetry;

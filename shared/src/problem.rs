@@ -50,11 +50,14 @@ pub enum ApiError {
     CallbackNotAllowed(String),
     #[error("job history needs the API to run with an authorizer")]
     HistoryDisabled,
-    #[error("this caller already has {limit} queued or running jobs")]
-    TooManyActiveJobs { limit: u32 },
-    /// Job starts per caller per minute, over the limit.
-    #[error("too many job starts from this caller; retry after {retry_after_secs} s")]
-    RateLimited { retry_after_secs: u64 },
+    /// The caller's queued or running work (a batch counts its files) would exceed its limit;
+    /// `fits` is how many more files it may start now.
+    #[error("this caller may have {limit} queued or running files at once; {fits} more fit now")]
+    TooManyActiveJobs { limit: u32, fits: u32 },
+    /// Job starts per caller per minute (a batch counts its files), over the limit; `fits` is
+    /// how many files may start now.
+    #[error("too many job starts from this caller; {fits} fit now, retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64, fits: u32 },
     /// The work queue's backlog is over its limit: new work is refused until it drains.
     #[error("the service is busy; retry later")]
     Overloaded,
@@ -168,9 +171,10 @@ impl ApiError {
             ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
             ApiError::CallbackNotAllowed("callback URLs must use https".into()),
             ApiError::HistoryDisabled,
-            ApiError::TooManyActiveJobs { limit: 20 },
+            ApiError::TooManyActiveJobs { limit: 20, fits: 3 },
             ApiError::RateLimited {
                 retry_after_secs: 6,
+                fits: 0,
             },
             ApiError::Overloaded,
             ApiError::unavailable(std::io::Error::other("throttled")),
@@ -254,6 +258,13 @@ impl ApiError {
             ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));
             }
+            ApiError::TooManyActiveJobs { limit, fits } => {
+                body.insert("limit".into(), json!(limit));
+                body.insert("fits".into(), json!(fits));
+            }
+            ApiError::RateLimited { fits, .. } => {
+                body.insert("fits".into(), json!(fits));
+            }
             _ => {}
         }
         let mut response = Response::builder()
@@ -272,7 +283,9 @@ impl ApiError {
                 response = response.header(header::RETRY_AFTER, "10")
             }
             ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited {
+                retry_after_secs, ..
+            } => {
                 response = response.header(header::RETRY_AFTER, retry_after_secs.max(1))
             }
             _ => {}
@@ -293,7 +306,9 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound => ApiError::JobNotFound,
             StoreError::Conflict(job) => ApiError::JobAlreadyFinished { status: job.status },
-            StoreError::Malformed(_) | StoreError::Dynamo(_) => ApiError::unavailable(err),
+            StoreError::Malformed(_) | StoreError::Dynamo(_) | StoreError::ShareFull => {
+                ApiError::unavailable(err)
+            }
         }
     }
 }

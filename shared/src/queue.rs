@@ -1,4 +1,6 @@
-//! The work queue on SQS: one message per job start, carrying only the job id.
+//! The work queue on SQS: one message per job start, carrying the job id and, for a job that
+//! holds slots in its caller's share, the share (so the worker checks the caller's running
+//! slots before it claims, without reading the job first).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,13 +11,34 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::job::JobId;
+use crate::job::{Job, JobId};
 
 /// The body of a work message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WorkMessage {
     pub job_id: JobId,
+    /// The caller's share record (`share#<sha256>`); an unreadable one is no share at all
+    /// (the worker then runs the job unchecked rather than never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<String>,
+    /// The job's priority, whose running slots the share counts (with `share`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<crate::priority::Priority>,
+}
+
+impl WorkMessage {
+    /// The message that starts `job`: a batch itself holds no running slot (its files do).
+    pub fn of(job: &Job) -> Self {
+        let share = (!job.is_batch())
+            .then(|| job.share.as_ref().map(|k| k.as_str().to_owned()))
+            .flatten();
+        Self {
+            job_id: job.id,
+            priority: share.as_ref().map(|_| job.priority),
+            share,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +116,23 @@ impl JobQueue {
         Self::new(self.client.clone(), queue_url)
     }
 
+    /// Sends a message for job `job_id` without a share (a batch, a job from before shares).
     pub async fn send(&self, job_id: JobId) -> Result<(), QueueError> {
-        let body = serde_json::to_string(&WorkMessage { job_id })
-            .map_err(|e| QueueError(e.to_string()))?;
+        self.send_message(&WorkMessage {
+            job_id,
+            share: None,
+            priority: None,
+        })
+        .await
+    }
+
+    /// Sends the message that starts `job` (see [`WorkMessage::of`]).
+    pub async fn send_job(&self, job: &Job) -> Result<(), QueueError> {
+        self.send_message(&WorkMessage::of(job)).await
+    }
+
+    pub async fn send_message(&self, message: &WorkMessage) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
         self.client
             .send_message()
             .queue_url(&self.queue_url)

@@ -44,10 +44,9 @@ impl Caller {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed,
-    /// Over the limit: the next start is allowed after this long.
-    Limited {
-        retry_after: Duration,
-    },
+    /// Over the limit: a start of the same cost is allowed after this long, and `fits` is
+    /// how many tokens the bucket holds now.
+    Limited { retry_after: Duration, fits: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,24 +91,42 @@ impl RateLimiter {
 
     /// Takes one token from `caller`'s bucket, if it has one.
     pub async fn admit(&self, caller: &Caller, now: EpochMs) -> Result<Decision, RateLimitError> {
+        self.admit_many(caller, 1, now).await
+    }
+
+    /// Takes `cost` tokens (a batch's files) from `caller`'s bucket at once, or none: a start
+    /// that does not fit whole is refused whole, and says how many would fit now.
+    pub async fn admit_many(
+        &self,
+        caller: &Caller,
+        cost: u32,
+        now: EpochMs,
+    ) -> Result<Decision, RateLimitError> {
         let Some(limit) = self.limit else {
             return Ok(Decision::Allowed);
         };
         let interval = limit.interval_ms();
-        let latest = now + interval * i64::from(limit.burst.max(1) - 1);
+        let burst = i64::from(limit.burst.max(1));
+        let cost = i64::from(cost.max(1));
+        let step = interval * cost;
+        // The latest `tat` that still leaves `cost` tokens in the bucket.
+        let latest = now + interval * (burst - cost);
         let id = caller.record_id();
         // Two rounds at most normally; a third only if another request raced this one.
         for _ in 0..3 {
+            if cost > burst {
+                break;
+            }
             let busy = self
                 .write(
                     &id,
                     "SET tat = tat + :interval, #ttl = :ttl",
                     "tat >= :now AND tat <= :latest",
                     &[
-                        (":interval", interval),
+                        (":interval", step),
                         (":now", now),
                         (":latest", latest),
-                        (":ttl", expiry(latest + interval)),
+                        (":ttl", expiry(latest + step)),
                     ],
                 )
                 .await?;
@@ -118,10 +135,7 @@ impl RateLimiter {
                 Write::Refused(seen) => seen,
             };
             if let Some(tat) = seen.filter(|tat| *tat > latest) {
-                let wait = (tat - latest).max(1) as u64;
-                return Ok(Decision::Limited {
-                    retry_after: Duration::from_millis(wait),
-                });
+                return Ok(limited(tat, latest, now, interval, burst));
             }
             // Idle (no record, or `tat` in the past): the bucket is full; start it at `now`.
             let idle = self
@@ -130,15 +144,22 @@ impl RateLimiter {
                     "SET tat = :next, #ttl = :ttl",
                     "attribute_not_exists(tat) OR tat < :now",
                     &[
-                        (":next", now + interval),
+                        (":next", now + step),
                         (":now", now),
-                        (":ttl", expiry(now + interval)),
+                        (":ttl", expiry(now + step)),
                     ],
                 )
                 .await?;
             if let Write::Done = idle {
                 return Ok(Decision::Allowed);
             }
+        }
+        if cost > burst {
+            // Never fits, whatever the wait: the whole bucket is the most one start may take.
+            return Ok(Decision::Limited {
+                retry_after: Duration::from_millis((interval * burst) as u64),
+                fits: limit.burst.max(1),
+            });
         }
         // Contended beyond reason: let it through rather than refuse on a race.
         Ok(Decision::Allowed)
@@ -187,6 +208,18 @@ impl RateLimiter {
     }
 }
 
+/// The refusal of a start whose bucket is at `tat`: when `cost` tokens are back, and how many
+/// are there now.
+fn limited(tat: i64, latest: i64, now: EpochMs, interval: i64, burst: i64) -> Decision {
+    let wait = (tat - latest).max(1) as u64;
+    let interval = interval.max(1);
+    let used = ((tat - now).max(0) + interval - 1) / interval;
+    Decision::Limited {
+        retry_after: Duration::from_millis(wait),
+        fits: (burst - used).clamp(0, burst) as u32,
+    }
+}
+
 /// The record's TTL (epoch seconds): an hour after its bucket would be full again.
 fn expiry(full_at: EpochMs) -> i64 {
     full_at / 1000 + 3600
@@ -203,6 +236,22 @@ mod tests {
         assert_ne!(sub, ip);
         assert!(sub.starts_with("rate#") && !sub.contains("127.0.0.1"));
         assert_eq!(sub.len(), "rate#".len() + 64);
+    }
+
+    #[test]
+    fn a_refusal_says_when_the_tokens_are_back_and_how_many_fit_now() {
+        // 10 a minute (6 s each), burst 10; the bucket is 8 tokens down (tat 48 s ahead).
+        let now = 1_000_000;
+        let (interval, burst) = (6_000, 10);
+        let cost = 5;
+        let latest = now + interval * (burst - cost);
+        match limited(now + 48_000, latest, now, interval, burst) {
+            Decision::Limited { retry_after, fits } => {
+                assert_eq!(fits, 2);
+                assert_eq!(retry_after, Duration::from_millis(18_000));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

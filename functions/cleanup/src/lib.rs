@@ -126,6 +126,9 @@ async fn fail_last_attempt(
         .await;
     if written(failed, job.id, "cannot fail stale job", &mut report.errors) {
         report.failed_stale += 1;
+        if let Some(slot) = haul::shares::Slot::of_job(job) {
+        haul::shares::leave_running(services, &slot).await;
+    }
         if let Some(parent) = job.parent {
             haul::batch::after_child_ended(services, parent, now).await;
         }
@@ -173,8 +176,12 @@ async fn requeue_stale(
     ) {
         return;
     }
+    // Its worker is gone: so is its hold on the caller's running slots.
+    if let Some(slot) = haul::shares::Slot::of_job(job) {
+        haul::shares::leave_running(services, &slot).await;
+    }
     // Still queued if the send fails: the next run's re-drive sends it.
-    let sent = services.queues.of(job.priority).send(job.id).await;
+    let sent = services.queues.of(job.priority).send_job(job).await;
     if succeeded(
         sent,
         job.id,
@@ -238,7 +245,7 @@ async fn redrive_queued(
                 continue;
             }
         }
-        let sent = services.queues.of(job.priority).send(job.id).await;
+        let sent = services.queues.of(job.priority).send_job(&job).await;
         if succeeded(sent, job.id, "cannot re-drive job", &mut report.errors) {
             report.redriven_queued += 1;
         }

@@ -13,17 +13,14 @@ use haul::request::{
 };
 use haul::response::{request_path, serve};
 use haul::source::Source;
-use haul::store::{Created, KeyClaim, StoreError};
+use haul::shares::ShareKey;
+use haul::store::{Created, KeyClaim, Reservation, StoreError};
 use haul::trace::TraceId;
 use haul::{ApiError, Job, JobId, Owner, Priority, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
-
-/// Jobs older than this no longer count against the active-job limit, whatever their state:
-/// it bounds the count query, and a job queued or running for a day is stuck, not active.
-pub const ACTIVE_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// W3C Trace Context: read from the request, kept on the job, answered back.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
@@ -98,7 +95,21 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         .unwrap_or_else(TraceId::new_random);
     tracing::Span::current().record("trace_id", tracing::field::display(trace));
     let now = now_ms();
-    admit(services, input.priority, owner.as_ref(), key.as_ref(), now).await?;
+    let who = rate_caller(&request, owner.as_ref());
+    let share = who.as_ref().map(ShareKey::of);
+    // What the start costs the caller: a batch costs its files.
+    let cost = match &input.source {
+        Source::Batch(spec) => spec.files.len() as u32,
+        _ => 1,
+    };
+    admit(services, input.priority).await?;
+    let replay = match &key {
+        Some(key) => services.jobs.key_exists(&key.record_id(owner.as_ref()), now).await?,
+        None => false,
+    };
+    if let (Some(share), false) = (&share, replay) {
+        check_room(services, share, cost, now).await?;
+    }
 
     if let Source::Url(url) = &input.source {
         services
@@ -115,8 +126,8 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
             .map_err(|refusal| ApiError::CallbackNotAllowed(refusal.to_string()))?;
     }
     // Last of the checks, so only a start that is otherwise acceptable spends a token.
-    if let Some(who) = rate_caller(&request, owner.as_ref()) {
-        limit_rate(services, &who, key.as_ref(), owner.as_ref(), now).await?;
+    if let (Some(who), false) = (&who, replay) {
+        limit_rate(services, who, cost, now).await?;
     }
     let job = Job::new_from(
         JobId::new_random(),
@@ -127,14 +138,31 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     .owned_by(owner.clone())
     .with_callback(input.callback_url.clone())
     .with_priority(input.priority)
+    .in_share(share)
     .in_trace(trace);
+    let limit = services.config.max_active_jobs_per_owner;
+    let reservation = Reservation::for_job(&job, limit);
     let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
 
     match key {
-        None => services.jobs.create(&job).await.map_err(store_failure)?,
+        None => match &reservation {
+            Some(reservation) => services
+                .jobs
+                .create_reserving(&job, reservation)
+                .await
+                .map_err(|e| store_failure(services, e))?,
+            None => services.jobs.create(&job).await.map_err(|e| store_failure(services, e))?,
+        },
         Some(key) => {
-            match create_with_key(services, &job, &input, &key, owner.as_ref(), &body).await? {
+            let with = KeyedStart {
+                input: &input,
+                key: &key,
+                owner: owner.as_ref(),
+                body: &body,
+                reservation: reservation.as_ref(),
+            };
+            match create_with_key(services, &job, with).await? {
                 Created::New => {}
                 Created::Replay { job_id, response } => {
                     tracing::info!(job_id = %job_id, "idempotent replay");
@@ -146,23 +174,16 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     }
     // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
     // started, so the client still gets its 202 and the job still runs.
-    if let Err(err) = services.queues.of(job.priority).send(job.id).await {
+    if let Err(err) = services.queues.of(job.priority).send_job(&job).await {
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
     tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
     accepted(job.id, body, false, trace)
 }
 
-/// Abuse and overload controls, checked before anything is written: the caller's active-job
-/// limit (a retry of an accepted request still gets its replay), and the backlog of the
-/// queue of the job's priority (a backlog of normal work never refuses a high job).
-async fn admit(
-    services: &Services,
-    priority: Priority,
-    owner: Option<&Owner>,
-    key: Option<&IdempotencyKey>,
-    now: EpochMs,
-) -> Result<(), ApiError> {
+/// Overload control, checked before anything is read or written for the caller: the backlog
+/// of the queue of the job's priority (a backlog of normal work never refuses a high job).
+async fn admit(services: &Services, priority: Priority) -> Result<(), ApiError> {
     let config = &services.config;
     if config.max_queue_backlog > 0 {
         let queue = services.queues.of(priority);
@@ -180,47 +201,48 @@ async fn admit(
             Err(err) => tracing::warn!(error = %err, "queue backlog unknown"),
         }
     }
-    let limit = config.max_active_jobs_per_owner;
-    if let (Some(owner), true) = (owner, limit > 0) {
-        let since = now - ACTIVE_WINDOW.as_millis() as EpochMs;
-        let active = services.jobs.count_active(owner, since).await?;
-        if active >= limit {
-            let retry = match key {
-                Some(key) => {
-                    services
-                        .jobs
-                        .key_exists(&key.record_id(Some(owner)), now)
-                        .await?
-                }
-                None => false,
-            };
-            if !retry {
-                return Err(ApiError::TooManyActiveJobs { limit });
-            }
-        }
+    Ok(())
+}
+
+/// The caller's active slots (a batch costs its files): one read of its share record, and
+/// only when that says full, a check of its members against their jobs (at most once a
+/// minute), so a lost release never costs a caller its slots for long.
+async fn check_room(
+    services: &Services,
+    share: &ShareKey,
+    cost: u32,
+    now: EpochMs,
+) -> Result<(), ApiError> {
+    let limit = services.config.max_active_jobs_per_owner;
+    if limit == 0 {
+        return Ok(());
+    }
+    let mut held = services.jobs.active_count(share).await?;
+    if held + cost > limit {
+        held = services.jobs.reconcile_active(share, now).await?;
+    }
+    if held + cost > limit {
+        return Err(ApiError::TooManyActiveJobs {
+            limit,
+            fits: limit.saturating_sub(held),
+        });
     }
     Ok(())
 }
 
-/// The caller's job starts per minute. A retry of an accepted request (same idempotency
-/// key) is a replay, not a new start, and never spends a token.
+/// The caller's job starts per minute, a batch taking one token per file, whole or not at
+/// all. A replay of an accepted request (same idempotency key) never gets here.
 async fn limit_rate(
     services: &Services,
     who: &Caller,
-    key: Option<&IdempotencyKey>,
-    owner: Option<&Owner>,
+    cost: u32,
     now: EpochMs,
 ) -> Result<(), ApiError> {
-    if let Some(key) = key {
-        let replay = services.jobs.key_exists(&key.record_id(owner), now).await?;
-        if replay {
-            return Ok(());
-        }
-    }
-    match services.rate.admit(who, now).await {
+    match services.rate.admit_many(who, cost, now).await {
         Ok(Decision::Allowed) => Ok(()),
-        Ok(Decision::Limited { retry_after }) => Err(ApiError::RateLimited {
+        Ok(Decision::Limited { retry_after, fits }) => Err(ApiError::RateLimited {
             retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            fits,
         }),
         // The limit protects the service; failing to read it is no reason to refuse work.
         Err(err) => {
@@ -230,34 +252,45 @@ async fn limit_rate(
     }
 }
 
+/// What a start with an idempotency key writes besides the job.
+struct KeyedStart<'a> {
+    input: &'a InitiateRequest,
+    key: &'a IdempotencyKey,
+    owner: Option<&'a Owner>,
+    body: &'a str,
+    reservation: Option<&'a Reservation>,
+}
+
 async fn create_with_key(
     services: &Services,
     job: &Job,
-    input: &InitiateRequest,
-    key: &IdempotencyKey,
-    owner: Option<&Owner>,
-    body: &str,
+    start: KeyedStart<'_>,
 ) -> Result<Created, ApiError> {
     let claim = KeyClaim {
-        record_id: key.record_id(owner),
+        record_id: start.key.record_id(start.owner),
         fingerprint: idempotency::with_priority(
-            idempotency::fingerprint(&input.source, input.callback_url.as_ref()),
-            input.priority,
+            idempotency::fingerprint(&start.input.source, start.input.callback_url.as_ref()),
+            start.input.priority,
         ),
-        response: body.to_owned(),
+        response: start.body.to_owned(),
         now: job.created_at,
     };
     services
         .jobs
-        .create_with_key(job, &claim)
+        .create_with_key(job, &claim, start.reservation)
         .await
-        .map_err(store_failure)
+        .map_err(|err| store_failure(services, err))
 }
 
 /// Creating a job differs from the default mapping: a conflict would be a v4 collision, which
 /// is not going to happen (so something is wrong), and no job can be "not found" yet.
-fn store_failure(err: StoreError) -> ApiError {
+fn store_failure(services: &Services, err: StoreError) -> ApiError {
     match err {
+        // Another start of the caller's took the last slots since the check.
+        StoreError::ShareFull => ApiError::TooManyActiveJobs {
+            limit: services.config.max_active_jobs_per_owner,
+            fits: 0,
+        },
         StoreError::Conflict(_) | StoreError::Malformed(_) => ApiError::Internal(Box::new(err)),
         other => ApiError::unavailable(other),
     }

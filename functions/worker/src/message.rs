@@ -64,7 +64,8 @@ impl Worker {
                     .receipt_handle
                     .as_deref()
                     .map(|handle| self.keep_hidden(queue.clone(), handle.to_owned()));
-                self.process_job(message.job_id, deadline, heartbeat.as_ref())
+                let slot = haul::shares::Slot::of_message(&message);
+                self.process_job(message.job_id, slot, deadline, heartbeat.as_ref())
                     .instrument(span)
                     .await
             }

@@ -5,12 +5,26 @@ use std::time::Instant;
 use haul::clock::{EpochMs, now_ms};
 use haul::job::{Artifact, JobFailure};
 use haul::metrics;
-use haul::store::StoreError;
+use haul::shares::Slot;
+use haul::store::{Entered, StoreError};
 use haul::{Job, JobId, JobStatus};
 
 use crate::lease::{Lease, LeaseError};
 use crate::message::Heartbeat;
 use crate::{Outcome, TransferError, Worker};
+
+/// What the caller's share says about an attempt.
+enum Gate {
+    /// A new running slot, given back when the attempt ends.
+    Took,
+    /// Go on without a slot to give back: the job holds one already, or the share could not
+    /// be read.
+    Unchecked,
+    /// On the caller's wait list: the message is done with.
+    Parked,
+    /// Neither running nor parked: leave the message to SQS.
+    Later,
+}
 
 /// A message that does not start an attempt: what to do with it, or a running batch to move
 /// along.
@@ -20,18 +34,79 @@ enum Claimed {
 }
 
 impl Worker {
-    /// Works on job `id` as for a message without a receipt handle (no heartbeat).
+    /// Works on job `id` as for a message without a receipt handle (no heartbeat) and without
+    /// a share (no running-slot check).
     pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
-        self.process_job(id, deadline, None).await
+        self.process_job(id, None, deadline, None).await
     }
 
     pub(crate) async fn process_job(
         &self,
         id: JobId,
+        slot: Option<Slot>,
         deadline: Option<EpochMs>,
         heartbeat: Option<&Heartbeat>,
     ) -> Outcome {
-        haul::aws_calls::as_function("worker", self.work_on(id, deadline, heartbeat)).await
+        haul::aws_calls::as_function("worker", self.in_share(id, slot, deadline, heartbeat)).await
+    }
+
+    /// Runs the attempt inside one of its caller's running slots of the job's priority, or
+    /// parks the job (the message is done with, no attempt spent) when the caller has none
+    /// free: the attempt that frees one sends it back.
+    async fn in_share(
+        &self,
+        id: JobId,
+        slot: Option<Slot>,
+        deadline: Option<EpochMs>,
+        heartbeat: Option<&Heartbeat>,
+    ) -> Outcome {
+        let taken = match slot {
+            Some(slot) => match self.take_slot(&slot).await {
+                Gate::Took => Some(slot),
+                Gate::Unchecked => None,
+                Gate::Parked => return Outcome::Ack,
+                // Not parked: SQS's redelivery brings it back.
+                Gate::Later => return Outcome::Retry,
+            },
+            None => None,
+        };
+        let outcome = self.work_on(id, deadline, heartbeat).await;
+        if let Some(slot) = taken {
+            haul::shares::leave_running(&self.services, &slot).await;
+        }
+        outcome
+    }
+
+    async fn take_slot(&self, slot: &Slot) -> Gate {
+        let limit = self.services.config.running_per_caller.of(slot.priority);
+        let jobs = &self.services.jobs;
+        let enter = || jobs.enter_running(&slot.key, slot.priority, slot.job, limit);
+        let mut parked = false;
+        let entered = match enter().await {
+            Ok(Entered::Full) => {
+                match jobs.park(&slot.key, slot.priority, slot.job, now_ms()).await {
+                    Ok(()) => parked = true,
+                    Err(err) => tracing::warn!(error = %err, "cannot park the job"),
+                }
+                // Checked again once parked, so a slot freed in between is not missed.
+                enter().await
+            }
+            other => other,
+        };
+        match entered {
+            Ok(Entered::New) => Gate::Took,
+            Ok(Entered::Held) => Gate::Unchecked,
+            Ok(Entered::Full) if parked => {
+                tracing::info!("the caller runs its share of this priority; job parked");
+                Gate::Parked
+            }
+            Ok(Entered::Full) => Gate::Later,
+            Err(err) => {
+                // Fairness is not worth stopping work for.
+                tracing::warn!(error = %err, "cannot read the caller's share; running unchecked");
+                Gate::Unchecked
+            }
+        }
     }
 
     async fn work_on(

@@ -140,7 +140,7 @@ impl Worker {
         };
         match lease.requeue(why).await {
             // Back to the job's own priority's queue, whichever queue this message came from.
-            Ok(()) => match self.services.queues.of(job.priority).send(lease.id()).await {
+            Ok(()) => match self.services.queues.of(job.priority).send_job(job).await {
                 Ok(()) => Outcome::Ack,
                 // Queued but not sent: SQS's own redelivery of this message carries on.
                 Err(_) => Outcome::Retry,

@@ -72,7 +72,7 @@ pub async fn fan_out(
             services
                 .queues
                 .of(child.priority)
-                .send(child.id)
+                .send_job(&child)
                 .await
                 .map_err(|e| StoreError::Dynamo(e.to_string()))?;
             Ok(true)

@@ -60,8 +60,12 @@ pub struct Config {
     pub deadline_margin: Duration,
     /// Time allowed to connect to the origin, and between two reads of its body.
     pub origin_timeout: Duration,
-    /// Queued or running jobs one caller may have at once (authorizer on); 0 = no limit.
+    /// Queued or running files one caller (JWT subject, else source IP) may have at once, a
+    /// batch counting its files; 0 = no limit.
     pub max_active_jobs_per_owner: u32,
+    /// Workers one caller holds at once per priority (`MAX_RUNNING_PER_CALLER`; 0, the
+    /// default, is half of each priority's share `WORKER_SHARE_*`, at least 1).
+    pub running_per_caller: crate::shares::RunningLimits,
     /// Job starts per caller per minute, as a token bucket (`RATE_LIMIT_PER_MINUTE`, 10);
     /// 0 = no limit.
     pub rate_limit_per_minute: u32,
@@ -133,8 +137,16 @@ impl Config {
             deadline_margin: Duration::from_millis(env.number("DEADLINE_MARGIN_MS", 30_000)?),
             origin_timeout: Duration::from_secs(env.number("ORIGIN_TIMEOUT_SECONDS", 30)?.max(1)),
             max_active_jobs_per_owner: env
-                .number("MAX_ACTIVE_JOBS_PER_OWNER", 20)?
+                .number("MAX_ACTIVE_JOBS_PER_OWNER", 100)?
                 .min(u64::from(u32::MAX)) as u32,
+            running_per_caller: crate::shares::RunningLimits::new(
+                env.number("MAX_RUNNING_PER_CALLER", 0)?.min(100_000) as u32,
+                [
+                    env.number("WORKER_SHARE_HIGH", 4)?.min(100_000) as u32,
+                    env.number("WORKER_SHARE_NORMAL", 10)?.min(100_000) as u32,
+                    env.number("WORKER_SHARE_LOW", 2)?.min(100_000) as u32,
+                ],
+            ),
             rate_limit_per_minute,
             rate_limit_burst,
             max_queue_backlog: env.number("MAX_QUEUE_BACKLOG", 10_000)?,

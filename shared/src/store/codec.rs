@@ -12,6 +12,7 @@ use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
 };
 use crate::priority::Priority;
+use crate::shares::{ShareKey, WaitingFor};
 use crate::source::{Source, SourceUrl};
 use crate::webhook::{CallbackUrl, Delivery, DeliveryState, WebhookEvent};
 
@@ -88,6 +89,8 @@ pub(super) fn to_item(job: &Job) -> Item {
     }
     put("parentId", job.parent.map(|p| s(p.to_string())));
     put("priority", Some(s(job.priority.as_str())));
+    put("shareKey", job.share.as_ref().map(|k| s(k.as_str())));
+    put("waitingFor", job.waiting_for.map(|w| s(w.as_str())));
     item
 }
 
@@ -286,6 +289,11 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
                 .parse()
                 .map_err(|_| JobError::MalformedRecord("priority"))?,
         },
+        share: string(item, "shareKey")
+            .map(|raw| ShareKey::parse(raw).ok_or(JobError::MalformedRecord("shareKey")))
+            .transpose()?,
+        // A reason this build does not know is no reason to refuse the record.
+        waiting_for: string(item, "waitingFor").and_then(WaitingFor::parse),
         artifact,
         failure,
         checkpoint,

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::codec::{Item, n, s, to_item};
-use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo};
+use super::{JobStore, Reservation, StoreError, TTL_ATTRIBUTE, dynamo};
 use crate::clock::EpochMs;
 use crate::idempotency::KEY_LIFETIME;
 use crate::job::{Job, JobError, JobId};
@@ -57,14 +57,18 @@ impl JobStore {
     ///
     /// A transaction whose answer was lost needs no recovery here: the SDK gives each call a
     /// client request token, which makes DynamoDB answer its retry as the write it already did.
+    ///
+    /// With a `reservation`, the job's slots in its caller's share are taken in the same
+    /// transaction; `ShareFull` when they do not fit (and the key is not taken).
     pub async fn create_with_key(
         &self,
         job: &Job,
         claim: &KeyClaim,
+        reservation: Option<&Reservation>,
     ) -> Result<Created, StoreError> {
         const TRIES: u32 = 5;
         for attempt in 0..TRIES {
-            match self.try_create_with_key(job, claim).await? {
+            match self.try_create_with_key(job, claim, reservation).await? {
                 KeyWrite::Written => return Ok(Created::New),
                 KeyWrite::Contended => {
                     // Another request with this key is mid-transaction: wait, then read its outcome.
@@ -92,6 +96,7 @@ impl JobStore {
         &self,
         job: &Job,
         claim: &KeyClaim,
+        reservation: Option<&Reservation>,
     ) -> Result<KeyWrite, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Dynamo(e.to_string());
         let mut job_item = to_item(job);
@@ -120,11 +125,18 @@ impl JobStore {
             .expression_attribute_values(":now", n(claim.now / 1000))
             .build()
             .map_err(build)?;
+        let share_part = reservation
+            .map(|r| self.reservation_part(r))
+            .transpose()?;
+        let mut parts = vec![
+            TransactWriteItem::builder().put(job_put).build(),
+            TransactWriteItem::builder().put(key_put).build(),
+        ];
+        parts.extend(share_part);
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(job_put).build())
-            .transact_items(TransactWriteItem::builder().put(key_put).build())
+            .set_transact_items(Some(parts))
             .send()
             .await;
         let err = match result {
@@ -143,7 +155,9 @@ impl JobStore {
             _ => return Err(dynamo(err)),
         };
         match reasons.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [_, "ConditionalCheckFailed"] => Ok(KeyWrite::Taken),
+            // A taken key answers first: a retry gets its replay even when the share is full.
+            [_, "ConditionalCheckFailed"] | [_, "ConditionalCheckFailed", _] => Ok(KeyWrite::Taken),
+            [_, _, "ConditionalCheckFailed"] => Err(StoreError::ShareFull),
             ref codes if codes.contains(&"TransactionConflict") => Ok(KeyWrite::Contended),
             _ => Err(StoreError::Dynamo(format!(
                 "create with idempotency key cancelled: {reasons:?}"

@@ -23,6 +23,7 @@ mod keys;
 mod list;
 mod notify;
 mod shard;
+mod share;
 
 use std::time::Duration;
 
@@ -30,7 +31,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 use crate::clock::EpochMs;
 use crate::job::{Artifact, Checkpoint, Job, JobError, JobFailure, JobId, JobStatus};
@@ -39,6 +42,7 @@ use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
 pub use list::{Listing, PageCursor};
+pub use share::{ACTIVE_WINDOW_MS, Entered, Reservation, share_attributes};
 pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 
 /// Global secondary index (partition `statusShard`, `<status>#<n>`, sort `updatedAt`) that
@@ -64,6 +68,9 @@ pub enum StoreError {
     Malformed(#[from] JobError),
     #[error("dynamodb: {0}")]
     Dynamo(String),
+    /// The caller's share has no room for the job's slots (see [`crate::shares`]).
+    #[error("the caller's active slots are taken")]
+    ShareFull,
 }
 
 fn dynamo<E, R>(err: SdkError<E, R>) -> StoreError
@@ -166,6 +173,37 @@ impl JobStore {
         }
     }
 
+    /// Stores a new job and takes its slots in its caller's share, in one transaction:
+    /// `ShareFull` (nothing written) when they do not fit.
+    pub async fn create_reserving(
+        &self,
+        job: &Job,
+        reservation: &Reservation,
+    ) -> Result<(), StoreError> {
+        let mut item = to_item(job);
+        item.insert(TTL_ATTRIBUTE.into(), self.ttl_from(job.created_at));
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(jobId)")
+            .build()
+            .map_err(|e| StoreError::Dynamo(e.to_string()))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(self.reservation_part(reservation)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match cancellation_codes(&err).as_deref() {
+                Some([_, "ConditionalCheckFailed"]) => Err(StoreError::ShareFull),
+                _ => Err(dynamo(err)),
+            },
+        }
+    }
+
     pub async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
         let output = self
             .client
@@ -195,7 +233,8 @@ impl JobStore {
             .remove("bytesTotal")
             .remove("errorCode")
             .remove("errorMessage")
-            .remove("nextAttemptAt");
+            .remove("nextAttemptAt")
+            .remove("waitingFor");
         self.update(id, update, now).await
     }
 
@@ -394,7 +433,7 @@ impl JobStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
+        let written = match result {
             Ok(output) => from_item(
                 &output
                     .attributes
@@ -407,7 +446,33 @@ impl JobStore {
                 },
                 _ => Err(dynamo(err)),
             },
+        };
+        // Whichever writer ends a job gives its slots back; a writer that finds it ended
+        // (a redelivery, a race, a crash between the two writes before) does so again,
+        // harmlessly: the release is idempotent.
+        match &written {
+            Ok(job) => self.release_ended(job).await,
+            Err(StoreError::Conflict(job)) => self.release_ended(job).await,
+            Err(_) => {}
         }
+        written
+    }
+}
+
+/// The reasons a cancelled transaction gives, one per item, when it was cancelled.
+pub(crate) fn cancellation_codes<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<&str>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None"))
+                .collect(),
+        ),
+        _ => None,
     }
 }
 

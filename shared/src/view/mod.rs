@@ -33,6 +33,10 @@ pub struct StatusView {
     pub retries_remaining: Option<u32>,
     /// When the next attempt starts, while queued after a transient failure.
     pub next_attempt_at: Option<String>,
+    /// While queued: why it has not started, when the reason is the caller's own share
+    /// (`caller_share`: the caller already runs its share of this priority).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<crate::shares::WaitingFor>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub updated_at: String,
@@ -178,6 +182,7 @@ async fn job_view(services: &Services, job: &Job) -> Result<StatusView, ApiError
             .next_attempt_at
             .filter(|_| job.status == JobStatus::Queued)
             .map(rfc3339),
+        waiting_for: job.waiting_for.filter(|_| job.status == JobStatus::Queued),
         created_at: rfc3339(job.created_at),
         started_at: job.started_at.map(rfc3339),
         updated_at: rfc3339(job.updated_at),

@@ -231,7 +231,11 @@ impl InitiateFloor {
         self.sqs
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(serde_json::to_string(&WorkMessage { job_id: id })?)
+            .message_body(serde_json::to_string(&WorkMessage {
+                job_id: id,
+                share: None,
+                priority: None,
+            })?)
             .send()
             .await?;
         Ok(())

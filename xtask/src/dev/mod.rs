@@ -222,6 +222,19 @@ fn function_env(
             "RATE_LIMIT_PER_MINUTE",
             env_or("HAUL_DEV_RATE_LIMIT", "1200"),
         ),
+        // Fair shares: every open-mode caller is 127.0.0.1, so by default one caller may use
+        // every poller and hold any number of files, as before shares existed.
+        (
+            "MAX_ACTIVE_JOBS_PER_OWNER",
+            env_or("HAUL_DEV_MAX_ACTIVE", "0"),
+        ),
+        (
+            "MAX_RUNNING_PER_CALLER",
+            env_or("HAUL_DEV_MAX_RUNNING", &POLLERS.to_string()),
+        ),
+        ("WORKER_SHARE_HIGH", POLLERS_HIGH.to_string()),
+        ("WORKER_SHARE_NORMAL", POLLERS_NORMAL.to_string()),
+        ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
     ]
 }
 
