@@ -56,7 +56,9 @@ pub enum ApiError {
     TooManyActiveJobs { limit: u32, fits: u32 },
     /// Job starts per caller per minute (a batch counts its files), over the limit; `fits` is
     /// how many files may start now.
-    #[error("too many job starts from this caller; {fits} fit now, retry after {retry_after_secs} s")]
+    #[error(
+        "too many job starts from this caller; {fits} fit now, retry after {retry_after_secs} s"
+    )]
     RateLimited { retry_after_secs: u64, fits: u32 },
     /// The work queue's backlog is over its limit: new work is refused until it drains.
     #[error("the service is busy; retry later")]
@@ -285,9 +287,7 @@ impl ApiError {
             ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
             ApiError::RateLimited {
                 retry_after_secs, ..
-            } => {
-                response = response.header(header::RETRY_AFTER, retry_after_secs.max(1))
-            }
+            } => response = response.header(header::RETRY_AFTER, retry_after_secs.max(1)),
             _ => {}
         }
         let text = Value::Object(body).to_string();

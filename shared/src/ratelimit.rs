@@ -46,7 +46,10 @@ pub enum Decision {
     Allowed,
     /// Over the limit: a start of the same cost is allowed after this long, and `fits` is
     /// how many tokens the bucket holds now.
-    Limited { retry_after: Duration, fits: u32 },
+    Limited {
+        retry_after: Duration,
+        fits: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

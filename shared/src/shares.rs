@@ -201,7 +201,12 @@ pub async fn leave_running(services: &crate::Services, slot: &Slot) {
             share: Some(slot.key.as_str().to_owned()),
             priority: Some(slot.priority),
         };
-        match services.queues.of(slot.priority).send_message(&message).await {
+        match services
+            .queues
+            .of(slot.priority)
+            .send_message(&message)
+            .await
+        {
             Ok(()) => tracing::info!(job_id = %next, "woke the caller's next waiting job"),
             Err(err) => tracing::warn!(job_id = %next, error = %err, "cannot wake a waiting job"),
         }

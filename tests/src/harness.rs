@@ -272,6 +272,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     // The stream is on, at make dev's place (a path on the API's host).
     env.insert("STREAM_URL", "/".into());
+    // Most tests start many jobs as one caller and want them run at once; the fair-share
+    // tests (shares.rs) set their own limits.
+    env.insert("MAX_ACTIVE_JOBS_PER_OWNER", "1000".into());
+    env.insert("MAX_RUNNING_PER_CALLER", "1000".into());
     env.extend(options.env.iter().cloned());
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = match &options.aws_endpoint {

@@ -127,8 +127,8 @@ async fn fail_last_attempt(
     if written(failed, job.id, "cannot fail stale job", &mut report.errors) {
         report.failed_stale += 1;
         if let Some(slot) = haul::shares::Slot::of_job(job) {
-        haul::shares::leave_running(services, &slot).await;
-    }
+            haul::shares::leave_running(services, &slot).await;
+        }
         if let Some(parent) = job.parent {
             haul::batch::after_child_ended(services, parent, now).await;
         }

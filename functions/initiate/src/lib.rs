@@ -12,8 +12,8 @@ use haul::request::{
     InitiateRequest, Route, caller, download_route, header_text, rate_caller, require_json,
 };
 use haul::response::{request_path, serve};
-use haul::source::Source;
 use haul::shares::ShareKey;
+use haul::source::Source;
 use haul::store::{Created, KeyClaim, Reservation, StoreError};
 use haul::trace::TraceId;
 use haul::{ApiError, Job, JobId, Owner, Priority, Services};
@@ -104,7 +104,12 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     };
     admit(services, input.priority).await?;
     let replay = match &key {
-        Some(key) => services.jobs.key_exists(&key.record_id(owner.as_ref()), now).await?,
+        Some(key) => {
+            services
+                .jobs
+                .key_exists(&key.record_id(owner.as_ref()), now)
+                .await?
+        }
         None => false,
     };
     if let (Some(share), false) = (&share, replay) {
@@ -152,7 +157,11 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
                 .create_reserving(&job, reservation)
                 .await
                 .map_err(|e| store_failure(services, e))?,
-            None => services.jobs.create(&job).await.map_err(|e| store_failure(services, e))?,
+            None => services
+                .jobs
+                .create(&job)
+                .await
+                .map_err(|e| store_failure(services, e))?,
         },
         Some(key) => {
             let with = KeyedStart {

@@ -84,7 +84,10 @@ impl Worker {
         let mut parked = false;
         let entered = match enter().await {
             Ok(Entered::Full) => {
-                match jobs.park(&slot.key, slot.priority, slot.job, now_ms()).await {
+                match jobs
+                    .park(&slot.key, slot.priority, slot.job, now_ms())
+                    .await
+                {
                     Ok(()) => parked = true,
                     Err(err) => tracing::warn!(error = %err, "cannot park the job"),
                 }

@@ -125,9 +125,7 @@ impl JobStore {
             .expression_attribute_values(":now", n(claim.now / 1000))
             .build()
             .map_err(build)?;
-        let share_part = reservation
-            .map(|r| self.reservation_part(r))
-            .transpose()?;
+        let share_part = reservation.map(|r| self.reservation_part(r)).transpose()?;
         let mut parts = vec![
             TransactWriteItem::builder().put(job_put).build(),
             TransactWriteItem::builder().put(key_put).build(),

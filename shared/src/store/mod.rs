@@ -42,8 +42,8 @@ use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
 pub use list::{Listing, PageCursor};
-pub use share::{ACTIVE_WINDOW_MS, Entered, Reservation, share_attributes};
 pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
+pub use share::{ACTIVE_WINDOW_MS, Entered, Reservation, share_attributes};
 
 /// Global secondary index (partition `statusShard`, `<status>#<n>`, sort `updatedAt`) that
 /// lets cleanup find stale jobs of one status with Queries (one per shard, `shard.rs`)

@@ -140,8 +140,10 @@ impl JobStore {
         members: &[String],
         now: EpochMs,
     ) -> Result<Vec<String>, StoreError> {
-        let parsed: Vec<(String, Option<Member>)> =
-            members.iter().map(|m| (m.clone(), Member::parse(m))).collect();
+        let parsed: Vec<(String, Option<Member>)> = members
+            .iter()
+            .map(|m| (m.clone(), Member::parse(m)))
+            .collect();
         let mut ids: Vec<JobId> = Vec::new();
         for (_, member) in &parsed {
             match member {
@@ -197,7 +199,8 @@ impl JobStore {
         &self,
         reservation: &Reservation,
     ) -> Result<TransactWriteItem, StoreError> {
-        let room = reservation.limit as usize - reservation.members.len().min(reservation.limit as usize);
+        let room =
+            reservation.limit as usize - reservation.members.len().min(reservation.limit as usize);
         let update = TxUpdate::builder()
             .table_name(&self.table)
             .key("jobId", s(reservation.key.as_str()))
@@ -341,9 +344,7 @@ impl JobStore {
             .send()
             .await;
         match taken {
-            Ok(_) => Ok(oldest
-                .split_once(':')
-                .and_then(|(_, id)| id.parse().ok())),
+            Ok(_) => Ok(oldest.split_once(':').and_then(|(_, id)| id.parse().ok())),
             // Another releaser woke it first.
             Err(err)
                 if matches!(
@@ -362,4 +363,3 @@ impl JobStore {
 pub fn share_attributes(priority: Priority) -> (String, String) {
     (run_attr(priority), wait_attr(priority))
 }
-

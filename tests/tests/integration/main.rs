@@ -15,6 +15,7 @@ mod openapi;
 mod priority;
 mod priority_template;
 mod resume;
+mod shares;
 mod sources;
 mod stream;
 mod stream_template;
