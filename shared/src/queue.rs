@@ -133,10 +133,14 @@ impl JobQueue {
 
     pub async fn send_message(&self, message: &WorkMessage) -> Result<(), QueueError> {
         let body = serde_json::to_string(message).map_err(|e| QueueError(e.to_string()))?;
+        // On a standard queue a message group makes SQS a fair queue: when one caller's
+        // backlog grows, SQS delivers the other callers' messages first, so their dwell time
+        // stays low. The group is the caller's hashed share key, never its identity.
         self.client
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
+            .set_message_group_id(message.share.clone())
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;

@@ -161,10 +161,23 @@ pub async fn deliver_once(
     wait_secs: i32,
     deadline: Option<haul::clock::EpochMs>,
 ) -> Result<Vec<Outcome>, Box<dyn std::error::Error + Send + Sync>> {
+    deliver_up_to(sqs, queue_url, worker, wait_secs, deadline, 10).await
+}
+
+/// [`deliver_once`] with a batch of at most `batch_size` messages (the template's worker
+/// mappings use 1: one message per invocation).
+pub async fn deliver_up_to(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    worker: &Worker,
+    wait_secs: i32,
+    deadline: Option<haul::clock::EpochMs>,
+    batch_size: i32,
+) -> Result<Vec<Outcome>, Box<dyn std::error::Error + Send + Sync>> {
     let received = sqs
         .receive_message()
         .queue_url(queue_url)
-        .max_number_of_messages(10)
+        .max_number_of_messages(batch_size)
         .wait_time_seconds(wait_secs)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .send()

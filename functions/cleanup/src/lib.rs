@@ -12,6 +12,10 @@ use haul::store::{Retry, StoreError};
 use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use serde::Serialize;
 
+/// A job parked for its caller's share (see `haul::shares`) is re-driven only after this long
+/// without a write: its wake-up is the caller's own freed slot, this is the net under it.
+pub const PARKED_REDRIVE_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 /// Jobs handled per category per run; the schedule picks up the rest next time.
 pub const BATCH_LIMIT: usize = 500;
 
@@ -230,7 +234,14 @@ async fn redrive_queued(
         .list_stale(JobStatus::Queued, cutoff, BATCH_LIMIT)
         .await?;
     report.skipped_malformed += listing.skipped;
+    let parked_cutoff = before(now, PARKED_REDRIVE_AFTER);
     for job in listing.jobs {
+        // A job parked for its caller's share is started by the caller's own freed slot;
+        // re-driving it every minute would only queue it to be parked again, ahead of other
+        // callers' work. It is re-driven as a safety net only once it sat that long.
+        if job.waiting_for.is_some() && job.updated_at >= parked_cutoff {
+            continue;
+        }
         // Claim the re-drive first so that overlapping runs send one message, not two.
         match services
             .jobs

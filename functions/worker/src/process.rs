@@ -81,14 +81,14 @@ impl Worker {
         let limit = self.services.config.running_per_caller.of(slot.priority);
         let jobs = &self.services.jobs;
         let enter = || jobs.enter_running(&slot.key, slot.priority, slot.job, limit);
-        let mut parked = false;
+        let mut parked = None;
         let entered = match enter().await {
             Ok(Entered::Full) => {
                 match jobs
                     .park(&slot.key, slot.priority, slot.job, now_ms())
                     .await
                 {
-                    Ok(()) => parked = true,
+                    Ok(place) => parked = Some(place),
                     Err(err) => tracing::warn!(error = %err, "cannot park the job"),
                 }
                 // Checked again once parked, so a slot freed in between is not missed.
@@ -96,10 +96,16 @@ impl Worker {
             }
             other => other,
         };
+        if let (Ok(Entered::New | Entered::Held), Some(place)) = (&entered, parked.clone()) {
+            // Got a slot after all: off the wait list, or a later wake-up is spent on it.
+            if let Err(err) = jobs.unpark(&slot.key, slot.priority, place).await {
+                tracing::warn!(error = %err, "cannot take the job off the wait list");
+            }
+        }
         match entered {
             Ok(Entered::New) => Gate::Took,
             Ok(Entered::Held) => Gate::Unchecked,
-            Ok(Entered::Full) if parked => {
+            Ok(Entered::Full) if parked.is_some() => {
                 tracing::info!("the caller runs its share of this priority; job parked");
                 Gate::Parked
             }

@@ -43,8 +43,10 @@ pub fn tally(spec: &BatchSpec, children: &HashMap<JobId, Job>) -> Tally {
     )
 }
 
-/// Creates the children a batch lacks and sends each new or still-queued one to the queue.
-/// Repeating it creates nothing twice; a queued child sent twice is claimed once.
+/// Creates the children a batch lacks and sends each new one to the queue, up to the caller's
+/// running share of the batch's priority: the rest wait on the caller's wait list (created
+/// marked so), and each file that ends starts the next. Repeating it creates nothing twice;
+/// a queued child sent twice is claimed once.
 pub async fn fan_out(
     services: &Services,
     batch: &Job,
@@ -54,16 +56,21 @@ pub async fn fan_out(
     let Some(spec) = batch.source.batch() else {
         return Ok(0);
     };
-    let missing: Vec<Job> = spec
+    let share = services.config.running_per_caller.of(batch.priority) as usize;
+    let mut missing: Vec<Job> = spec
         .files
         .iter()
         .filter(|f| !existing.contains_key(&f.job))
         .map(|&file| Job::child_of(batch, file, now))
         .collect();
+    let waiting: Vec<JobId> = match &batch.share {
+        Some(_) => missing.iter_mut().skip(share).map(wait_in_share).collect(),
+        None => Vec::new(),
+    };
     let results: Vec<Result<bool, StoreError>> = futures_util::stream::iter(missing)
         .map(|child| async move {
             let child = services.jobs.create_child(&child).await?;
-            if child.status != JobStatus::Queued {
+            if child.status != JobStatus::Queued || child.waiting_for.is_some() {
                 return Ok(false);
             }
             // A child created but not sent (a crash in between) is sent by cleanup's re-drive
@@ -86,7 +93,21 @@ pub async fn fan_out(
             sent += 1;
         }
     }
+    // Parked once they exist, so a wake-up never names a file not created yet. A crash
+    // before this leaves them queued and unsent: cleanup's re-drive sends them.
+    if let Some(key) = &batch.share {
+        services
+            .jobs
+            .park_files(key, batch.priority, &waiting, now)
+            .await?;
+    }
     Ok(sent)
+}
+
+/// Marks a file to be created waiting for its caller's share; its id, for the wait list.
+fn wait_in_share(child: &mut Job) -> JobId {
+    child.waiting_for = Some(crate::shares::WaitingFor::CallerShare);
+    child.id
 }
 
 /// Ends the batch if every file ended, unless an archive is still to be written; otherwise

@@ -278,31 +278,95 @@ impl JobStore {
     }
 
     /// Parks a queued job until one of its caller's running slots frees: on the caller's wait
-    /// list (oldest woken first), and marked on the job for the status view.
+    /// list (oldest woken first), and marked on the job for the status view. Returns its
+    /// place on the list, for [`Self::unpark`].
     pub async fn park(
         &self,
         key: &ShareKey,
         priority: Priority,
         id: JobId,
         now: EpochMs,
-    ) -> Result<(), StoreError> {
-        self.client
+    ) -> Result<String, StoreError> {
+        let member = format!("{now:015}:{id}");
+        let wait = wait_attr(priority);
+        let output = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("jobId", s(key.as_str()))
             .update_expression("ADD #wait :member")
-            .expression_attribute_names("#wait", wait_attr(priority))
-            .expression_attribute_values(":member", set(vec![format!("{now:015}:{id}")]))
+            .expression_attribute_names("#wait", &wait)
+            .expression_attribute_values(":member", set(vec![member.clone()]))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(dynamo)?;
+        // Parked before (a re-drive, a redelivery): one place on the list, the oldest, so
+        // no wake-up is spent on a job woken already.
+        let suffix = format!(":{id}");
+        let mut places: Vec<String> = members_of(output.attributes.as_ref(), &wait)
+            .into_iter()
+            .filter(|m| m.ends_with(&suffix))
+            .collect();
+        places.sort();
+        let member = match places.split_first() {
+            Some((oldest, newer)) if !newer.is_empty() => {
+                self.remove_members(key, &wait, newer.to_vec()).await?;
+                oldest.clone()
+            }
+            Some((oldest, _)) => oldest.clone(),
+            None => member,
+        };
         let mark = Update::when(&[JobStatus::Queued])
             .set("waitingFor", s(WaitingFor::CallerShare.as_str()));
         match self.update(id, mark, now).await {
             // Cancelled or started meanwhile: nothing to mark.
-            Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Ok(()),
+            Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound) => Ok(member),
             Err(err) => Err(err),
         }
+    }
+
+    /// Parks a batch's files that start past the caller's running share, in file order, with
+    /// one write (the files were created marked `waitingFor`): their messages would only be
+    /// received to be parked, in the queue ahead of other callers' work.
+    pub async fn park_files(
+        &self,
+        key: &ShareKey,
+        priority: Priority,
+        files: &[JobId],
+        now: EpochMs,
+    ) -> Result<(), StoreError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let members = files
+            .iter()
+            .enumerate()
+            .map(|(i, id)| format!("{:015}:{id}", now + i as EpochMs))
+            .collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(key.as_str()))
+            .update_expression("ADD #wait :members")
+            .expression_attribute_names("#wait", wait_attr(priority))
+            .expression_attribute_values(":members", set(members))
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(())
+    }
+
+    /// Takes a parked job off the wait list when it got a slot after all: a wake-up spent on
+    /// it later would leave another job waiting with a slot free.
+    pub async fn unpark(
+        &self,
+        key: &ShareKey,
+        priority: Priority,
+        member: String,
+    ) -> Result<(), StoreError> {
+        self.remove_members(key, &wait_attr(priority), vec![member])
+            .await
     }
 
     /// Gives back job `id`'s running slot and takes the caller's longest-waiting job of the
@@ -313,6 +377,9 @@ impl JobStore {
         priority: Priority,
         id: JobId,
     ) -> Result<Option<JobId>, StoreError> {
+        /// Releasers racing for one waiting job: the loser tries the next, so no freed slot
+        /// goes unused.
+        const TRIES: usize = 5;
         let output = self
             .client
             .update_item()
@@ -326,11 +393,28 @@ impl JobStore {
             .await
             .map_err(dynamo)?;
         let wait = wait_attr(priority);
-        let mut waiting = members_of(output.attributes.as_ref(), &wait);
-        waiting.sort();
-        let Some(oldest) = waiting.into_iter().next() else {
-            return Ok(None);
-        };
+        let mut record = output.attributes;
+        for _ in 0..TRIES {
+            let mut waiting = members_of(record.as_ref(), &wait);
+            waiting.sort();
+            let Some(oldest) = waiting.into_iter().next() else {
+                return Ok(None);
+            };
+            if self.take_waiting(key, &wait, &oldest).await? {
+                return Ok(oldest.split_once(':').and_then(|(_, id)| id.parse().ok()));
+            }
+            // Another releaser woke it first: look again.
+            record = self.share_record(key).await?;
+        }
+        Ok(None)
+    }
+
+    async fn take_waiting(
+        &self,
+        key: &ShareKey,
+        wait: &str,
+        member: &str,
+    ) -> Result<bool, StoreError> {
         let taken = self
             .client
             .update_item()
@@ -339,20 +423,19 @@ impl JobStore {
             .update_expression("DELETE #wait :member")
             .condition_expression("contains(#wait, :one)")
             .expression_attribute_names("#wait", wait)
-            .expression_attribute_values(":member", set(vec![oldest.clone()]))
-            .expression_attribute_values(":one", s(oldest.clone()))
+            .expression_attribute_values(":member", set(vec![member.to_owned()]))
+            .expression_attribute_values(":one", s(member))
             .send()
             .await;
         match taken {
-            Ok(_) => Ok(oldest.split_once(':').and_then(|(_, id)| id.parse().ok())),
-            // Another releaser woke it first.
+            Ok(_) => Ok(true),
             Err(err)
                 if matches!(
                     err.as_service_error(),
                     Some(UpdateItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Ok(None)
+                Ok(false)
             }
             Err(err) => Err(dynamo(err)),
         }

@@ -11,7 +11,7 @@ use haul::clock::now_ms;
 use haul::ratelimit::Caller;
 use haul::shares::ShareKey;
 use haul_cleanup::run_cleanup;
-use haul_tests::harness::{AppOptions, TestResponse, deliver_once};
+use haul_tests::harness::{AppOptions, TestResponse, deliver_up_to};
 use haul_tests::{OriginBehavior, TestApp, spawn_app_with};
 use lambda_http::http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -219,8 +219,8 @@ impl Pollers {
                 );
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        // One message per invocation, as a share of one worker each.
-                        let _ = deliver_once(&sqs, &url, &worker, 1, None).await;
+                        // One message per invocation, as the template's mappings deliver.
+                        let _ = deliver_up_to(&sqs, &url, &worker, 1, None, 1).await;
                     }
                 })
             })
@@ -244,9 +244,11 @@ async fn work_over_the_callers_running_share_waits_without_attempts_and_starts_w
         ..Default::default()
     };
     let app = spawn_app_with(options).await;
-    let first = start_one(&app, 21).await;
-    let second = start_one(&app, 22).await;
     let pollers = Pollers::start(&app, 2);
+    let first = start_one(&app, 21).await;
+    app.wait_for_status(first, Duration::from_secs(20), |s| s["status"] == "running")
+        .await;
+    let second = start_one(&app, 22).await;
     let waiting = app
         .wait_for_status(second, Duration::from_secs(20), |s| {
             s["waitingFor"] == "caller_share"
@@ -283,13 +285,13 @@ async fn a_noisy_callers_backlog_does_not_hold_back_another_callers_job() {
         ("WORKER_SHARE_NORMAL", "4"),
     ]);
     options.production_timings = true;
-    // 2 s a file: alone on the four workers A's 30 files would hold B back for ~15 s.
+    // 2 s a file: on the four workers without shares, A's 40 files hold B back ~20 s.
     options.origin = OriginBehavior {
         chunk_delay: Duration::from_millis(500),
         ..Default::default()
     };
     let app = spawn_app_with(options).await;
-    let files: Vec<u64> = (1..=30).collect();
+    let files: Vec<u64> = (1..=40).collect();
     let batch: JobId = start_from(&app, "127.0.0.31", json!({ "file_ids": files }))
         .await
         .accepted_id()
@@ -317,6 +319,36 @@ async fn a_noisy_callers_backlog_does_not_hold_back_another_callers_job() {
         })
         .await;
     pollers.stop().await;
-    assert_eq!(done["completedFiles"], 30, "{done}");
+    assert_eq!(done["completedFiles"], 40, "{done}");
     assert!(waited < Duration::from_secs(10));
+}
+
+/// On AWS a message group turns the standard queue into a fair queue (SQS serves the other
+/// groups first while one group's backlog grows). LocalStack keeps the group but does not
+/// reorder: the ordering is AWS's, the group is ours to set, and this checks it is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callers_messages_carry_its_hashed_share_as_their_message_group() {
+    let app = spawn_app_with(AppOptions::default()).await;
+    start_from(&app, "127.0.0.41", json!({ "file_id": 5 }))
+        .await
+        .accepted_id();
+    let received = app
+        .aws
+        .sqs
+        .receive_message()
+        .queue_url(&app.resources.queue_url)
+        .wait_time_seconds(2)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages.unwrap()[0];
+    let group = message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+        .cloned();
+    let key = ShareKey::of(&Caller::SourceIp("127.0.0.41".into()));
+    assert_eq!(group.as_deref(), Some(key.as_str()));
+    assert!(!message.body.as_deref().unwrap().contains("127.0.0.41"));
 }
