@@ -55,6 +55,9 @@ pub enum ApiError {
     /// Job starts per caller per minute, over the limit.
     #[error("too many job starts from this caller; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Open streams of one caller, over `MaxStreamsPerCaller`.
+    #[error("this caller already has {limit} open streams; retry after {retry_after_secs} s")]
+    TooManyStreams { limit: u32, retry_after_secs: u64 },
     /// The work queue's backlog is over its limit: new work is refused until it drains.
     #[error("the service is busy; retry later")]
     Overloaded,
@@ -129,6 +132,9 @@ impl ApiError {
                 "Too many active jobs",
             ),
             ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
+            ApiError::TooManyStreams { .. } => {
+                (S::TOO_MANY_REQUESTS, "too_many_streams", "Too many streams")
+            }
             ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
             ApiError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -172,6 +178,10 @@ impl ApiError {
             ApiError::RateLimited {
                 retry_after_secs: 6,
             },
+            ApiError::TooManyStreams {
+                limit: 4,
+                retry_after_secs: 30,
+            },
             ApiError::Overloaded,
             ApiError::unavailable(std::io::Error::other("throttled")),
             ApiError::Internal(Box::new(std::io::Error::other("bug"))),
@@ -197,6 +207,7 @@ impl ApiError {
                 | ApiError::HistoryDisabled
                 | ApiError::TooManyActiveJobs { .. }
                 | ApiError::RateLimited { .. }
+                | ApiError::TooManyStreams { .. }
                 | ApiError::Overloaded
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}
@@ -272,9 +283,10 @@ impl ApiError {
                 response = response.header(header::RETRY_AFTER, "10")
             }
             ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
-            ApiError::RateLimited { retry_after_secs } => {
-                response = response.header(header::RETRY_AFTER, retry_after_secs.max(1))
-            }
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::TooManyStreams {
+                retry_after_secs, ..
+            } => response = response.header(header::RETRY_AFTER, retry_after_secs.max(1)),
             _ => {}
         }
         let text = Value::Object(body).to_string();
