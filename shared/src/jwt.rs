@@ -131,6 +131,11 @@ impl TokenVerifier {
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|_| ApiError::Unauthorized("the token does not verify"))?
             .claims;
+        // RFC 7519: valid only *before* `exp`. jsonwebtoken still takes a token during the
+        // second `exp` names; the stream ends at `exp`, so a reconnect then must be refused.
+        if claims.exp.saturating_mul(1000) <= crate::clock::now_ms().max(0) as u64 {
+            return Err(ApiError::Unauthorized("the token does not verify"));
+        }
         if !self.audience_matches(&claims) {
             return Err(ApiError::Unauthorized("the token is for another audience"));
         }

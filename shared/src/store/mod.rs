@@ -40,7 +40,7 @@ use codec::{Item, from_item, n, s, to_item};
 use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
-pub use lease::{LeaseTaken, STREAM_LEASE, STREAM_LEASE_RENEW_AFTER, StreamLease};
+pub use lease::{LeaseTaken, STREAM_LEASE, STREAM_LEASE_RENEW_AFTER, StreamLease, slot_record_id};
 pub use list::{Listing, PageCursor};
 pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 

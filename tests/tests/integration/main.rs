@@ -17,6 +17,7 @@ mod priority_template;
 mod resume;
 mod sources;
 mod stream;
+mod stream_shares;
 mod stream_template;
 mod template;
 mod webhook_template;
