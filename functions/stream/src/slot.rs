@@ -9,6 +9,9 @@ use haul::ratelimit::Caller;
 use haul::store::{JobStore, LeaseTaken, STREAM_LEASE_RENEW_AFTER, StreamLease};
 use tokio::time::Instant;
 
+/// The name the permission proof knows this function's calls by.
+const FUNCTION: &str = "stream";
+
 pub struct Slot {
     jobs: JobStore,
     lease: StreamLease,
@@ -40,7 +43,9 @@ impl Slot {
         if self.renewed_at.elapsed() < STREAM_LEASE_RENEW_AFTER {
             return true;
         }
-        match self.jobs.renew_stream_lease(&self.lease, now_ms()).await {
+        let renew = self.jobs.renew_stream_lease(&self.lease, now_ms());
+        // The body is polled outside the handler's scope: name the function for the record.
+        match haul::aws_calls::as_function(FUNCTION, renew).await {
             Ok(true) => {
                 self.renewed_at = Instant::now();
                 true
@@ -62,7 +67,8 @@ impl Slot {
         if std::mem::replace(&mut self.released, true) {
             return;
         }
-        if let Err(err) = self.jobs.release_stream_lease(&self.lease).await {
+        let release = self.jobs.release_stream_lease(&self.lease);
+        if let Err(err) = haul::aws_calls::as_function(FUNCTION, release).await {
             // The lease runs out by itself.
             tracing::warn!(error = %err, "stream lease release failed");
         }
@@ -77,10 +83,10 @@ impl Drop for Slot {
             return;
         }
         let (jobs, lease) = (self.jobs.clone(), self.lease.clone());
-        haul::aws_calls::spawn(async move {
+        tokio::spawn(haul::aws_calls::as_function(FUNCTION, async move {
             if let Err(err) = jobs.release_stream_lease(&lease).await {
                 tracing::warn!(error = %err, "stream lease release failed");
             }
-        });
+        }));
     }
 }

@@ -315,3 +315,33 @@ async fn an_issuer_down_from_the_start_is_asked_once_per_30_s_and_the_answer_is_
     }
     assert_eq!(issuer.requests(), 1, "one try: the discovery document");
 }
+
+/// A live stream renews its lease (every 10 s), so its slot stays taken past the lease's
+/// first 30 s; a stream that ends frees its slot at once.
+#[tokio::test]
+async fn a_live_stream_renews_its_slot_and_frees_it_when_it_ends() {
+    let issuer = Issuer::start().await;
+    let app = app_for(&issuer, &[("STREAM_MAX_SECONDS", "12")]).await;
+    let job = app.initiate_as("hana", "k-h", 1).await.accepted_id();
+    let who = Caller::Subject("hana".into());
+    let lease_ms = haul::store::STREAM_LEASE.as_millis() as i64;
+    let opened = now_ms();
+    let mut stream = open_with(&app, &job, &issuer.token(claims_for("hana"))).await;
+    assert_eq!(stream.status, StatusCode::OK);
+
+    let probe = async {
+        tokio::time::sleep(Duration::from_millis(11_500)).await;
+        // Asked as if it were a second after the first lease ran out: a renewed lease holds.
+        let later = opened + lease_ms + 1_000;
+        app.services.jobs.take_stream_lease(&who, 1, later).await
+    };
+    let (said, later) = tokio::join!(stream.rest(WAIT), probe);
+    assert!(
+        matches!(later, Ok(LeaseTaken::Full { .. })),
+        "renewed past its first 30 s: {later:?} ({} messages)",
+        said.len()
+    );
+    // Ended (STREAM_MAX_SECONDS): the slot is free now, not in 30 s.
+    let now = app.services.jobs.take_stream_lease(&who, 1, now_ms()).await;
+    assert!(matches!(now, Ok(LeaseTaken::Taken(_))), "{now:?}");
+}
