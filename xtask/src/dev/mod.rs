@@ -222,6 +222,13 @@ fn function_env(
             "RATE_LIMIT_PER_MINUTE",
             env_or("HAUL_DEV_RATE_LIMIT", "1200"),
         ),
+        // Every caller of an open make dev is 127.0.0.1, so streams per caller would be
+        // streams in all: as many as make dev keeps open (the page and the e2e scripts
+        // follow many jobs at once). HAUL_DEV_MAX_STREAMS_PER_CALLER=4 shows the template's.
+        (
+            "MAX_STREAMS_PER_CALLER",
+            env_or("HAUL_DEV_MAX_STREAMS_PER_CALLER", &STREAM_SLOTS.to_string()),
+        ),
     ]
 }
 
