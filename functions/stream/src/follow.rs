@@ -205,7 +205,9 @@ impl Follower {
 
     /// Sleeps until the next thing to do: a keepalive (returned), a read, or an end.
     async fn wait(&mut self) -> Option<Bytes> {
-        let next_read = self.last_read + self.settings.read_interval;
+        // An overdue read (reads slower than the interval, a busy table) is due now, not in
+        // the past: a due keepalive then goes first instead of waiting behind more reads.
+        let next_read = (self.last_read + self.settings.read_interval).max(Instant::now());
         let heartbeat = self.last_frame + self.settings.heartbeat;
         let end = self
             .token_ends_at
@@ -221,8 +223,16 @@ impl Follower {
             return None;
         }
         sleep_until(next_read).await;
-        self.read().await;
-        None
+        // A slow read (a busy table) must not hold back the keepalive: when the heartbeat
+        // comes first, the read is dropped (it changes nothing until it has its answer) and
+        // made again after the keepalive.
+        tokio::select! {
+            () = self.read() => None,
+            () = sleep_until(heartbeat) => {
+                self.last_frame = Instant::now();
+                Some(sse::keepalive())
+            }
+        }
     }
 
     /// The event for `job`, if it is newer than what the client has; marks the stream
