@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -16,9 +16,9 @@ use crate::{ApiError, Owner};
 
 /// How long fetched keys are used before they are fetched again.
 const KEYS_FRESH_FOR: Duration = Duration::from_secs(600);
-/// Least time between two fetches, so tokens naming unknown keys cannot make us hammer the
-/// issuer.
-const REFETCH_GAP: Duration = Duration::from_secs(30);
+/// Least time between two fetches (failed ones included), so neither tokens naming unknown
+/// keys nor an issuer that is down can make every stream open call the issuer.
+pub const REFETCH_GAP: Duration = Duration::from_secs(30);
 
 pub struct TokenVerifier {
     issuer: String,
@@ -30,12 +30,24 @@ pub struct TokenVerifier {
 #[derive(Default)]
 struct Keys {
     by_kid: HashMap<String, DecodingKey>,
+    /// The last fetch that succeeded: the keys' age.
     fetched_at: Option<Instant>,
+    /// The last fetch tried, whatever its outcome: the gap runs from here.
+    tried_at: Option<Instant>,
+}
+
+/// A verified token: who it names, and until when it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub owner: Owner,
+    /// `exp`, in epoch seconds: a stream opened with this token ends then.
+    pub expires_at: u64,
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    exp: u64,
     aud: Option<Audience>,
     client_id: Option<String>,
 }
@@ -50,6 +62,12 @@ enum Audience {
 #[derive(Deserialize)]
 struct Discovery {
     jwks_uri: String,
+}
+
+/// A JWKS read key by key: one entry the verifier cannot read must not cost the others.
+#[derive(Deserialize)]
+struct RawKeySet {
+    keys: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +100,7 @@ impl TokenVerifier {
     /// The caller named by `Authorization` (with or without `Bearer `, as API Gateway takes
     /// it). A missing or failing token is 401; a verified token without a usable `sub` is
     /// 403, as in [`crate::request::caller`].
-    pub async fn caller(&self, authorization: Option<&str>) -> Result<Owner, ApiError> {
+    pub async fn caller(&self, authorization: Option<&str>) -> Result<Verified, ApiError> {
         let token = authorization
             .map(|value| value.strip_prefix("Bearer ").unwrap_or(value).trim())
             .filter(|token| !token.is_empty())
@@ -113,13 +131,22 @@ impl TokenVerifier {
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|_| ApiError::Unauthorized("the token does not verify"))?
             .claims;
+        // RFC 7519: valid only *before* `exp`. jsonwebtoken still takes a token during the
+        // second `exp` names; the stream ends at `exp`, so a reconnect then must be refused.
+        if claims.exp.saturating_mul(1000) <= crate::clock::now_ms().max(0) as u64 {
+            return Err(ApiError::Unauthorized("the token does not verify"));
+        }
         if !self.audience_matches(&claims) {
             return Err(ApiError::Unauthorized("the token is for another audience"));
         }
-        claims
+        let owner = claims
             .sub
             .and_then(|sub| Owner::new(sub).ok())
-            .ok_or(ApiError::Forbidden)
+            .ok_or(ApiError::Forbidden)?;
+        Ok(Verified {
+            owner,
+            expires_at: claims.exp,
+        })
     }
 
     fn audience_matches(&self, claims: &Claims) -> bool {
@@ -135,24 +162,32 @@ impl TokenVerifier {
     }
 
     /// The issuer's key named `kid`: from the cache while fresh, else fetched again (at most
-    /// once per [`REFETCH_GAP`]). `None`: the issuer publishes no such key.
+    /// once per [`REFETCH_GAP`], failed fetches included). `None`: the issuer publishes no such
+    /// key. While the issuer is unreachable, the keys fetched before keep verifying.
     async fn key(&self, kid: &str) -> Result<Option<DecodingKey>, ApiError> {
         let mut keys = self.keys.lock().await;
-        let age = keys.fetched_at.map(|at| at.elapsed());
-        let stale = age.is_none_or(|age| age >= KEYS_FRESH_FOR);
-        let unknown = !keys.by_kid.contains_key(kid);
-        if stale || (unknown && age.is_none_or(|age| age >= REFETCH_GAP)) {
+        let stale = keys
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= KEYS_FRESH_FOR);
+        let wanted = stale || !keys.by_kid.contains_key(kid);
+        let may_try = keys.tried_at.is_none_or(|at| at.elapsed() >= REFETCH_GAP);
+        if wanted && may_try {
+            keys.tried_at = Some(Instant::now());
             match self.fetch_keys().await {
                 Ok(fetched) => {
                     keys.by_kid = fetched;
                     keys.fetched_at = Some(Instant::now());
                 }
-                // Keys fetched earlier still verify while the issuer is unreachable.
-                Err(err) if !keys.by_kid.is_empty() => {
+                Err(err) if keys.fetched_at.is_some() => {
                     tracing::warn!(error = %err, "using the keys fetched before");
                 }
                 Err(err) => return Err(ApiError::unavailable(err)),
             }
+        } else if keys.fetched_at.is_none() {
+            // Never fetched, and the last try failed less than a gap ago.
+            return Err(ApiError::unavailable(KeysUnavailable(
+                "the last fetch failed; not tried again yet".into(),
+            )));
         }
         Ok(keys.by_kid.get(kid).cloned())
     }
@@ -163,15 +198,8 @@ impl TokenVerifier {
             self.issuer.trim_end_matches('/')
         );
         let discovery: Discovery = self.get_json(&discovery).await?;
-        let set: JwkSet = self.get_json(&discovery.jwks_uri).await?;
-        Ok(set
-            .keys
-            .iter()
-            .filter_map(|jwk| {
-                let kid = jwk.common.key_id.clone()?;
-                DecodingKey::from_jwk(jwk).ok().map(|key| (kid, key))
-            })
-            .collect())
+        let set: RawKeySet = self.get_json(&discovery.jwks_uri).await?;
+        Ok(usable_keys(set.keys))
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -190,5 +218,67 @@ impl TokenVerifier {
             .await
             .map_err(|e| failed(&e))?;
         serde_json::from_slice(&body).map_err(|e| failed(&e))
+    }
+}
+
+/// The keys of a JWKS this verifier can use, by `kid`: RSA keys with a key id that
+/// jsonwebtoken reads. Anything else (an ES512 key, whose `alg` jsonwebtoken does not know; an
+/// unknown `kty`; a key without `kid`) is skipped and logged, so one such key in the issuer's
+/// set costs nothing but itself.
+fn usable_keys(entries: Vec<serde_json::Value>) -> HashMap<String, DecodingKey> {
+    let mut usable = HashMap::new();
+    for entry in entries {
+        let kid = entry.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        let jwk = serde_json::from_value::<Jwk>(entry).map_err(|e| e.to_string());
+        let key = jwk.and_then(|jwk| match jwk.algorithm {
+            AlgorithmParameters::RSA(_) => DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string()),
+            _ => Err("not an RSA key (API Gateway's authorizer takes RSA only)".to_owned()),
+        });
+        match (kid, key) {
+            (Some(kid), Ok(key)) => {
+                usable.insert(kid, key);
+            }
+            (kid, Err(reason)) => {
+                tracing::warn!(kid = kid.as_deref(), reason, "skipping a JWKS key");
+            }
+            (None, Ok(_)) => tracing::warn!("skipping a JWKS key without kid"),
+        }
+    }
+    usable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rsa(kid: &str) -> serde_json::Value {
+        json!({ "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+                "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+                "e": "AQAB" })
+    }
+
+    #[test]
+    fn keys_the_verifier_cannot_use_are_skipped_one_by_one() {
+        let entries = vec![
+            json!({ "kty": "EC", "crv": "P-521", "alg": "ES512", "kid": "es512",
+                    "x": "AQ", "y": "AQ" }),
+            json!({ "kty": "OKP-NEW", "kid": "unknown-kty", "x": "AQ" }),
+            json!({ "kty": "EC", "crv": "P-256", "alg": "ES256", "kid": "es256",
+                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRjuBH0dqY0TUyHc3IfZx3TQYmSGYdjRsQ7tlLw" }),
+            {
+                let mut no_kid = rsa("x");
+                no_kid.as_object_mut().map(|o| o.remove("kid"));
+                no_kid
+            },
+            json!("not even an object"),
+            rsa("good"),
+        ];
+        // Read as one set, the ES512 key alone fails the lot (what made every open 503).
+        let whole = json!({ "keys": entries.clone() });
+        assert!(serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(whole).is_err());
+        let keys = usable_keys(entries);
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["good"]);
     }
 }

@@ -60,6 +60,9 @@ pub enum ApiError {
         "too many job starts from this caller; {fits} fit now, retry after {retry_after_secs} s"
     )]
     RateLimited { retry_after_secs: u64, fits: u32 },
+    /// Open streams of one caller, over `MaxStreamsPerCaller`.
+    #[error("this caller already has {limit} open streams; retry after {retry_after_secs} s")]
+    TooManyStreams { limit: u32, retry_after_secs: u64 },
     /// The work queue's backlog is over its limit: new work is refused until it drains.
     #[error("the service is busy; retry later")]
     Overloaded,
@@ -134,6 +137,9 @@ impl ApiError {
                 "Too many active jobs",
             ),
             ApiError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited", "Rate limited"),
+            ApiError::TooManyStreams { .. } => {
+                (S::TOO_MANY_REQUESTS, "too_many_streams", "Too many streams")
+            }
             ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded", "Overloaded"),
             ApiError::Unavailable(_) => (
                 S::SERVICE_UNAVAILABLE,
@@ -178,6 +184,10 @@ impl ApiError {
                 retry_after_secs: 6,
                 fits: 0,
             },
+            ApiError::TooManyStreams {
+                limit: 4,
+                retry_after_secs: 30,
+            },
             ApiError::Overloaded,
             ApiError::unavailable(std::io::Error::other("throttled")),
             ApiError::Internal(Box::new(std::io::Error::other("bug"))),
@@ -203,6 +213,7 @@ impl ApiError {
                 | ApiError::HistoryDisabled
                 | ApiError::TooManyActiveJobs { .. }
                 | ApiError::RateLimited { .. }
+                | ApiError::TooManyStreams { .. }
                 | ApiError::Overloaded
                 | ApiError::Unavailable(_)
                 | ApiError::Internal(_) => {}
@@ -286,6 +297,9 @@ impl ApiError {
             }
             ApiError::Overloaded => response = response.header(header::RETRY_AFTER, "30"),
             ApiError::RateLimited {
+                retry_after_secs, ..
+            }
+            | ApiError::TooManyStreams {
                 retry_after_secs, ..
             } => response = response.header(header::RETRY_AFTER, retry_after_secs.max(1)),
             _ => {}

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -92,7 +93,27 @@ pub struct Issuer {
     pub url: String,
     key: RsaKey,
     pub kid: String,
+    state: Arc<Served>,
     _server: tokio::task::JoinHandle<()>,
+}
+
+/// What the issuer serves, whether it is up, and how often it was asked.
+struct Served {
+    discovery: Value,
+    jwks: Value,
+    down: AtomicBool,
+    requests: AtomicUsize,
+}
+
+impl Served {
+    fn answer(&self, document: &Value) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        json_answer(document).into_response()
+    }
 }
 
 /// The claims of a token; `Default` is a valid token for `audience` `haul-tests`.
@@ -119,26 +140,36 @@ impl Default for Claims {
 
 impl Issuer {
     pub async fn start() -> Self {
+        Self::start_with_keys(Vec::new()).await
+    }
+
+    /// An issuer whose JWKS lists `others` before its own signing key (keys of other kinds,
+    /// say, that a verifier may not be able to use).
+    pub async fn start_with_keys(others: Vec<Value>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let key = RsaKey::generate();
         let kid = "test-key-1".to_owned();
-        let documents = Arc::new((
-            json!({ "issuer": url, "jwks_uri": format!("{url}/jwks.json") }),
-            json!({ "keys": [key.jwk(&kid)] }),
-        ));
+        let mut keys = others;
+        keys.push(key.jwk(&kid));
+        let state = Arc::new(Served {
+            discovery: json!({ "issuer": url, "jwks_uri": format!("{url}/jwks.json") }),
+            jwks: json!({ "keys": keys }),
+            down: AtomicBool::new(false),
+            requests: AtomicUsize::new(0),
+        });
         let app = Router::new()
             .route(
                 "/.well-known/openid-configuration",
-                get(|State(d): State<Arc<(Value, Value)>>| async move { json_answer(&d.0) }),
+                get(|State(d): State<Arc<Served>>| async move { d.answer(&d.discovery) }),
             )
             .route(
                 "/jwks.json",
-                get(|State(d): State<Arc<(Value, Value)>>| async move { json_answer(&d.1) }),
+                get(|State(d): State<Arc<Served>>| async move { d.answer(&d.jwks) }),
             )
-            .with_state(documents);
+            .with_state(state.clone());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -146,8 +177,25 @@ impl Issuer {
             url,
             key,
             kid,
+            state,
             _server: server,
         }
+    }
+
+    /// Down: every request is answered 503 (and still counted).
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests for the discovery document and the JWKS so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// A token signed with this issuer's key but naming key id `kid` (one the issuer may
+    /// not publish).
+    pub fn token_with_kid(&self, kid: &str, claims: Claims) -> String {
+        sign(&self.key, kid, &self.url, claims)
     }
 
     /// A token signed with this issuer's key.

@@ -1,7 +1,9 @@
 //! Following one job: the frames of one open stream. The job is read at most once per
 //! `read_interval` (one strongly consistent read per second by default); an event goes out
 //! when its write version grew, a comment when nothing was said for `heartbeat`, and the
-//! stream ends after the terminal event or after `max_duration`, whichever comes first.
+//! stream ends after the terminal event, after `max_duration`, or at its token's `exp` (with
+//! a last comment, `: token expired`), whichever comes first. While it lives it keeps its
+//! caller's slot ([`crate::slot`]), and frees it when it ends.
 //!
 //! A batch's version is its own write count plus its files' (each only grows), so a file's
 //! progress is news too. Its files are read together every [`FILES_EVERY`] reads, or at once
@@ -18,6 +20,7 @@ use haul::view::view_with_children;
 use haul::{Job, JobId, Services};
 use tokio::time::{Instant, sleep_until};
 
+use crate::slot::Slot;
 use crate::sse;
 
 /// A batch's files are read once per this many reads of the batch (unless it changed).
@@ -81,6 +84,21 @@ impl ReadCounter {
     }
 }
 
+/// What bounds one stream besides its job: when its token runs out, and its caller's slot.
+#[derive(Default)]
+pub struct Bounds {
+    /// The token's `exp` (epoch seconds), when the stream checked a token.
+    pub token_expires_at: Option<u64>,
+    /// `None` when the caller is unknown (no request context) and nothing limits it.
+    pub slot: Option<Slot>,
+}
+
+/// The instant an `exp` in epoch seconds falls on, by the wall clock at `now`.
+fn instant_of(exp: u64, now: Instant) -> Instant {
+    let left_ms = (exp as i64).saturating_mul(1000) - haul::clock::now_ms();
+    now + std::time::Duration::from_millis(left_ms.max(0) as u64)
+}
+
 /// One stream's position: what it has said, when, and what it read last.
 struct Follower {
     services: Services,
@@ -93,6 +111,10 @@ struct Follower {
     opened: Instant,
     last_read: Instant,
     last_frame: Instant,
+    /// `opened` + `max_duration`.
+    ends_at: Instant,
+    token_ends_at: Option<Instant>,
+    slot: Option<Slot>,
     retry_sent: bool,
     finished: bool,
     reads: ReadCounter,
@@ -108,9 +130,13 @@ pub fn follow(
     files: Files,
     last_id: Option<u32>,
     reads: ReadCounter,
+    bounds: Bounds,
 ) -> impl Stream<Item = Bytes> + Send + 'static {
     let now = Instant::now();
     let follower = Follower {
+        ends_at: now + services.config.stream.max_duration,
+        token_ends_at: bounds.token_expires_at.map(|exp| instant_of(exp, now)),
+        slot: bounds.slot,
         settings: services.config.stream.clone(),
         services,
         id: job.id,
@@ -140,6 +166,9 @@ impl Follower {
         }
         loop {
             if self.finished {
+                if let Some(slot) = &mut self.slot {
+                    slot.release().await;
+                }
                 return None;
             }
             if let Some(job) = self.pending.take()
@@ -148,19 +177,61 @@ impl Follower {
                 self.last_frame = Instant::now();
                 return Some(frame);
             }
-            if self.finished || self.opened.elapsed() >= self.settings.max_duration {
+            if self.finished {
+                continue;
+            }
+            let now = Instant::now();
+            if self.token_ends_at.is_some_and(|at| now >= at) {
+                // Not a word more for an expired token: say why, then end.
                 self.finished = true;
-                return None;
+                return Some(sse::comment("token expired"));
             }
-            let next_read = self.last_read + self.settings.read_interval;
-            let heartbeat = self.last_frame + self.settings.heartbeat;
-            if heartbeat < next_read {
-                sleep_until(heartbeat).await;
+            if now >= self.ends_at || !self.keep_slot().await {
+                self.finished = true;
+                continue;
+            }
+            if let Some(frame) = self.wait().await {
+                return Some(frame);
+            }
+        }
+    }
+
+    async fn keep_slot(&mut self) -> bool {
+        match &mut self.slot {
+            Some(slot) => slot.keep().await,
+            None => true,
+        }
+    }
+
+    /// Sleeps until the next thing to do: a keepalive (returned), a read, or an end.
+    async fn wait(&mut self) -> Option<Bytes> {
+        // An overdue read (reads slower than the interval, a busy table) is due now, not in
+        // the past: a due keepalive then goes first instead of waiting behind more reads.
+        let next_read = (self.last_read + self.settings.read_interval).max(Instant::now());
+        let heartbeat = self.last_frame + self.settings.heartbeat;
+        let end = self
+            .token_ends_at
+            .map_or(self.ends_at, |token| token.min(self.ends_at));
+        if heartbeat < next_read && heartbeat < end {
+            sleep_until(heartbeat).await;
+            self.last_frame = Instant::now();
+            return Some(sse::keepalive());
+        }
+        if end <= next_read {
+            // The loop sees the end once it is there.
+            sleep_until(end).await;
+            return None;
+        }
+        sleep_until(next_read).await;
+        // A slow read (a busy table) must not hold back the keepalive: when the heartbeat
+        // comes first, the read is dropped (it changes nothing until it has its answer) and
+        // made again after the keepalive.
+        tokio::select! {
+            () = self.read() => None,
+            () = sleep_until(heartbeat) => {
                 self.last_frame = Instant::now();
-                return Some(sse::keepalive());
+                Some(sse::keepalive())
             }
-            sleep_until(next_read).await;
-            self.read().await;
         }
     }
 

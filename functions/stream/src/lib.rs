@@ -6,10 +6,13 @@
 //! The same rules as status: 400 for a malformed id, 404 for an unknown job or someone else's.
 //! Then `retry:`, the current state (unless `Last-Event-ID` has it), every newer state (`id:`
 //! is the job's write version), comments while nothing happens, and the end after the
-//! terminal event or after `STREAM_MAX_SECONDS`. A client that has the terminal state gets 204,
-//! which tells `EventSource` to stop reconnecting.
+//! terminal event, after `STREAM_MAX_SECONDS`, or at the token's `exp`. A client that has the
+//! terminal state gets 204, which tells `EventSource` to stop reconnecting. One caller (the
+//! token's `sub`, else the source IP) holds at most `MAX_STREAMS_PER_CALLER` streams at once:
+//! over it 429 `too_many_streams` with `Retry-After`.
 
 mod follow;
+mod slot;
 pub mod sse;
 
 use std::convert::Infallible;
@@ -90,15 +93,16 @@ async fn open(
     if request.method() != Method::GET {
         return Err(ApiError::MethodNotAllowed { allow: "GET" });
     }
-    let caller = match &app.verifier {
+    let (caller, token_expires_at) = match &app.verifier {
         Some(verifier) => {
             let authorization = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            Some(verifier.caller(authorization).await?)
+            let verified = verifier.caller(authorization).await?;
+            (Some(verified.owner), Some(verified.expires_at))
         }
-        None => haul::request::caller(&request)?,
+        None => (haul::request::caller(&request)?, None),
     };
     let id = parse_job_id(raw)?;
     let last_id = sse::last_event_id(
@@ -119,8 +123,27 @@ async fn open(
             .body(Body::Empty)
             .map_err(|e| ApiError::Internal(Box::new(e)));
     }
-    let frames = follow::follow(app.services.clone(), job, files, last_id, app.reads.clone())
-        .map(|bytes| Ok(Frame::data(bytes)));
+    // Last, so a refused open costs no slot and a 204 takes none.
+    let caller_slot = match haul::request::rate_caller(&request, caller.as_ref()) {
+        Some(who) => {
+            let limit = app.services.config.stream.max_streams_per_caller;
+            Some(slot::Slot::take(&app.services.jobs, &who, limit).await?)
+        }
+        None => None,
+    };
+    let bounds = follow::Bounds {
+        token_expires_at,
+        slot: caller_slot,
+    };
+    let frames = follow::follow(
+        app.services.clone(),
+        job,
+        files,
+        last_id,
+        app.reads.clone(),
+        bounds,
+    )
+    .map(|bytes| Ok(Frame::data(bytes)));
     *slot = Some(Box::pin(frames));
     Response::builder()
         .status(StatusCode::OK)

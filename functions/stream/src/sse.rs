@@ -21,6 +21,13 @@ pub fn keepalive() -> Bytes {
     Bytes::from_static(b": keepalive\n\n")
 }
 
+/// A comment that says something to a person reading the stream (clients ignore it).
+/// `text` must be one line.
+pub fn comment(text: &str) -> Bytes {
+    debug_assert!(!text.contains(['\n', '\r']));
+    Bytes::from(format!(": {text}\n\n"))
+}
+
 /// The last event id a reconnecting client saw. Our ids are the job's write version, so
 /// anything but a decimal number did not come from us; an empty value (a client resetting
 /// it) means none.
@@ -61,6 +68,7 @@ mod tests {
     fn comments_and_retry_are_fields_clients_know() {
         assert_eq!(&keepalive()[..], b": keepalive\n\n");
         assert_eq!(&retry(3000)[..], b"retry: 3000\n\n");
+        assert_eq!(&comment("token expired")[..], b": token expired\n\n");
     }
 
     #[test]

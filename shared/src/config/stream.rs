@@ -27,7 +27,11 @@ pub struct StreamSettings {
     /// API's JWT authorizer; unset runs the stream without one, like the API.
     pub jwt_issuer: Option<String>,
     /// Audiences a token must carry in `aud` or `client_id` (`JWT_AUDIENCE`, comma-separated).
+    /// Required with an issuer: without one, a token the issuer minted for any client would do.
     pub jwt_audiences: Vec<String>,
+    /// Streams one caller may hold open at once (`MAX_STREAMS_PER_CALLER`, 4; 1 to 20), so
+    /// one token cannot take every instance `MaxOpenStreams` reserves.
+    pub max_streams_per_caller: u32,
 }
 
 impl Default for StreamSettings {
@@ -40,6 +44,7 @@ impl Default for StreamSettings {
             retry: Duration::from_millis(3000),
             jwt_issuer: None,
             jwt_audiences: Vec::new(),
+            max_streams_per_caller: 4,
         }
     }
 }
@@ -85,6 +90,29 @@ pub(super) fn stream(env: &Env) -> Result<StreamSettings, ConfigError> {
         60_000,
         "how long a client waits before reconnecting",
     )?;
+    let max_streams_per_caller = env.ranged(
+        "MAX_STREAMS_PER_CALLER",
+        4,
+        1,
+        20,
+        "a refused open tries each of the caller's slots once (one conditional write each)",
+    )?;
+    let (jwt_issuer, jwt_audiences) = tokens(env)?;
+    Ok(StreamSettings {
+        base_url: env.get("STREAM_URL"),
+        max_duration: Duration::from_secs(max_duration),
+        heartbeat: Duration::from_secs(heartbeat),
+        read_interval: Duration::from_millis(read_interval),
+        retry: Duration::from_millis(retry),
+        jwt_issuer,
+        jwt_audiences,
+        max_streams_per_caller: max_streams_per_caller as u32,
+    })
+}
+
+/// The issuer and the audiences. An issuer needs an audience (as API Gateway's authorizer
+/// does): without one the stream would take a token the issuer minted for any of its clients.
+fn tokens(env: &Env) -> Result<(Option<String>, Vec<String>), ConfigError> {
     let jwt_issuer = env.get("JWT_ISSUER");
     let acceptable = |issuer: &str| {
         url::Url::parse(issuer).is_ok_and(|url| {
@@ -100,20 +128,65 @@ pub(super) fn stream(env: &Env) -> Result<StreamSettings, ConfigError> {
             reason: "an https URL (http only on 127.0.0.1, for tests)".into(),
         });
     }
-    Ok(StreamSettings {
-        base_url: env.get("STREAM_URL"),
-        max_duration: Duration::from_secs(max_duration),
-        heartbeat: Duration::from_secs(heartbeat),
-        read_interval: Duration::from_millis(read_interval),
-        retry: Duration::from_millis(retry),
-        jwt_issuer,
-        jwt_audiences: env
-            .get("JWT_AUDIENCE")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
+    let jwt_audiences: Vec<String> = env
+        .get("JWT_AUDIENCE")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if jwt_issuer.is_some() && jwt_audiences.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: "JWT_AUDIENCE",
+            reason: "required when JWT_ISSUER is set: without an audience the stream would \
+                     accept tokens the issuer minted for any client"
+                .into(),
+        });
+    }
+    Ok((jwt_issuer, jwt_audiences))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+    use crate::config::tests::lookup;
+
+    const BASE: [(&str, &str); 3] = [
+        ("JOBS_TABLE", "t"),
+        ("JOBS_QUEUE_URL", "q"),
+        ("ARTIFACTS_BUCKET", "b"),
+    ];
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, super::ConfigError> {
+        let mut all = BASE.to_vec();
+        all.extend_from_slice(pairs);
+        Config::from_lookup(lookup(&all))
+    }
+
+    #[test]
+    fn an_issuer_without_an_audience_is_refused_at_cold_start() {
+        let issuer = ("JWT_ISSUER", "https://id.example.com/");
+        for audience in [None, Some(""), Some(" , ")] {
+            let mut pairs = vec![issuer];
+            pairs.extend(audience.map(|a| ("JWT_AUDIENCE", a)));
+            let err = config(&pairs).expect_err("no audience");
+            assert!(err.to_string().contains("JWT_AUDIENCE"), "{err}");
+        }
+        let ok = config(&[issuer, ("JWT_AUDIENCE", "client-a")]).expect("with an audience");
+        assert_eq!(ok.stream.jwt_audiences, ["client-a"]);
+        // Without an issuer there are no tokens, so no audience is needed.
+        assert!(config(&[]).expect("open").stream.jwt_issuer.is_none());
+    }
+
+    #[test]
+    fn streams_per_caller_default_to_four_within_one_to_twenty() {
+        assert_eq!(
+            config(&[]).expect("defaults").stream.max_streams_per_caller,
+            4
+        );
+        let set = |n: &'static str| config(&[("MAX_STREAMS_PER_CALLER", n)]);
+        assert_eq!(set("20").expect("20").stream.max_streams_per_caller, 20);
+        assert!(set("0").is_err() && set("21").is_err() && set("x").is_err());
+    }
 }

@@ -7,6 +7,7 @@
 //! - `codec.rs`: item <-> [`Job`];
 //! - `batch.rs`: a batch's children (read together, created once) and its end;
 //! - `keys.rs`: the idempotency-key transaction;
+//! - `lease.rs`: the open streams' slots per caller;
 //! - `list.rs`: listings and counts from the indexes;
 //! - `notify.rs`: the webhook deliveries' claims and outcomes;
 //! - `shard.rs`: the status index's sharded partition key.
@@ -20,6 +21,7 @@ mod batch;
 mod codec;
 mod expr;
 mod keys;
+mod lease;
 mod list;
 mod notify;
 mod shard;
@@ -41,6 +43,7 @@ use codec::{Item, from_item, n, s, to_item};
 use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
+pub use lease::{LeaseTaken, STREAM_LEASE, STREAM_LEASE_RENEW_AFTER, StreamLease, slot_record_id};
 pub use list::{Listing, PageCursor};
 pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 pub use share::{ACTIVE_WINDOW_MS, Entered, Reservation, share_attributes};

@@ -18,6 +18,7 @@ mod resume;
 mod shares;
 mod sources;
 mod stream;
+mod stream_shares;
 mod stream_template;
 mod template;
 mod webhook_template;

@@ -1133,3 +1133,42 @@ async fn batch_answers_validate_against_the_spec() {
         contract.assert_answer(file_path, Method::GET, &answer);
     }
 }
+
+/// The stream's 429 (`too_many_streams`, with `Retry-After`) is the documented one.
+#[tokio::test]
+async fn the_streams_per_caller_refusal_validates_against_the_spec() {
+    let contract = Contract::load();
+    let app = spawn_app().await;
+    let job = app.initiate(1).await.accepted_id();
+    let context = json!({
+        "requestId": "openapi", "http": { "method": "GET", "path": "/", "protocol": "HTTP/1.1",
+        "sourceIp": "203.0.113.9", "userAgent": "haul-tests" }
+    });
+    let mut held = Vec::new();
+    for _ in 0..haul::config::StreamSettings::default().max_streams_per_caller {
+        let stream = app
+            .events_request(Method::GET, &job, &[], Some(context.clone()))
+            .await;
+        assert_eq!(stream.status, StatusCode::OK);
+        held.push(stream);
+    }
+    let context: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext =
+        serde_json::from_value(context).expect("a request context");
+    let request = lambda_http::http::Request::builder()
+        .uri(format!("/v1/download/{job}/events"))
+        .body(Body::Empty)
+        .expect("a request");
+    let request = lambda_http::RequestExt::with_request_context(
+        lambda_http::Request::from(request),
+        lambda_http::request::RequestContext::ApiGatewayV2(context),
+    );
+    let refused = app.dispatch_stream(request).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    assert_eq!(refused.body["code"], "too_many_streams");
+    contract.assert_answer("/v1/download/{jobId}/events", Method::GET, &refused);
+}

@@ -3,6 +3,8 @@
 //! stream never reaches, the same CORS, issuer and audiences as the API, and a concurrency cap
 //! that keeps open streams from starving the worker.
 
+use std::collections::HashMap;
+
 use haul::Config;
 use haul_tests::template::Template;
 use serde_yaml::Value;
@@ -167,6 +169,142 @@ fn views_point_at_the_stream_and_open_streams_cannot_take_the_workers_concurrenc
         .collect();
     assert_eq!(
         actions,
-        ["dynamodb:GetItem", "dynamodb:BatchGetItem", "s3:GetObject"]
+        [
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "s3:GetObject"
+        ]
     );
+}
+
+/// The stream writes only its slot records: the writes are held to their key prefix, which
+/// is the one the store gives them.
+#[test]
+fn the_stream_writes_only_its_callers_slots_and_the_limit_is_the_configs_range() {
+    let t = template();
+    let statements = t.properties("StreamFunction")["Policies"][0]["Statement"]
+        .as_sequence()
+        .expect("statements")
+        .clone();
+    let writes = statements
+        .iter()
+        .find(|s| {
+            s["Action"]
+                .as_sequence()
+                .is_some_and(|a| a.iter().any(|a| a == "dynamodb:PutItem"))
+        })
+        .expect("the slots' writes");
+    let prefixes = &writes["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+    assert_eq!(
+        prefixes.as_sequence().map(Vec::len),
+        Some(1),
+        "{prefixes:?}"
+    );
+    let pattern = prefixes[0].as_str().expect("a pattern");
+    let prefix = pattern.strip_suffix('*').expect("a prefix pattern");
+    let record = haul::store::slot_record_id(&haul::ratelimit::Caller::Subject("a".into()), 3);
+    assert!(
+        record.starts_with(prefix),
+        "{record} is not under {pattern}"
+    );
+
+    let variables = &t.properties("StreamFunction")["Environment"]["Variables"];
+    assert_eq!(
+        tag(&variables["MAX_STREAMS_PER_CALLER"], "Ref").as_str(),
+        Some("MaxStreamsPerCaller")
+    );
+    let param = &t.root()["Parameters"]["MaxStreamsPerCaller"];
+    let (min, max) = (
+        param["MinValue"].as_u64().expect("MinValue"),
+        param["MaxValue"].as_u64().expect("MaxValue"),
+    );
+    let default: u32 = t
+        .parameter_default("MaxStreamsPerCaller")
+        .expect("a default")
+        .parse()
+        .expect("a number");
+    assert_eq!(
+        default,
+        haul::config::StreamSettings::default().max_streams_per_caller
+    );
+    let config = |n: u64| {
+        Config::from_lookup(|name| match name {
+            "JOBS_TABLE" | "JOBS_QUEUE_URL" | "ARTIFACTS_BUCKET" => Some("x".into()),
+            "MAX_STREAMS_PER_CALLER" => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    for ok in [min, u64::from(default), max] {
+        assert!(config(ok).is_ok(), "{ok} is allowed by the template");
+    }
+    assert!(config(min - 1).is_err() && config(max + 1).is_err());
+}
+
+/// A rule function of the template, evaluated with `params` (a list parameter as its
+/// comma-separated text): `Not`, `Equals` and `EachMemberEquals` of `Ref`s and literals.
+fn rule_holds(node: &Value, params: &HashMap<&str, &str>) -> bool {
+    let text = |v: &Value| match v {
+        Value::Tagged(t) if t.tag == "Ref" => params
+            .get(t.value.as_str().unwrap_or_default())
+            .copied()
+            .unwrap_or_default()
+            .to_owned(),
+        other => other.as_str().unwrap_or_default().to_owned(),
+    };
+    let Value::Tagged(t) = node else {
+        panic!("a rule function: {node:?}")
+    };
+    let args = t.value.as_sequence().expect("operands");
+    match t.tag.to_string().trim_start_matches('!') {
+        "Not" => !rule_holds(&args[0], params),
+        "Equals" => text(&args[0]) == text(&args[1]),
+        // CloudFormation splits a CommaDelimitedList at commas; "" is one empty member.
+        "EachMemberEquals" => text(&args[0])
+            .split(',')
+            .all(|member| member == text(&args[1])),
+        other => panic!("a rule function this test does not know: {other}"),
+    }
+}
+
+/// An issuer needs an audience: the deploy stops with a sentence that says so, and the
+/// stream's own configuration refuses the same combination at cold start.
+#[test]
+fn an_issuer_without_an_audience_does_not_deploy_and_the_stream_refuses_it_too() {
+    let t = template();
+    let rule = &t.root()["Rules"]["AudienceWithIssuer"];
+    let assertion = &rule["Assertions"][0];
+    let description = assertion["AssertDescription"].as_str().expect("a sentence");
+    assert!(description.contains("JwtIssuer") && description.contains("JwtAudience"));
+    let deploys = |issuer: &str, audience: &str| {
+        let params = HashMap::from([("JwtIssuer", issuer), ("JwtAudience", audience)]);
+        !rule_holds(&rule["RuleCondition"], &params) || rule_holds(&assertion["Assert"], &params)
+    };
+    let stream_starts = |issuer: &str, audience: &str| {
+        Config::from_lookup(|name| match name {
+            "JOBS_TABLE" | "JOBS_QUEUE_URL" | "ARTIFACTS_BUCKET" => Some("x".into()),
+            "JWT_ISSUER" => Some(issuer.to_owned()),
+            "JWT_AUDIENCE" => Some(audience.to_owned()),
+            _ => None,
+        })
+        .is_ok()
+    };
+    let issuer = "https://id.example.com/";
+    let default_audience = t.parameter_default("JwtAudience").unwrap_or_default();
+    for (issuer, audience, ok) in [
+        (issuer, default_audience.as_str(), false),
+        (issuer, "", false),
+        (issuer, "client-a", true),
+        (issuer, "client-a,client-b", true),
+        ("", "", true),
+    ] {
+        assert_eq!(deploys(issuer, audience), ok, "{issuer:?} {audience:?}");
+        assert_eq!(
+            stream_starts(issuer, audience),
+            ok,
+            "{issuer:?} {audience:?}"
+        );
+    }
 }

@@ -235,6 +235,13 @@ fn function_env(
         ("WORKER_SHARE_HIGH", POLLERS_HIGH.to_string()),
         ("WORKER_SHARE_NORMAL", POLLERS_NORMAL.to_string()),
         ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
+        // Every caller of an open make dev is 127.0.0.1, so streams per caller would be
+        // streams in all: as many as make dev keeps open (the page and the e2e scripts
+        // follow many jobs at once). HAUL_DEV_MAX_STREAMS_PER_CALLER=4 shows the template's.
+        (
+            "MAX_STREAMS_PER_CALLER",
+            env_or("HAUL_DEV_MAX_STREAMS_PER_CALLER", &STREAM_SLOTS.to_string()),
+        ),
     ]
 }
 
