@@ -7,8 +7,15 @@
 //! - serves the browser page (`web/dist`) with `/v1/*` and `/health` proxied to the API, so the
 //!   page and the API share an origin;
 //! - prints a line once `GET /health` answers, and stops everything on Ctrl-C.
+//!
+//! With `HAUL_DEV_AUTH=1` it also runs a local OIDC issuer and puts the API behind a JWT
+//! authorizer like API Gateway's (`auth.rs`, `gateway.rs`); cargo lambda watch then listens on
+//! a loopback port of its own behind that front.
 
+mod auth;
+mod authorizer;
 mod events;
+mod gateway;
 mod web;
 
 use std::process::Stdio;
@@ -55,7 +62,7 @@ fn dev_catalog(file_id: u64) -> Option<(u64, Duration)> {
     })
 }
 
-fn env_or(name: &str, default: &str) -> String {
+pub(crate) fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
@@ -65,7 +72,8 @@ fn env_or(name: &str, default: &str) -> String {
 pub async fn run() -> Result<(), BoxError> {
     let port = env_or("HAUL_DEV_PORT", "9000");
     let api = format!("http://127.0.0.1:{port}");
-    let max_receive_count = Template::load()?.max_receive_count()?;
+    let template = Template::load()?;
+    let max_receive_count = template.max_receive_count()?;
     let sdk = haul::services::sdk_config().await;
     let aws = Provisioner::new(&sdk);
     let resources = aws
@@ -89,14 +97,39 @@ pub async fn run() -> Result<(), BoxError> {
     let (_origin, origin_template) = origin().await?;
     eprintln!("dev: origin {origin_template}");
     let webhook_secret = dev_webhook_secret();
-    let env = function_env(
+    // The issuer lives as long as make dev (it serves while it is held).
+    let (issuer, authorizer) = match auth::enabled() {
+        true => {
+            let (issuer, authorizer) =
+                auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?;
+            (Some(issuer), Some(authorizer))
+        }
+        false => (None, None),
+    };
+    let mut env = function_env(
         &resources,
         origin_template,
         max_receive_count,
         &webhook_secret,
     );
+    env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
-    let mut watch = watch_functions(&port, &env)?;
+    // Open, the functions answer on the API port. With callers, the authorizer's front does,
+    // and the functions listen on a free loopback port behind it.
+    let functions_port = match issuer {
+        Some(_) => free_port()?,
+        None => port.clone(),
+    };
+    let functions = format!("http://127.0.0.1:{functions_port}");
+    let mut watch = watch_functions(&functions_port, &env)?;
+    if let (Some(issuer), Some(authorizer)) = (&issuer, authorizer) {
+        gateway::serve(&format!("127.0.0.1:{port}"), &functions, authorizer).await?;
+        eprintln!(
+            "dev: callers on: the API needs tokens of the issuer {} (scripts/dev-token NAME); \
+             the page is for open make dev",
+            issuer.url
+        );
+    }
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
@@ -120,7 +153,7 @@ pub async fn run() -> Result<(), BoxError> {
             tokio::spawn(events::deliver_forever(
                 aws.sqs.clone(),
                 http.clone(),
-                format!("{api}/2015-03-31/functions/worker/invocations"),
+                format!("{functions}/2015-03-31/functions/worker/invocations"),
                 queue_url.clone(),
                 1,
             ));
@@ -129,12 +162,12 @@ pub async fn run() -> Result<(), BoxError> {
     tokio::spawn(events::deliver_forever(
         aws.sqs.clone(),
         http.clone(),
-        format!("{api}/2015-03-31/functions/notifier/invocations"),
+        format!("{functions}/2015-03-31/functions/notifier/invocations"),
         resources.notify_queue_url.clone(),
         10,
     ));
     tokio::spawn(events::pipe_forever(pipe));
-    tokio::spawn(events::cleanup_forever(http.clone(), api.clone()));
+    tokio::spawn(events::cleanup_forever(http.clone(), functions.clone()));
 
     tokio::select! {
         _ = shutdown_signal() => eprintln!("dev: stopping"),
@@ -216,13 +249,15 @@ fn function_env(
         ("STREAM_URL", "/".to_owned()),
         // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
-        // The per-caller limit stays on, loose enough for the contract and browser tests,
-        // which start hundreds of jobs from 127.0.0.1 within a minute.
-        (
-            "RATE_LIMIT_PER_MINUTE",
-            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
-        ),
+        // The per-caller settings (limits, who may ask for high, the stream's tokens) are
+        // auth::caller_env's.
     ]
+}
+
+/// A loopback port free now, for cargo lambda watch behind the authorizer's front.
+fn free_port() -> Result<String, BoxError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port().to_string())
 }
 
 /// `cargo lambda watch` serving the functions on `port`, in a process group of its own.
