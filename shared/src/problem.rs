@@ -126,11 +126,9 @@ impl ApiError {
                 "Callback not allowed",
             ),
             ApiError::HistoryDisabled => (S::NOT_FOUND, "history_disabled", "History disabled"),
-            ApiError::PriorityNotAllowed(_) => (
-                S::FORBIDDEN,
-                "priority_not_allowed",
-                "Priority not allowed",
-            ),
+            ApiError::PriorityNotAllowed(_) => {
+                (S::FORBIDDEN, "priority_not_allowed", "Priority not allowed")
+            }
             ApiError::TooManyActiveJobs { .. } => (
                 S::TOO_MANY_REQUESTS,
                 "too_many_active_jobs",

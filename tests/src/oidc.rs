@@ -135,7 +135,9 @@ impl Issuer {
     pub async fn start_minting(addr: &str, audience: &str) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         if !listener.local_addr()?.ip().is_loopback() {
-            return Err(std::io::Error::other("the dev issuer listens on loopback only"));
+            return Err(std::io::Error::other(
+                "the dev issuer listens on loopback only",
+            ));
         }
         Ok(Self::serve(listener, Some(audience.to_owned())))
     }
@@ -213,7 +215,10 @@ async fn mint(
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return bad("send {\"sub\": NAME, \"scopes\": [SCOPE, ...]}");
     };
-    let Some(sub) = request["sub"].as_str().filter(|s| !s.is_empty() && s.len() <= 256) else {
+    let Some(sub) = request["sub"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    else {
         return bad("sub: a caller name of 1 to 256 characters");
     };
     let mut scopes = Vec::new();

@@ -57,7 +57,10 @@ fn assert_refused(answer: &TestResponse) {
     assert_eq!(answer.body["code"], "priority_not_allowed");
     assert_eq!(answer.body["field"], "priority");
     assert!(
-        answer.header("content-type").unwrap().starts_with("application/problem+json"),
+        answer
+            .header("content-type")
+            .unwrap()
+            .starts_with("application/problem+json"),
         "{:?}",
         answer.headers
     );
@@ -77,7 +80,16 @@ async fn high_without_the_scope_is_403_and_creates_nothing_and_with_it_202() {
     let batch = json!({ "file_ids": [1, 2, 3], "priority": "high" });
     assert_refused(&start_as(&app, alice.clone(), Some(&["openid"]), "k2", batch).await);
     // A scope that only starts like the right one is not it.
-    assert_refused(&start_as(&app, alice.clone(), Some(&["haul/highest"]), "k3", high.clone()).await);
+    assert_refused(
+        &start_as(
+            &app,
+            alice.clone(),
+            Some(&["haul/highest"]),
+            "k3",
+            high.clone(),
+        )
+        .await,
+    );
 
     // Nothing was created: no job in the history, no message, and the key and the one rate
     // token of the minute are still free (the same key with another body is a new request).
@@ -90,14 +102,35 @@ async fn high_without_the_scope_is_403_and_creates_nothing_and_with_it_202() {
 
     // With the scope: in API Gateway's `scopes`, or only in the claims (`scope` or `scp`).
     for (sub, claims, scopes) in [
-        ("bob", json!({ "sub": "bob" }), Some(&["openid", "haul/high"][..])),
-        ("carol", json!({ "sub": "carol", "scope": "openid haul/high" }), None),
-        ("dave", json!({ "sub": "dave", "scp": "[haul/high email]" }), None),
+        (
+            "bob",
+            json!({ "sub": "bob" }),
+            Some(&["openid", "haul/high"][..]),
+        ),
+        (
+            "carol",
+            json!({ "sub": "carol", "scope": "openid haul/high" }),
+            None,
+        ),
+        (
+            "dave",
+            json!({ "sub": "dave", "scp": "[haul/high email]" }),
+            None,
+        ),
     ] {
         let answer = start_as(&app, claims, scopes, "k1", high.clone()).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED, "{sub}: {:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{sub}: {:?}",
+            answer.body
+        );
         let job = app.list_as(sub, "").await;
-        assert_eq!(job.body["items"][0]["priority"], "high", "{sub}: {:?}", job.body);
+        assert_eq!(
+            job.body["items"][0]["priority"], "high",
+            "{sub}: {:?}",
+            job.body
+        );
     }
     assert_eq!(high_depth(&app).await, 3);
 }
@@ -109,21 +142,32 @@ async fn callers_without_an_authorizer_get_high_only_where_the_operator_allows_i
     assert_refused(&start_from(&app, "198.51.100.7", "k1", high.clone()).await);
     assert_eq!(high_depth(&app).await, 0);
     // low and normal are everyone's, and the refusal spent none of the minute's one token.
+    // (Without an authorizer, callers share one key namespace: a key per request here.)
     for (ip, priority) in [("198.51.100.7", "low"), ("198.51.100.8", "normal")] {
         let body = json!({ "file_id": 70001, "priority": priority });
-        let answer = start_from(&app, ip, "k1", body).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED, "{priority}: {:?}", answer.body);
+        let answer = start_from(&app, ip, &format!("k-{priority}"), body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{priority}: {:?}",
+            answer.body
+        );
     }
     // Verified callers too, without any scope.
     for priority in ["low", "normal"] {
         let body = json!({ "file_id": 70002, "priority": priority });
         let who = json!({ "sub": format!("erin-{priority}") });
         let answer = start_as(&app, who, None, "k1", body).await;
-        assert_eq!(answer.status, StatusCode::ACCEPTED, "{priority}: {:?}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "{priority}: {:?}",
+            answer.body
+        );
     }
 
     app.services.config.priority_access.allow_anonymous_high = true;
-    let answer = start_from(&app, "198.51.100.9", "k1", high).await;
+    let answer = start_from(&app, "198.51.100.9", "k-high", high).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
     assert_eq!(high_depth(&app).await, 1);
 }

@@ -198,5 +198,8 @@ fn initiate_gets_the_high_priority_entitlement_from_parameters_closed_by_default
         "the function's own default is the template's"
     );
     let allowed = &t.root()["Parameters"]["AllowAnonymousHighPriority"]["AllowedValues"];
-    assert_eq!(allowed, &serde_yaml::from_str::<Value>("[\"true\", \"false\"]").unwrap());
+    assert_eq!(
+        allowed,
+        &serde_yaml::from_str::<Value>("[\"true\", \"false\"]").unwrap()
+    );
 }

@@ -233,7 +233,10 @@ mod tests {
             ("garbage", "not.a.jwt".to_owned()),
         ] {
             assert!(
-                matches!(gate.verify(Some(&format!("Bearer {bad}"))), Err(Denied::Invalid(_))),
+                matches!(
+                    gate.verify(Some(&format!("Bearer {bad}"))),
+                    Err(Denied::Invalid(_))
+                ),
                 "{why}"
             );
         }

@@ -44,11 +44,7 @@ struct Gateway {
 }
 
 /// Serves the front on `addr`, in front of the functions at `functions`.
-pub async fn serve(
-    addr: &str,
-    functions: &str,
-    authorizer: JwtAuthorizer,
-) -> Result<(), BoxError> {
+pub async fn serve(addr: &str, functions: &str, authorizer: JwtAuthorizer) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -116,7 +112,9 @@ fn message(status: StatusCode, text: &str) -> Response {
 fn unauthorized(denied: Denied) -> Response {
     let challenge = match denied {
         Denied::Missing => "Bearer".to_owned(),
-        Denied::Invalid(why) => format!("Bearer error=\"invalid_token\" error_description=\"{why}\""),
+        Denied::Invalid(why) => {
+            format!("Bearer error=\"invalid_token\" error_description=\"{why}\"")
+        }
     };
     let mut response = message(StatusCode::UNAUTHORIZED, "Unauthorized");
     if let Ok(value) = HeaderValue::from_str(&challenge) {
@@ -249,7 +247,11 @@ fn response_of(answer: &Value) -> Result<Response, BoxError> {
             headers.append(name, value);
         }
     }
-    for (name, values) in answer["multiValueHeaders"].as_object().into_iter().flatten() {
+    for (name, values) in answer["multiValueHeaders"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         let Ok(name) = header::HeaderName::from_bytes(name.as_bytes()) else {
             continue;
         };

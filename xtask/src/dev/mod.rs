@@ -100,8 +100,7 @@ pub async fn run() -> Result<(), BoxError> {
     // The issuer lives as long as make dev (it serves while it is held).
     let (issuer, authorizer) = match auth::enabled() {
         true => {
-            let (issuer, authorizer) =
-                auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?;
+            let (issuer, authorizer) = auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?;
             (Some(issuer), Some(authorizer))
         }
         false => (None, None),
