@@ -171,3 +171,30 @@ async fn callers_without_an_authorizer_get_high_only_where_the_operator_allows_i
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
     assert_eq!(high_depth(&app).await, 1);
 }
+
+/// Identity comes only from the authorizer's context, never from a request header: a valid
+/// token with the scope, sent by a caller the API did not verify (no authorizer in front), is
+/// not read at all. make dev with callers passes claims the same way (its front builds the
+/// authorizer context, docs/operations.md), so no setting can make a header an identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_a_header_is_not_an_identity_without_the_authorizer() {
+    let app = app_without_anonymous_high().await;
+    let issuer = haul_tests::oidc::Issuer::start().await;
+    let token = issuer.token(haul_tests::oidc::Claims {
+        scope: Some("haul/high".into()),
+        ..Default::default()
+    });
+    let bearer = format!("Bearer {token}");
+    let body = json!({ "file_id": 70001, "priority": "high" }).to_string();
+    let answer = app
+        .call_from(
+            "198.51.100.7",
+            Method::POST,
+            PATH,
+            &[JSON, ("authorization", &bearer)],
+            body,
+        )
+        .await;
+    assert_refused(&answer);
+    assert_eq!(high_depth(&app).await, 0);
+}
