@@ -157,42 +157,8 @@ async fn event_of(
 ) -> Result<Value, BoxError> {
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES).await?;
-    let mut headers = Map::new();
-    for name in parts.headers.keys() {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        headers.insert(name.as_str().to_owned(), json!(values.join(",")));
-    }
     let query = parts.uri.query().unwrap_or("");
-    let mut parameters: Map<String, Value> = Map::new();
-    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-        match parameters.get_mut(name.as_ref()) {
-            Some(Value::String(joined)) => {
-                joined.push(',');
-                joined.push_str(&value);
-            }
-            _ => {
-                parameters.insert(name.into_owned(), json!(value));
-            }
-        }
-    }
-    let textual = std::str::from_utf8(&body).ok().filter(|_| {
-        let kind = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("text/plain");
-        kind.starts_with("text/") || kind.contains("json")
-    });
-    let (body, is_base64) = match textual {
-        _ if body.is_empty() => (Value::Null, false),
-        Some(text) => (json!(text), false),
-        None => (json!(STANDARD.encode(&body)), true),
-    };
+    let (body, is_base64) = body_of(&parts.headers, &body);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -207,8 +173,8 @@ async fn event_of(
         "routeKey": "$default",
         "rawPath": parts.uri.path(),
         "rawQueryString": query,
-        "headers": headers,
-        "queryStringParameters": if parameters.is_empty() { Value::Null } else { Value::Object(parameters) },
+        "headers": headers_of(&parts.headers),
+        "queryStringParameters": query_parameters(query),
         "requestContext": {
             "accountId": "000000000000",
             "apiId": "haul-dev",
@@ -230,6 +196,56 @@ async fn event_of(
         "body": body,
         "isBase64Encoded": is_base64,
     }))
+}
+
+/// Headers as API Gateway passes them: lowercase names, repeated values joined by commas.
+fn headers_of(headers: &HeaderMap) -> Map<String, Value> {
+    let mut joined = Map::new();
+    for name in headers.keys() {
+        let values: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        joined.insert(name.as_str().to_owned(), json!(values.join(",")));
+    }
+    joined
+}
+
+/// The query decoded, repeated parameters joined by commas; `null` when there is none.
+fn query_parameters(query: &str) -> Value {
+    let mut parameters: Map<String, Value> = Map::new();
+    for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match parameters.get_mut(name.as_ref()) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(&value);
+            }
+            _ => {
+                parameters.insert(name.into_owned(), json!(value));
+            }
+        }
+    }
+    match parameters.is_empty() {
+        true => Value::Null,
+        false => Value::Object(parameters),
+    }
+}
+
+/// The body as text when it is textual UTF-8, else base64 (`isBase64Encoded`), as API Gateway
+/// sends it.
+fn body_of(headers: &HeaderMap, body: &[u8]) -> (Value, bool) {
+    if body.is_empty() {
+        return (Value::Null, false);
+    }
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/plain");
+    match std::str::from_utf8(body) {
+        Ok(text) if kind.starts_with("text/") || kind.contains("json") => (json!(text), false),
+        _ => (json!(STANDARD.encode(body)), true),
+    }
 }
 
 /// The function's payload format 2.0 answer as HTTP.
@@ -276,4 +292,57 @@ fn response_of(answer: &Value) -> Result<Response, BoxError> {
         text.as_bytes().to_vec()
     };
     Ok((status, headers, Body::from(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_answers_take_api_gateways_shapes() {
+        assert_eq!(
+            query_parameters("limit=2&cursor=a%2Bb&limit=3"),
+            json!({ "limit": "2,3", "cursor": "a+b" })
+        );
+        assert_eq!(query_parameters(""), Value::Null);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert_eq!(body_of(&headers, b"{\"a\":1}"), (json!("{\"a\":1}"), false));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        assert_eq!(body_of(&headers, b"\x89PNG"), (json!("iVBORw=="), true));
+        assert_eq!(body_of(&headers, b""), (Value::Null, false));
+
+        let answer = response_of(&json!({
+            "statusCode": 302,
+            "headers": { "location": "https://s3.example/x" },
+            "multiValueHeaders": { "vary": ["a", "b"] },
+            "body": "aGk=",
+            "isBase64Encoded": true,
+            "cookies": []
+        }))
+        .unwrap();
+        assert_eq!(answer.status(), StatusCode::FOUND);
+        assert_eq!(answer.headers()["location"], "https://s3.example/x");
+        assert_eq!(answer.headers().get_all("vary").iter().count(), 2);
+        assert!(response_of(&json!({ "errorMessage": "panicked" })).is_err());
+    }
+
+    #[test]
+    fn a_refusal_is_api_gateways_401() {
+        let answer = unauthorized(Denied::Invalid("expired"));
+        assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            answer.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer error=\"invalid_token\"")
+        );
+        assert_eq!(
+            unauthorized(Denied::Missing).headers()[header::WWW_AUTHENTICATE],
+            "Bearer"
+        );
+    }
 }

@@ -97,14 +97,13 @@ pub async fn run() -> Result<(), BoxError> {
     let (_origin, origin_template) = origin().await?;
     eprintln!("dev: origin {origin_template}");
     let webhook_secret = dev_webhook_secret();
-    // The issuer lives as long as make dev (it serves while it is held).
-    let (issuer, authorizer) = match auth::enabled() {
-        true => {
-            let (issuer, authorizer) = auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?;
-            (Some(issuer), Some(authorizer))
-        }
-        false => (None, None),
+    // With callers (HAUL_DEV_AUTH=1): the issuer, held as long as make dev runs, since it
+    // serves while it is held.
+    let callers = match auth::enabled() {
+        true => Some(auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?),
+        false => None,
     };
+    let (issuer, authorizer) = callers.unzip();
     let mut env = function_env(
         &resources,
         origin_template,
@@ -113,22 +112,8 @@ pub async fn run() -> Result<(), BoxError> {
     );
     env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
-    // Open, the functions answer on the API port. With callers, the authorizer's front does,
-    // and the functions listen on a free loopback port behind it.
-    let functions_port = match issuer {
-        Some(_) => free_port()?,
-        None => port.clone(),
-    };
-    let functions = format!("http://127.0.0.1:{functions_port}");
-    let mut watch = watch_functions(&functions_port, &env)?;
-    if let (Some(issuer), Some(authorizer)) = (&issuer, authorizer) {
-        gateway::serve(&format!("127.0.0.1:{port}"), &functions, authorizer).await?;
-        eprintln!(
-            "dev: callers on: the API needs tokens of the issuer {} (scripts/dev-token NAME); \
-             the page is for open make dev",
-            issuer.url
-        );
-    }
+    let (mut watch, functions) =
+        serve_functions(&port, &env, issuer.as_ref().zip(authorizer)).await?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
@@ -143,30 +128,8 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
 
-    for (queue_url, pollers) in [
-        (&resources.high_queue_url, POLLERS_HIGH),
-        (&resources.queue_url, POLLERS_NORMAL),
-        (&resources.low_queue_url, POLLERS_LOW),
-    ] {
-        for _ in 0..pollers {
-            tokio::spawn(events::deliver_forever(
-                aws.sqs.clone(),
-                http.clone(),
-                format!("{functions}/2015-03-31/functions/worker/invocations"),
-                queue_url.clone(),
-                1,
-            ));
-        }
-    }
-    tokio::spawn(events::deliver_forever(
-        aws.sqs.clone(),
-        http.clone(),
-        format!("{functions}/2015-03-31/functions/notifier/invocations"),
-        resources.notify_queue_url.clone(),
-        10,
-    ));
+    spawn_event_sources(&aws.sqs, &http, &resources, &functions);
     tokio::spawn(events::pipe_forever(pipe));
-    tokio::spawn(events::cleanup_forever(http.clone(), functions.clone()));
 
     tokio::select! {
         _ = shutdown_signal() => eprintln!("dev: stopping"),
@@ -182,6 +145,64 @@ pub async fn run() -> Result<(), BoxError> {
     }
     let _ = watch.kill().await;
     Ok(())
+}
+
+/// The functions under `cargo lambda watch`, and where to invoke them. Open, they answer on
+/// the API port. With callers, the authorizer's front answers there (`gateway.rs`) and the
+/// functions listen on a free loopback port behind it.
+async fn serve_functions(
+    port: &str,
+    env: &[(&'static str, String)],
+    callers: Option<(&haul_tests::oidc::Issuer, authorizer::JwtAuthorizer)>,
+) -> Result<(Child, String), BoxError> {
+    let functions_port = match callers {
+        Some(_) => free_port()?,
+        None => port.to_owned(),
+    };
+    let functions = format!("http://127.0.0.1:{functions_port}");
+    let watch = watch_functions(&functions_port, env)?;
+    if let Some((issuer, authorizer)) = callers {
+        gateway::serve(&format!("127.0.0.1:{port}"), &functions, authorizer).await?;
+        eprintln!(
+            "dev: callers on: the API needs tokens of the issuer {} (scripts/dev-token NAME); \
+             the page is for open make dev",
+            issuer.url
+        );
+    }
+    Ok((watch, functions))
+}
+
+/// Lambda's event source mappings (each priority's pollers for the worker, the notifier's) and
+/// cleanup's schedule, invoking the functions at `functions`.
+fn spawn_event_sources(
+    sqs: &aws_sdk_sqs::Client,
+    http: &reqwest::Client,
+    resources: &Resources,
+    functions: &str,
+) {
+    for (queue_url, pollers) in [
+        (&resources.high_queue_url, POLLERS_HIGH),
+        (&resources.queue_url, POLLERS_NORMAL),
+        (&resources.low_queue_url, POLLERS_LOW),
+    ] {
+        for _ in 0..pollers {
+            tokio::spawn(events::deliver_forever(
+                sqs.clone(),
+                http.clone(),
+                format!("{functions}/2015-03-31/functions/worker/invocations"),
+                queue_url.clone(),
+                1,
+            ));
+        }
+    }
+    tokio::spawn(events::deliver_forever(
+        sqs.clone(),
+        http.clone(),
+        format!("{functions}/2015-03-31/functions/notifier/invocations"),
+        resources.notify_queue_url.clone(),
+        10,
+    ));
+    tokio::spawn(events::cleanup_forever(http.clone(), functions.to_owned()));
 }
 
 /// The origin the worker fetches from: `ORIGIN_URL_TEMPLATE` when set, else the development
