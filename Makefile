@@ -7,6 +7,7 @@ export CARGO_TERM_COLOR ?= never
 
 help:
 	@echo "make dev    start the local stack (LocalStack S3/SQS + DynamoDB Local) and create haul's resources"
+	@echo "            HAUL_DEV_AUTH=1 make dev: with callers (a local OIDC issuer; tokens from scripts/dev-token NAME)"
 	@echo "make test   install what is missing, start the stack, run fmt, clippy and every test, stop what it started"
 	@echo "make bench  the worker vs rclone, s5cmd, boto3+CRT, awscli at Lambda CPU shares; hot-key model; API (target/bench/*.json)"
 	@echo "make soak   500 jobs with ~10% injected faults; none lost or duplicated (writes target/soak/report.json)"

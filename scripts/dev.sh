@@ -3,6 +3,8 @@
 # runs), installs cargo-lambda, then runs the dev supervisor (`xtask dev`, xtask/src/dev/): resources,
 # a development origin, `cargo lambda watch` on the production paths, an SQS poller standing in
 # for Lambda's event source mapping, and a cleanup timer. Ctrl-C stops what it started.
+# HAUL_DEV_AUTH=1: with callers, a local OIDC issuer and the API behind a JWT authorizer like
+# API Gateway's (xtask/src/dev/auth.rs; tokens from scripts/dev-token NAME).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

@@ -129,6 +129,10 @@ if [ "${HAUL_E2E_DEV_SHARED:-}" = 1 ]; then
   unset HAUL_E2E_DEV_SHARED
 fi
 
+# After the shared make dev stopped: this stage runs a make dev of its own, with callers.
+step "make dev with callers (HAUL_DEV_AUTH=1): tokens, history per caller, high by scope, a limit"
+scripts/dev-auth-e2e.sh
+
 step "permission proof: every recorded AWS call is granted by its function's role, and nothing more"
 python3 scripts/permissions/prove.py --template template.yaml --calls "$HAUL_AWS_CALL_LOG" \
   --report target/aws-calls/report.md

@@ -50,6 +50,9 @@ pub enum ApiError {
     CallbackNotAllowed(String),
     #[error("job history needs the API to run with an authorizer")]
     HistoryDisabled,
+    /// A priority the caller is not entitled to (`high` without the scope for it).
+    #[error("{0}")]
+    PriorityNotAllowed(String),
     /// The caller's queued or running work (a batch counts its files) would exceed its limit;
     /// `fits` is how many more files it may start now.
     #[error("this caller may have {limit} queued or running files at once; {fits} more fit now")]
@@ -131,6 +134,9 @@ impl ApiError {
                 "Callback not allowed",
             ),
             ApiError::HistoryDisabled => (S::NOT_FOUND, "history_disabled", "History disabled"),
+            ApiError::PriorityNotAllowed(_) => {
+                (S::FORBIDDEN, "priority_not_allowed", "Priority not allowed")
+            }
             ApiError::TooManyActiveJobs { .. } => (
                 S::TOO_MANY_REQUESTS,
                 "too_many_active_jobs",
@@ -179,6 +185,7 @@ impl ApiError {
             ApiError::SourceNotAllowed("this service does not fetch URLs".into()),
             ApiError::CallbackNotAllowed("callback URLs must use https".into()),
             ApiError::HistoryDisabled,
+            ApiError::PriorityNotAllowed("priority high needs the scope haul/high".into()),
             ApiError::TooManyActiveJobs { limit: 20, fits: 3 },
             ApiError::RateLimited {
                 retry_after_secs: 6,
@@ -211,6 +218,7 @@ impl ApiError {
                 | ApiError::SourceNotAllowed(_)
                 | ApiError::CallbackNotAllowed(_)
                 | ApiError::HistoryDisabled
+                | ApiError::PriorityNotAllowed(_)
                 | ApiError::TooManyActiveJobs { .. }
                 | ApiError::RateLimited { .. }
                 | ApiError::TooManyStreams { .. }
@@ -267,6 +275,9 @@ impl ApiError {
             }
             ApiError::CallbackNotAllowed(_) => {
                 body.insert("field".into(), json!("callbackUrl"));
+            }
+            ApiError::PriorityNotAllowed(_) => {
+                body.insert("field".into(), json!("priority"));
             }
             ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));

@@ -264,6 +264,27 @@ pub fn caller(request: &Request) -> Result<Option<Owner>, ApiError> {
     }
 }
 
+/// The scopes of the token API Gateway's JWT authorizer verified, or `None` without an
+/// authorizer. API Gateway lists them in `scopes` (from the token's `scope` or `scp` claim),
+/// and passes every claim on as a string (an array as `[a b]`); all of them count, so the
+/// answer does not depend on which form a provider uses.
+pub fn caller_scopes(request: &Request) -> Option<Vec<String>> {
+    let jwt = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => {
+            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref())
+        }
+        _ => None,
+    }?;
+    let mut scopes: Vec<String> = jwt.scopes.clone().unwrap_or_default();
+    for claim in ["scope", "scp"] {
+        if let Some(value) = jwt.claims.get(claim) {
+            let listed = value.trim().trim_start_matches('[').trim_end_matches(']');
+            scopes.extend(listed.split_whitespace().map(str::to_owned));
+        }
+    }
+    Some(scopes)
+}
+
 /// Who a rate limit applies to: the JWT subject when there is one, else the source IP API
 /// Gateway saw. `None` only outside API Gateway (no request context at all).
 pub fn rate_caller(request: &Request, owner: Option<&Owner>) -> Option<crate::ratelimit::Caller> {

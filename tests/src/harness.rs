@@ -289,6 +289,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     // tests (shares.rs) set their own limits.
     env.insert("MAX_ACTIVE_JOBS_PER_OWNER", "1000".into());
     env.insert("MAX_RUNNING_PER_CALLER", "1000".into());
+    // As in open make dev: most tests call without an authorizer, and the priority tests send
+    // `high` that way. The entitlement tests (priority_access.rs) turn it off.
+    env.insert("ALLOW_ANONYMOUS_HIGH_PRIORITY", "true".into());
     env.extend(options.env.iter().cloned());
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test config is valid");
     let services = match &options.aws_endpoint {

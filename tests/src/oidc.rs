@@ -1,7 +1,8 @@
 //! An OIDC issuer on 127.0.0.1 for the stream's token checks: it publishes its discovery
 //! document and its RSA key (JWKS) over real HTTP, as an identity provider does, and signs
 //! tokens with claims the test picks. Keys are made by the `openssl` command at test time, so
-//! no private key lives in the repository.
+//! no private key lives in the repository. `HAUL_DEV_AUTH=1 make dev` runs one too, with a
+//! token endpoint for `scripts/dev-token` ([`Issuer::start_minting`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -91,7 +92,7 @@ impl RsaKey {
 
 pub struct Issuer {
     pub url: String,
-    key: RsaKey,
+    key: Arc<RsaKey>,
     pub kid: String,
     state: Arc<Served>,
     _server: tokio::task::JoinHandle<()>,
@@ -124,6 +125,8 @@ pub struct Claims {
     /// Seconds from now.
     pub expires_in: i64,
     pub issuer: Option<String>,
+    /// OAuth scopes, space-separated, as the `scope` claim carries them.
+    pub scope: Option<String>,
 }
 
 impl Default for Claims {
@@ -134,6 +137,7 @@ impl Default for Claims {
             client_id: None,
             expires_in: 300,
             issuer: None,
+            scope: None,
         }
     }
 }
@@ -149,8 +153,29 @@ impl Issuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
+        Self::serve(listener, others, None)
+    }
+
+    /// make dev's issuer (`HAUL_DEV_AUTH=1`): on `addr`, and with `POST /dev/token` minting a
+    /// token for `{"sub": NAME, "scopes": [..]}` with audience `audience`, valid for an hour
+    /// (`scripts/dev-token`). Loopback only: anyone who reaches it can be anyone.
+    pub async fn start_minting(addr: &str, audience: &str) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        if !listener.local_addr()?.ip().is_loopback() {
+            return Err(std::io::Error::other(
+                "the dev issuer listens on loopback only",
+            ));
+        }
+        Ok(Self::serve(listener, Vec::new(), Some(audience.to_owned())))
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        others: Vec<Value>,
+        mint_audience: Option<String>,
+    ) -> Self {
         let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let key = RsaKey::generate();
+        let key = Arc::new(RsaKey::generate());
         let kid = "test-key-1".to_owned();
         let mut keys = others;
         keys.push(key.jwk(&kid));
@@ -160,7 +185,7 @@ impl Issuer {
             down: AtomicBool::new(false),
             requests: AtomicUsize::new(0),
         });
-        let app = Router::new()
+        let mut app = Router::new()
             .route(
                 "/.well-known/openid-configuration",
                 get(|State(d): State<Arc<Served>>| async move { d.answer(&d.discovery) }),
@@ -170,6 +195,19 @@ impl Issuer {
                 get(|State(d): State<Arc<Served>>| async move { d.answer(&d.jwks) }),
             )
             .with_state(state.clone());
+        if let Some(audience) = mint_audience {
+            let minter = Arc::new(Minter {
+                key: key.clone(),
+                kid: kid.clone(),
+                issuer: url.clone(),
+                audience,
+            });
+            app = app.merge(
+                Router::new()
+                    .route("/dev/token", axum::routing::post(mint))
+                    .with_state(minter),
+            );
+        }
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -209,6 +247,54 @@ impl Issuer {
     }
 }
 
+struct Minter {
+    key: Arc<RsaKey>,
+    kid: String,
+    issuer: String,
+    audience: String,
+}
+
+/// How long a minted dev token lasts.
+pub const DEV_TOKEN_SECONDS: i64 = 3600;
+
+/// `POST /dev/token` `{"sub": "alice", "scopes": ["haul/high"]}`: the token, as text.
+async fn mint(
+    State(minter): State<Arc<Minter>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let bad = |why: &str| (axum::http::StatusCode::BAD_REQUEST, format!("{why}\n")).into_response();
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return bad("send {\"sub\": NAME, \"scopes\": [SCOPE, ...]}");
+    };
+    let Some(sub) = request["sub"]
+        .as_str()
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    else {
+        return bad("sub: a caller name of 1 to 256 characters");
+    };
+    let mut scopes = Vec::new();
+    for scope in request["scopes"].as_array().into_iter().flatten() {
+        match scope.as_str() {
+            Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) => scopes.push(s),
+            _ => return bad("scopes: OAuth scopes, visible ASCII without spaces"),
+        }
+    }
+    let claims = Claims {
+        sub: Some(sub.to_owned()),
+        aud: Some(json!(minter.audience)),
+        expires_in: DEV_TOKEN_SECONDS,
+        scope: (!scopes.is_empty()).then(|| scopes.join(" ")),
+        ..Default::default()
+    };
+    let token = sign(&minter.key, &minter.kid, &minter.issuer, claims);
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain")],
+        format!("{token}\n"),
+    )
+        .into_response()
+}
+
 fn json_answer(value: &Value) -> impl axum::response::IntoResponse + use<> {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -234,6 +320,9 @@ fn sign(key: &RsaKey, kid: &str, issuer: &str, claims: Claims) -> String {
     }
     if let Some(client_id) = claims.client_id {
         body["client_id"] = json!(client_id);
+    }
+    if let Some(scope) = claims.scope {
+        body["scope"] = json!(scope);
     }
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(kid.to_owned());

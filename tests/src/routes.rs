@@ -78,6 +78,27 @@ impl TestApp {
             .await
     }
 
+    /// Like [`TestApp::call_as`], with the token's claims and scopes given: `claims` as API
+    /// Gateway passes them on (every value a string), `scopes` as its `authorizer.jwt.scopes`.
+    pub async fn call_with_token(
+        &self,
+        claims: Value,
+        scopes: Option<&[&str]>,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let context = serde_json::json!({
+            "requestId": "test-request",
+            "authorizer": { "jwt": { "claims": claims, "scopes": scopes } },
+            "http": { "method": method.as_str(), "path": path, "protocol": "HTTP/1.1",
+                      "sourceIp": "127.0.0.1", "userAgent": "haul-tests" }
+        });
+        self.call_in_context(context, method, path, headers, body)
+            .await
+    }
+
     /// Like [`TestApp::call`], as API Gateway passes a request without an authorizer: with
     /// the caller's source IP in the request context.
     pub async fn call_from(

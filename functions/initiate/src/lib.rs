@@ -9,7 +9,8 @@ use haul::idempotency::{self, IdempotencyKey};
 use haul::job::DEFAULT_POLL_SECS;
 use haul::ratelimit::{Caller, Decision};
 use haul::request::{
-    InitiateRequest, Route, caller, download_route, header_text, rate_caller, require_json,
+    InitiateRequest, Route, caller, caller_scopes, download_route, header_text, rate_caller,
+    require_json,
 };
 use haul::response::{request_path, serve};
 use haul::shares::ShareKey;
@@ -87,6 +88,8 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         input.client_request_id.as_deref(),
     )?;
     let owner = caller(&request)?;
+    // Before anything is read, written or spent: a refused priority costs the caller nothing.
+    entitled(services, input.priority, &request)?;
     let trace = request
         .headers()
         .get(TRACEPARENT_HEADER)
@@ -188,6 +191,27 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     }
     tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
     accepted(job.id, body, false, trace)
+}
+
+/// `high` only for callers entitled to it (`PriorityAccess`): a verified token with the
+/// scope, or anyone where the operator opened it to callers without an authorizer.
+fn entitled(services: &Services, priority: Priority, request: &Request) -> Result<(), ApiError> {
+    use haul::config::Refusal;
+    let access = &services.config.priority_access;
+    let scopes = caller_scopes(request);
+    let scopes = scopes.as_ref().map(|s| s.iter().map(String::as_str));
+    access.check(priority, scopes).map_err(|refusal| {
+        ApiError::PriorityNotAllowed(match refusal {
+            Refusal::MissingScope => format!(
+                "priority {priority} needs a token with the scope {}",
+                access.high_scope
+            ),
+            Refusal::Anonymous => format!(
+                "priority {priority} needs a verified caller on this deployment; \
+                 use normal or low"
+            ),
+        })
+    })
 }
 
 /// Overload control, checked before anything is read or written for the caller: the backlog

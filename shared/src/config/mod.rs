@@ -5,8 +5,10 @@ use std::time::Duration;
 use crate::source::SourcePolicy;
 use crate::webhook::CallbackPolicy;
 
+mod entitlement;
 mod stream;
 mod webhooks;
+pub use entitlement::{DEFAULT_HIGH_PRIORITY_SCOPE, PriorityAccess, Refusal};
 pub use stream::StreamSettings;
 pub use webhooks::WebhookSettings;
 use webhooks::{callbacks, webhooks};
@@ -90,6 +92,8 @@ pub struct Config {
     pub webhooks: WebhookSettings,
     /// The live stream: where it is, how it reads and which tokens it accepts.
     pub stream: StreamSettings,
+    /// Who may start `high` jobs (`HIGH_PRIORITY_SCOPE`, `ALLOW_ANONYMOUS_HIGH_PRIORITY`).
+    pub priority_access: PriorityAccess,
 }
 
 impl Config {
@@ -160,6 +164,7 @@ impl Config {
             callbacks: callbacks(&env)?,
             webhooks: webhooks(&env)?,
             stream: stream::stream(&env)?,
+            priority_access: entitlement::priority_access(&env)?,
         })
     }
 }

@@ -13,6 +13,7 @@ mod index;
 mod limits;
 mod openapi;
 mod priority;
+mod priority_access;
 mod priority_template;
 mod resume;
 mod shares;

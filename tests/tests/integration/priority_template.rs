@@ -169,3 +169,37 @@ fn each_work_queue_has_an_alarm_on_its_oldest_message() {
     watched.sort();
     assert_eq!(watched, ["JobsQueue", "JobsQueueHigh", "JobsQueueLow"]);
 }
+
+/// The high lane is an entitlement: the initiate function learns the scope and whether
+/// anonymous callers may ask for it from the template's parameters, whose defaults keep it
+/// closed to callers without the scope (and to everyone on an open API).
+#[test]
+fn initiate_gets_the_high_priority_entitlement_from_parameters_closed_by_default() {
+    let t = template();
+    let env = &t.properties("InitiateFunction")["Environment"]["Variables"];
+    for (var, parameter, default) in [
+        ("HIGH_PRIORITY_SCOPE", "HighPriorityScope", "haul/high"),
+        (
+            "ALLOW_ANONYMOUS_HIGH_PRIORITY",
+            "AllowAnonymousHighPriority",
+            "false",
+        ),
+    ] {
+        assert_eq!(
+            tagged(&env[var], "Ref").as_str(),
+            Some(parameter),
+            "{var} of InitiateFunction"
+        );
+        assert_eq!(t.parameter_default(parameter).as_deref(), Some(default));
+    }
+    assert_eq!(
+        haul::config::DEFAULT_HIGH_PRIORITY_SCOPE,
+        "haul/high",
+        "the function's own default is the template's"
+    );
+    let allowed = &t.root()["Parameters"]["AllowAnonymousHighPriority"]["AllowedValues"];
+    assert_eq!(
+        allowed,
+        &serde_yaml::from_str::<Value>("[\"true\", \"false\"]").unwrap()
+    );
+}

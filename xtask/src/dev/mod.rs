@@ -7,8 +7,15 @@
 //! - serves the browser page (`web/dist`) with `/v1/*` and `/health` proxied to the API, so the
 //!   page and the API share an origin;
 //! - prints a line once `GET /health` answers, and stops everything on Ctrl-C.
+//!
+//! With `HAUL_DEV_AUTH=1` it also runs a local OIDC issuer and puts the API behind a JWT
+//! authorizer like API Gateway's (`auth.rs`, `gateway.rs`); cargo lambda watch then listens on
+//! a loopback port of its own behind that front.
 
+mod auth;
+mod authorizer;
 mod events;
+mod gateway;
 mod web;
 
 use std::process::Stdio;
@@ -55,7 +62,7 @@ fn dev_catalog(file_id: u64) -> Option<(u64, Duration)> {
     })
 }
 
-fn env_or(name: &str, default: &str) -> String {
+pub(crate) fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
@@ -65,7 +72,8 @@ fn env_or(name: &str, default: &str) -> String {
 pub async fn run() -> Result<(), BoxError> {
     let port = env_or("HAUL_DEV_PORT", "9000");
     let api = format!("http://127.0.0.1:{port}");
-    let max_receive_count = Template::load()?.max_receive_count()?;
+    let template = Template::load()?;
+    let max_receive_count = template.max_receive_count()?;
     let sdk = haul::services::sdk_config().await;
     let aws = Provisioner::new(&sdk);
     let resources = aws
@@ -89,14 +97,23 @@ pub async fn run() -> Result<(), BoxError> {
     let (_origin, origin_template) = origin().await?;
     eprintln!("dev: origin {origin_template}");
     let webhook_secret = dev_webhook_secret();
-    let env = function_env(
+    // With callers (HAUL_DEV_AUTH=1): the issuer, held as long as make dev runs, since it
+    // serves while it is held.
+    let callers = match auth::enabled() {
+        true => Some(auth::start(&env_or("HAUL_DEV_ISSUER_PORT", "9500")).await?),
+        false => None,
+    };
+    let (issuer, authorizer) = callers.unzip();
+    let mut env = function_env(
         &resources,
         origin_template,
         max_receive_count,
         &webhook_secret,
     );
+    env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
-    let mut watch = watch_functions(&port, &env)?;
+    let (mut watch, functions) =
+        serve_functions(&port, &env, issuer.as_ref().zip(authorizer)).await?;
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(900))
@@ -111,30 +128,8 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
 
-    for (queue_url, pollers) in [
-        (&resources.high_queue_url, POLLERS_HIGH),
-        (&resources.queue_url, POLLERS_NORMAL),
-        (&resources.low_queue_url, POLLERS_LOW),
-    ] {
-        for _ in 0..pollers {
-            tokio::spawn(events::deliver_forever(
-                aws.sqs.clone(),
-                http.clone(),
-                format!("{api}/2015-03-31/functions/worker/invocations"),
-                queue_url.clone(),
-                1,
-            ));
-        }
-    }
-    tokio::spawn(events::deliver_forever(
-        aws.sqs.clone(),
-        http.clone(),
-        format!("{api}/2015-03-31/functions/notifier/invocations"),
-        resources.notify_queue_url.clone(),
-        10,
-    ));
+    spawn_event_sources(&aws.sqs, &http, &resources, &functions);
     tokio::spawn(events::pipe_forever(pipe));
-    tokio::spawn(events::cleanup_forever(http.clone(), api.clone()));
 
     tokio::select! {
         _ = shutdown_signal() => eprintln!("dev: stopping"),
@@ -150,6 +145,64 @@ pub async fn run() -> Result<(), BoxError> {
     }
     let _ = watch.kill().await;
     Ok(())
+}
+
+/// The functions under `cargo lambda watch`, and where to invoke them. Open, they answer on
+/// the API port. With callers, the authorizer's front answers there (`gateway.rs`) and the
+/// functions listen on a free loopback port behind it.
+async fn serve_functions(
+    port: &str,
+    env: &[(&'static str, String)],
+    callers: Option<(&haul_tests::oidc::Issuer, authorizer::JwtAuthorizer)>,
+) -> Result<(Child, String), BoxError> {
+    let functions_port = match callers {
+        Some(_) => free_port()?,
+        None => port.to_owned(),
+    };
+    let functions = format!("http://127.0.0.1:{functions_port}");
+    let watch = watch_functions(&functions_port, env)?;
+    if let Some((issuer, authorizer)) = callers {
+        gateway::serve(&format!("127.0.0.1:{port}"), &functions, authorizer).await?;
+        eprintln!(
+            "dev: callers on: the API needs tokens of the issuer {} (scripts/dev-token NAME); \
+             the page is for open make dev",
+            issuer.url
+        );
+    }
+    Ok((watch, functions))
+}
+
+/// Lambda's event source mappings (each priority's pollers for the worker, the notifier's) and
+/// cleanup's schedule, invoking the functions at `functions`.
+fn spawn_event_sources(
+    sqs: &aws_sdk_sqs::Client,
+    http: &reqwest::Client,
+    resources: &Resources,
+    functions: &str,
+) {
+    for (queue_url, pollers) in [
+        (&resources.high_queue_url, POLLERS_HIGH),
+        (&resources.queue_url, POLLERS_NORMAL),
+        (&resources.low_queue_url, POLLERS_LOW),
+    ] {
+        for _ in 0..pollers {
+            tokio::spawn(events::deliver_forever(
+                sqs.clone(),
+                http.clone(),
+                format!("{functions}/2015-03-31/functions/worker/invocations"),
+                queue_url.clone(),
+                1,
+            ));
+        }
+    }
+    tokio::spawn(events::deliver_forever(
+        sqs.clone(),
+        http.clone(),
+        format!("{functions}/2015-03-31/functions/notifier/invocations"),
+        resources.notify_queue_url.clone(),
+        10,
+    ));
+    tokio::spawn(events::cleanup_forever(http.clone(), functions.to_owned()));
 }
 
 /// The origin the worker fetches from: `ORIGIN_URL_TEMPLATE` when set, else the development
@@ -216,33 +269,15 @@ fn function_env(
         ("STREAM_URL", "/".to_owned()),
         // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
-        // The per-caller limit stays on, loose enough for the contract and browser tests,
-        // which start hundreds of jobs from 127.0.0.1 within a minute.
-        (
-            "RATE_LIMIT_PER_MINUTE",
-            env_or("HAUL_DEV_RATE_LIMIT", "1200"),
-        ),
-        // Fair shares: every open-mode caller is 127.0.0.1, so by default one caller may use
-        // every poller and hold any number of files, as before shares existed.
-        (
-            "MAX_ACTIVE_JOBS_PER_OWNER",
-            env_or("HAUL_DEV_MAX_ACTIVE", "0"),
-        ),
-        (
-            "MAX_RUNNING_PER_CALLER",
-            env_or("HAUL_DEV_MAX_RUNNING", &POLLERS.to_string()),
-        ),
-        ("WORKER_SHARE_HIGH", POLLERS_HIGH.to_string()),
-        ("WORKER_SHARE_NORMAL", POLLERS_NORMAL.to_string()),
-        ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
-        // Every caller of an open make dev is 127.0.0.1, so streams per caller would be
-        // streams in all: as many as make dev keeps open (the page and the e2e scripts
-        // follow many jobs at once). HAUL_DEV_MAX_STREAMS_PER_CALLER=4 shows the template's.
-        (
-            "MAX_STREAMS_PER_CALLER",
-            env_or("HAUL_DEV_MAX_STREAMS_PER_CALLER", &STREAM_SLOTS.to_string()),
-        ),
+        // The per-caller settings (limits, who may ask for high, the stream's tokens) are
+        // auth::caller_env's.
     ]
+}
+
+/// A loopback port free now, for cargo lambda watch behind the authorizer's front.
+fn free_port() -> Result<String, BoxError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port().to_string())
 }
 
 /// `cargo lambda watch` serving the functions on `port`, in a process group of its own.

@@ -64,7 +64,7 @@ pub async fn serve_web(port: &str, dir: PathBuf, api: &str) -> Result<String, Bo
 async fn web_route(State(web): State<Arc<Web>>, request: Request) -> Response {
     let path = request.uri().path();
     if path == "/health" || path.starts_with("/v1/") {
-        return proxy(&web, request).await;
+        return proxy(&web.http, &web.api, request).await;
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return (
@@ -92,11 +92,13 @@ fn forwarded(name: &header::HeaderName) -> bool {
     )
 }
 
-async fn proxy(web: &Web, request: Request) -> Response {
+/// Passes `request` on to `api` (the same path and query) and its answer back as it arrives.
+/// `http` must not follow redirects: they are the client's business.
+pub async fn proxy(http: &reqwest::Client, api: &str, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let target = format!(
         "{}{}",
-        web.api,
+        api,
         parts
             .uri
             .path_and_query()
@@ -107,7 +109,7 @@ async fn proxy(web: &Web, request: Request) -> Response {
         Ok(body) => body,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
     };
-    let mut outbound = web.http.request(parts.method, &target).body(body);
+    let mut outbound = http.request(parts.method, &target).body(body);
     // The live stream (/v1/download/{jobId}/events) stays open for minutes; every other route
     // answers at once and keeps a total timeout.
     if !parts.uri.path().ends_with("/events") {
