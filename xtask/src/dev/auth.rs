@@ -20,9 +20,10 @@ pub const DEV_AUDIENCE: &str = "haul-dev";
 /// The template parameters that shape what one caller may do, given to the functions at their
 /// defaults in auth mode (by the environment variable the template maps each one to). Those a
 /// template does not declare are skipped.
-const PER_CALLER_PARAMETERS: [&str; 6] = [
+const PER_CALLER_PARAMETERS: [&str; 7] = [
     "MaxActiveJobsPerOwner",
     "RateLimitPerMinute",
+    "RateLimitBurst",
     "HighPriorityScope",
     "AllowAnonymousHighPriority",
     "MaxRunningPerCaller",

@@ -269,6 +269,11 @@ fn function_env(
         ("STREAM_URL", "/".to_owned()),
         // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
+        // Each priority's worker share is its pollers here, as WorkerMaxConcurrency* is on
+        // AWS: MaxRunningPerCaller's default (half a share) is taken of these.
+        ("WORKER_SHARE_HIGH", POLLERS_HIGH.to_string()),
+        ("WORKER_SHARE_NORMAL", POLLERS_NORMAL.to_string()),
+        ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
         // The per-caller settings (limits, who may ask for high, the stream's tokens) are
         // auth::caller_env's.
     ]
