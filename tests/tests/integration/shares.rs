@@ -352,3 +352,38 @@ async fn a_callers_messages_carry_its_hashed_share_as_their_message_group() {
     assert_eq!(group.as_deref(), Some(key.as_str()));
     assert!(!message.body.as_deref().unwrap().contains("127.0.0.41"));
 }
+
+/// What a refused start costs, whatever the caller's history: no Query and a bounded number
+/// of reads of the caller's own share, counted on the wire by the fault proxy. (A
+/// rate-limited start reads nothing at all: its refusal is one conditional write; and the
+/// permission proof holds initiate to no Query, since its role grants none.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_start_of_a_busy_caller_makes_no_query_and_a_bounded_number_of_reads() {
+    let proxy = haul_tests::faults::FaultProxy::aws_from_env()
+        .await
+        .expect("the fault proxy starts");
+    let mut options = with_env(&[("MAX_ACTIVE_JOBS_PER_OWNER", "30")]);
+    options.aws_endpoint = Some(proxy.endpoint());
+    let app = spawn_app_with(options).await;
+    // A history: 30 files in flight (three batches of ten).
+    for batch in 0..3 {
+        let files: Vec<u64> = (1..=10).map(|f| batch * 10 + f).collect();
+        start_as(&app, "erin", json!({ "file_ids": files }))
+            .await
+            .accepted_id();
+    }
+    let checks = proxy.seen("dynamodb.BatchGetItem");
+    for _ in 0..2 {
+        let before = proxy.stats();
+        let answer = start_as(&app, "erin", json!({ "file_id": 77 })).await;
+        refused(&answer, "too_many_active_jobs");
+        let after = proxy.stats();
+        let delta =
+            |op: &str| after.get(op).map_or(0, |s| s.seen) - before.get(op).map_or(0, |s| s.seen);
+        assert_eq!(delta("dynamodb.Query"), 0, "{after:?}");
+        assert_eq!(delta("dynamodb.Scan"), 0);
+        assert!(delta("dynamodb.GetItem") <= 2, "{after:?}");
+    }
+    // The members are checked against their jobs once, not on every refusal.
+    assert_eq!(proxy.seen("dynamodb.BatchGetItem") - checks, 1);
+}
