@@ -99,26 +99,83 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     tracing::Span::current().record("trace_id", tracing::field::display(trace));
     let now = now_ms();
     let who = rate_caller(&request, owner.as_ref());
-    let share = who.as_ref().map(ShareKey::of);
-    // What the start costs the caller: a batch costs its files.
-    let cost = match &input.source {
-        Source::Batch(spec) => spec.files.len() as u32,
-        _ => 1,
+    let start = Start {
+        input: &input,
+        key: key.as_ref(),
+        owner: owner.as_ref(),
+        share: who.as_ref().map(ShareKey::of),
+        now,
     };
+    admit_start(services, &start, who.as_ref()).await?;
+    let job = Job::new_from(
+        JobId::new_random(),
+        input.source.clone(),
+        input.client_request_id.clone(),
+        now,
+    )
+    .owned_by(owner.clone())
+    .with_callback(input.callback_url.clone())
+    .with_priority(input.priority)
+    .in_share(start.share.clone())
+    .in_trace(trace);
+    let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    if let Some((job_id, response)) = store(services, &job, &start, &body).await? {
+        tracing::info!(job_id = %job_id, "idempotent replay");
+        return accepted(job_id, response, true, trace);
+    }
+    // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
+    // started, so the client still gets its 202 and the job still runs.
+    if let Err(err) = services.queues.of(job.priority).send_job(&job).await {
+        tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
+    }
+    tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
+    accepted(job.id, body, false, trace)
+}
+
+/// A start as the caller asked for it.
+struct Start<'a> {
+    input: &'a InitiateRequest,
+    key: Option<&'a IdempotencyKey>,
+    owner: Option<&'a Owner>,
+    /// The caller's share (JWT subject, else source IP); `None` outside API Gateway.
+    share: Option<ShareKey>,
+    now: EpochMs,
+}
+
+impl Start<'_> {
+    /// What the start costs the caller in slots and tokens: a batch costs its files.
+    fn cost(&self) -> u32 {
+        match &self.input.source {
+            Source::Batch(spec) => spec.files.len() as u32,
+            _ => 1,
+        }
+    }
+}
+
+/// Every check before anything is written, cheapest and least history-bound first: the
+/// queue's backlog, the caller's room (one read), what the service fetches and calls, then
+/// the rate tokens, so only a start that is otherwise acceptable spends them. A replay of an
+/// accepted request (same idempotency key) is neither counted nor limited.
+async fn admit_start(
+    services: &Services,
+    start: &Start<'_>,
+    who: Option<&Caller>,
+) -> Result<(), ApiError> {
+    let input = start.input;
     admit(services, input.priority).await?;
-    let replay = match &key {
+    let replay = match start.key {
         Some(key) => {
             services
                 .jobs
-                .key_exists(&key.record_id(owner.as_ref()), now)
+                .key_exists(&key.record_id(start.owner), start.now)
                 .await?
         }
         None => false,
     };
-    if let (Some(share), false) = (&share, replay) {
-        check_room(services, share, cost, now).await?;
+    if let (Some(share), false) = (&start.share, replay) {
+        check_room(services, share, start.cost(), start.now).await?;
     }
-
     if let Source::Url(url) = &input.source {
         services
             .config
@@ -133,64 +190,42 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
             .check(callback)
             .map_err(|refusal| ApiError::CallbackNotAllowed(refusal.to_string()))?;
     }
-    // Last of the checks, so only a start that is otherwise acceptable spends a token.
-    if let (Some(who), false) = (&who, replay) {
-        limit_rate(services, who, cost, now).await?;
+    if let (Some(who), false) = (who, replay) {
+        limit_rate(services, who, start.cost(), start.now).await?;
     }
-    let job = Job::new_from(
-        JobId::new_random(),
-        input.source.clone(),
-        input.client_request_id.clone(),
-        now,
-    )
-    .owned_by(owner.clone())
-    .with_callback(input.callback_url.clone())
-    .with_priority(input.priority)
-    .in_share(share)
-    .in_trace(trace);
-    let limit = services.config.max_active_jobs_per_owner;
-    let reservation = Reservation::for_job(&job, limit);
-    let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    Ok(())
+}
 
-    match key {
-        None => match &reservation {
-            Some(reservation) => services
-                .jobs
-                .create_reserving(&job, reservation)
-                .await
-                .map_err(|e| store_failure(services, e))?,
-            None => services
-                .jobs
-                .create(&job)
-                .await
-                .map_err(|e| store_failure(services, e))?,
-        },
-        Some(key) => {
-            let with = KeyedStart {
-                input: &input,
-                key: &key,
-                owner: owner.as_ref(),
-                body: &body,
-                reservation: reservation.as_ref(),
-            };
-            match create_with_key(services, &job, with).await? {
-                Created::New => {}
-                Created::Replay { job_id, response } => {
-                    tracing::info!(job_id = %job_id, "idempotent replay");
-                    return accepted(job_id, response, true, trace);
-                }
-                Created::KeyReused => return Err(ApiError::IdempotencyKeyReused),
-            }
-        }
+/// Writes the job (with its key and its slots, in one transaction); `Some` is the earlier
+/// request's job and answer when the key names one.
+async fn store(
+    services: &Services,
+    job: &Job,
+    start: &Start<'_>,
+    body: &str,
+) -> Result<Option<(JobId, String)>, ApiError> {
+    let reservation = Reservation::for_job(job, services.config.max_active_jobs_per_owner);
+    let Some(key) = start.key else {
+        let created = match &reservation {
+            Some(reservation) => services.jobs.create_reserving(job, reservation).await,
+            None => services.jobs.create(job).await,
+        };
+        return created
+            .map(|()| None)
+            .map_err(|e| store_failure(services, e));
+    };
+    let with = KeyedStart {
+        input: start.input,
+        key,
+        owner: start.owner,
+        body,
+        reservation: reservation.as_ref(),
+    };
+    match create_with_key(services, job, with).await? {
+        Created::New => Ok(None),
+        Created::Replay { job_id, response } => Ok(Some((job_id, response))),
+        Created::KeyReused => Err(ApiError::IdempotencyKeyReused),
     }
-    // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
-    // started, so the client still gets its 202 and the job still runs.
-    if let Err(err) = services.queues.of(job.priority).send_job(&job).await {
-        tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
-    }
-    tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
-    accepted(job.id, body, false, trace)
 }
 
 /// `high` only for callers entitled to it (`PriorityAccess`): a verified token with the
