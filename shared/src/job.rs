@@ -280,6 +280,9 @@ pub struct Job {
     pub priority: crate::priority::Priority,
     /// For a batch's file: the batch (see [`crate::batch`]).
     pub parent: Option<JobId>,
+    /// For a batch: its totals over its files as last written on its record (none before
+    /// the first file ended).
+    pub batch_totals: Option<crate::batch::FileTotals>,
 }
 
 impl Job {
@@ -325,6 +328,7 @@ impl Job {
             deliveries: Default::default(),
             parent: None,
             priority: Default::default(),
+            batch_totals: None,
         }
     }
 
