@@ -8,6 +8,7 @@ mod cleanup;
 mod events;
 mod faults;
 mod flow;
+mod history;
 mod idempotency;
 mod index;
 mod limits;
