@@ -285,6 +285,9 @@ pub struct Job {
     pub share: Option<crate::shares::ShareKey>,
     /// While queued: why it has not started, when the reason is the caller's own share.
     pub waiting_for: Option<crate::shares::WaitingFor>,
+    /// For a batch: its totals over its files as last written on its record (none before
+    /// the first file ended).
+    pub batch_totals: Option<crate::batch::FileTotals>,
 }
 
 impl Job {
@@ -332,6 +335,7 @@ impl Job {
             priority: Default::default(),
             share: None,
             waiting_for: None,
+            batch_totals: None,
         }
     }
 

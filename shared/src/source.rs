@@ -115,7 +115,7 @@ impl SourceUrl {
 
 /// Whether the URL's host is a loopback address, or `localhost` / `*.localhost`, which
 /// RFC 6761 reserves for loopback (what such a name resolves to is still vetted).
-fn names_loopback(url: &Url) -> bool {
+pub(crate) fn names_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Ipv4(ip)) => ip.is_loopback(),
         Some(Host::Ipv6(ip)) => ip.is_loopback(),

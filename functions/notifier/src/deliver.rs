@@ -1,25 +1,45 @@
 //! One attempt at a receiver: a signed POST, no redirects followed, every address vetted
 //! when the name is resolved, a 10 s cap, and only the status code kept from the answer.
+//! Without an answer, the record and the status view get a generic reason (`Unanswered`);
+//! the detail (the OS error, the refused address) goes to the log only.
 
 use std::sync::Arc;
 
 use haul::vetting::{VettingResolver, blocked_reason};
-use haul::webhook::{CallbackPolicy, CallbackUrl, DELIVERY_TIMEOUT, SigningKeys};
+use haul::webhook::{CallbackPolicy, CallbackUrl, DELIVERY_TIMEOUT, SigningKeys, Unanswered};
+
+/// An attempt without an answer: the generic reason clients see, and the detail for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoAnswer {
+    pub why: Unanswered,
+    pub detail: String,
+}
+
+impl NoAnswer {
+    fn new(why: Unanswered, detail: impl Into<String>) -> Option<Self> {
+        Some(Self {
+            why,
+            detail: detail.into(),
+        })
+    }
+}
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// 2xx.
     Delivered(u16),
-    /// Timeouts, connection errors, 5xx, 429, 408 and redirects: try again later.
+    /// Timeouts, connection errors (a refused address among them), 5xx, 429, 408 and
+    /// redirects: try again later.
     Retry {
         status: Option<u16>,
-        error: Option<String>,
+        error: Option<NoAnswer>,
     },
-    /// 410 (the receiver is gone), any other 4xx, or a refused address: never again.
+    /// 410 (the receiver is gone), any other 4xx, or a URL the rules no longer allow: never
+    /// again.
     GiveUp {
         status: Option<u16>,
-        error: Option<String>,
+        error: Option<NoAnswer>,
     },
 }
 
@@ -68,7 +88,7 @@ pub async fn attempt(
     if let Err(refusal) = policy.check(request.url) {
         return Attempt::GiveUp {
             status: None,
-            error: Some(format!("refused: {refusal}")),
+            error: NoAnswer::new(Unanswered::ConnectionFailed, format!("refused: {refusal}")),
         };
     }
     let signature = keys.signature_header(request.webhook_id, request.timestamp, &request.body);
@@ -84,21 +104,36 @@ pub async fn attempt(
     match sent {
         // The body is never read: nothing the receiver sends is kept but its status.
         Ok(response) => classify(response.status().as_u16()),
+        // A name that resolves to a refused address is retried like a closed port: giving
+        // it up at once would tell the two apart (`failed` against `pending`), and with them
+        // what the name resolves to from here. The next attempt resolves it again.
         Err(err) => match blocked_reason(&err) {
-            Some(reason) => Attempt::GiveUp {
+            Some(reason) => Attempt::Retry {
                 status: None,
-                error: Some(format!("refused: {reason}")),
+                error: NoAnswer::new(Unanswered::ConnectionFailed, format!("refused: {reason}")),
             },
             None if err.is_timeout() => Attempt::Retry {
                 status: None,
-                error: Some("timeout".into()),
+                error: NoAnswer::new(Unanswered::Timeout, error_chain(&err)),
             },
             None => Attempt::Retry {
                 status: None,
-                error: Some("connect".into()),
+                error: NoAnswer::new(Unanswered::ConnectionFailed, error_chain(&err)),
             },
         },
     }
+}
+
+/// The error and its sources, for the log (reqwest's own message omits the OS error).
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ mod deliver;
 mod record;
 mod secret;
 
-pub use deliver::{Attempt, classify};
+pub use deliver::{Attempt, NoAnswer, classify};
 pub use record::{StatusChange, changes};
 pub use secret::{KEYS_TTL, KeySource};
 
@@ -220,10 +220,17 @@ impl Notifier {
         let callbacks = &self.services.config.callbacks;
         let result = deliver::attempt(&self.http, callbacks, &keys, request).await;
         let (record, outcome) = self.settled(&claimed, &result, now_ms());
+        // The detail (OS error, refused address) is the operator's, never the record's.
+        let detail = match &result {
+            Attempt::Retry { error, .. } | Attempt::GiveUp { error, .. } => {
+                error.as_ref().map(|e| e.detail.as_str())
+            }
+            Attempt::Delivered(_) => None,
+        };
         tracing::info!(
             job_id = %job.id, event = event.as_str(), webhook_id = %webhook_id,
             attempt = claimed.attempts, state = record.state.as_str(),
-            status = ?record.last_status, error = ?record.last_error,
+            status = ?record.last_status, error = ?record.last_error, detail,
             since_terminal_ms = now_ms() - job.updated_at,
             "webhook attempt"
         );
@@ -271,7 +278,7 @@ impl Notifier {
         let (last_status, last_error) = match result {
             Attempt::Delivered(status) => (Some(*status), None),
             Attempt::Retry { status, error } | Attempt::GiveUp { status, error } => {
-                (*status, error.clone())
+                (*status, error.as_ref().map(|e| e.why.as_str().to_owned()))
             }
         };
         let record = Delivery {

@@ -11,7 +11,7 @@ use haul::request::{Route, caller, download_route, parse_job_id};
 use haul::response::{json, request_path, serve};
 use haul::store::PageCursor;
 pub use haul::view::{ErrorView, Progress, ResultView, StatusView};
-use haul::view::{presigned_result, view};
+use haul::view::{presigned_result, summary, view};
 use haul::{ApiError, Job, JobId, Owner, Services};
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -186,9 +186,11 @@ async fn list(
         .jobs
         .list_by_owner(owner, limit, cursor.as_ref())
         .await?;
+    // One Query for the page and nothing per job: a batch shows the totals its record
+    // keeps, not its files (docs/api.md, "History").
     let mut items = Vec::with_capacity(jobs.len());
     for job in &jobs {
-        items.push(view(services, job).await?);
+        items.push(summary(services, job).await?);
     }
     json(
         StatusCode::OK,

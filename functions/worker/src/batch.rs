@@ -60,6 +60,8 @@ impl Worker {
             Settled::Running(tally) => {
                 // Alive: cleanup looks for running records whose updatedAt stopped moving.
                 services.jobs.touch_batch(batch.id, now).await?;
+                // And the bytes so far, for listings (a file's end writes them too).
+                batch::record_totals(services, batch, &children).await;
                 Ok(Settled::Running(tally))
             }
             Settled::NeedsBundle(tally) => self.bundle_batch(batch, &children, tally).await,
@@ -84,6 +86,11 @@ impl Worker {
         children: &HashMap<haul::JobId, Job>,
         tally: batch::Tally,
     ) -> Result<Settled, StoreError> {
+        let totals = batch
+            .source
+            .batch()
+            .map(|spec| batch::totals(spec, children));
+        let totals = totals.unwrap_or_default();
         // One writer at a time: two files ending together both ask for the archive.
         let lease = self
             .services
@@ -110,7 +117,7 @@ impl Worker {
                 let ended = self
                     .services
                     .jobs
-                    .finish_batch(batch.id, &tally, None, now_ms())
+                    .finish_batch(batch.id, &tally, &totals, None, now_ms())
                     .await;
                 return match ended {
                     Ok(job) => Ok(Settled::Ended(job.status)),
@@ -122,7 +129,7 @@ impl Worker {
         match self
             .services
             .jobs
-            .finish_batch(batch.id, &tally, Some(&archive), now_ms())
+            .finish_batch(batch.id, &tally, &totals, Some(&archive), now_ms())
             .await
         {
             Ok(job) => Ok(Settled::Ended(job.status)),

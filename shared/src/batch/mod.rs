@@ -12,7 +12,10 @@
 
 mod settle;
 
-pub use settle::{Settled, after_child_ended, cancel_children, children, fan_out, settle, tally};
+pub use settle::{
+    Settled, after_child_ended, cancel_children, children, fan_out, record_totals, settle, tally,
+    totals,
+};
 
 use crate::job::{FileId, JobId, JobStatus};
 
@@ -112,6 +115,36 @@ impl Tally {
     }
 }
 
+/// A batch's totals over its files, kept on the batch's own record so a listing shows them
+/// without reading the files (a page of batches costs its one Query). Written from a
+/// strongly consistent read of every file, whenever a file ends (its last writer), when the
+/// batch ends or is cancelled, and when a worker moves a running batch along; a file that
+/// ended stays ended, so `done` only grows and a snapshot taken earlier never overwrites a
+/// later one (see `JobStore::record_batch_totals`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FileTotals {
+    /// Files that ended, one way or another.
+    pub done: u32,
+    pub completed: u32,
+    pub failed: u32,
+    /// Bytes fetched over every file, as of the snapshot.
+    pub bytes_done: u64,
+    /// Their sizes summed, once every file's size is known.
+    pub bytes_total: Option<u64>,
+}
+
+impl FileTotals {
+    /// Whole percent done: 100 once completed, by bytes once every size is known, else by
+    /// files that ended.
+    pub fn percent(&self, status: JobStatus, files: u32) -> u8 {
+        match (status, self.bytes_total) {
+            (JobStatus::Completed, _) => 100,
+            (_, Some(total)) if total > 0 => ((self.bytes_done.min(total) * 100) / total) as u8,
+            _ => ((u64::from(self.done.min(files)) * 100) / u64::from(files.max(1))) as u8,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +161,24 @@ mod tests {
         let t = Tally::of([Some(Failed), Some(Failed)]);
         assert_eq!(t.outcome(), Failed);
         assert!(!Tally::of([]).all_ended(), "an empty tally has not ended");
+    }
+
+    #[test]
+    fn totals_count_percent_by_bytes_once_known_else_by_files() {
+        let mut totals = FileTotals {
+            done: 1,
+            completed: 1,
+            failed: 0,
+            bytes_done: 30,
+            bytes_total: None,
+        };
+        assert_eq!(totals.percent(JobStatus::Running, 4), 25);
+        totals.bytes_total = Some(120);
+        assert_eq!(totals.percent(JobStatus::Running, 4), 25);
+        totals.bytes_done = 60;
+        assert_eq!(totals.percent(JobStatus::Running, 4), 50);
+        assert_eq!(totals.percent(JobStatus::Completed, 4), 100);
+        assert_eq!(FileTotals::default().percent(JobStatus::Queued, 0), 0);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use futures_util::StreamExt;
 
-use super::{BatchSpec, Tally};
+use super::{BatchSpec, FileTotals, Tally};
 use crate::Services;
 use crate::clock::EpochMs;
 use crate::job::{Job, JobId, JobStatus};
@@ -41,6 +41,38 @@ pub fn tally(spec: &BatchSpec, children: &HashMap<JobId, Job>) -> Tally {
             .iter()
             .map(|f| children.get(&f.job).map(|c| c.status)),
     )
+}
+
+/// The batch's totals from its children as read (a missing child: queued, size unknown).
+pub fn totals(spec: &BatchSpec, children: &HashMap<JobId, Job>) -> FileTotals {
+    let tally = tally(spec, children);
+    let (mut bytes_done, mut bytes_total) = (0u64, Some(0u64));
+    for file in &spec.files {
+        let child = children.get(&file.job);
+        bytes_done += child.map_or(0, |c| c.bytes_done);
+        bytes_total = bytes_total
+            .zip(child.and_then(|c| c.bytes_total))
+            .map(|(a, b)| a + b);
+    }
+    FileTotals {
+        done: tally.ended(),
+        completed: tally.completed,
+        failed: tally.failed,
+        bytes_done,
+        bytes_total,
+    }
+}
+
+/// Keeps the batch's totals on its record (for listings), from its children as just read.
+/// Quiet on failure: the totals are a summary, and the next file's end writes them again.
+pub async fn record_totals(services: &Services, batch: &Job, children: &HashMap<JobId, Job>) {
+    let Some(spec) = batch.source.batch() else {
+        return;
+    };
+    let totals = totals(spec, children);
+    if let Err(err) = services.jobs.record_batch_totals(batch.id, &totals).await {
+        tracing::warn!(batch_id = %batch.id, error = %err, "cannot record the batch's totals");
+    }
 }
 
 /// Creates the children a batch lacks and sends each new one to the queue, up to the caller's
@@ -134,7 +166,7 @@ pub async fn settle(
     }
     match services
         .jobs
-        .finish_batch(batch.id, &tally, None, now)
+        .finish_batch(batch.id, &tally, &totals(spec, children), None, now)
         .await
     {
         Ok(job) => Ok(Settled::Ended(job.status)),
@@ -144,7 +176,8 @@ pub async fn settle(
     }
 }
 
-/// Cancels every unfinished file of a cancelled batch (a file that ended keeps its state).
+/// Cancels every unfinished file of a cancelled batch (a file that ended keeps its state),
+/// then keeps the batch's totals as the files now stand (no file's end writes them then).
 pub async fn cancel_children(
     services: &Services,
     batch: &Job,
@@ -164,7 +197,10 @@ pub async fn cancel_children(
         .buffer_unordered(FAN_OUT_AT_ONCE)
         .collect()
         .await;
-    results.into_iter().collect()
+    results.into_iter().collect::<Result<(), StoreError>>()?;
+    let children = children(services, spec).await?;
+    record_totals(services, batch, &children).await;
+    Ok(())
 }
 
 /// After a file of a batch ended: ends the batch when it was the last, or asks a worker for
@@ -179,6 +215,11 @@ pub async fn after_child_ended(services: &Services, parent: JobId, now: EpochMs)
         };
         let children = children(services, spec).await?;
         let settled = settle(services, &batch, &children, now).await?;
+        // Still going: the totals as of this file's end, for listings (an ended batch got
+        // its final totals with its end).
+        if let Settled::Running(_) | Settled::NeedsBundle(_) = settled {
+            record_totals(services, &batch, &children).await;
+        }
         if let Settled::NeedsBundle(_) = settled {
             services
                 .queues

@@ -35,7 +35,7 @@ impl std::fmt::Debug for WebhookSettings {
 /// loopback, without TLS) and deliberately loud to set; `template.yaml` sets neither.
 pub(super) fn callbacks(env: &Env) -> Result<CallbackPolicy, ConfigError> {
     let switch = |name| matches!(env.get(name).as_deref(), Some("1" | "true"));
-    CallbackPolicy::new(
+    let policy = CallbackPolicy::new(
         &env.get("ALLOWED_CALLBACK_HOSTS").unwrap_or_default(),
         switch("UNSAFE_ALLOW_LOOPBACK_CALLBACKS"),
         switch("UNSAFE_ALLOW_HTTP_CALLBACKS"),
@@ -43,7 +43,20 @@ pub(super) fn callbacks(env: &Env) -> Result<CallbackPolicy, ConfigError> {
     .ok_or_else(|| ConfigError::Invalid {
         name: "ALLOWED_CALLBACK_HOSTS",
         reason: "comma-separated hosts (hooks.example.com) or suffixes (*.example.com)".into(),
-    })
+    })?;
+    // Besides 443; empty (the template's default) allows 443 alone.
+    let ports = env
+        .get("ALLOWED_CALLBACK_PORTS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.trim().parse::<u16>().ok().filter(|p| *p > 0))
+        .collect::<Option<Vec<u16>>>()
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "ALLOWED_CALLBACK_PORTS",
+            reason: "comma-separated port numbers (8443,9443), allowed besides 443".into(),
+        })?;
+    Ok(policy.with_ports(&ports))
 }
 
 pub(super) fn webhooks(env: &Env) -> Result<WebhookSettings, ConfigError> {
@@ -91,12 +104,26 @@ mod tests {
             ("WEBHOOK_RETRY_SCHEDULE", "30s,forever"),
             ("WEBHOOK_DEV_SECRET", "not-a-key"),
             ("ALLOWED_CALLBACK_HOSTS", "*"),
+            ("ALLOWED_CALLBACK_PORTS", "8443,https"),
+            ("ALLOWED_CALLBACK_PORTS", "0"),
         ] {
             let mut pairs = base.to_vec();
             pairs.push((name, value));
             let err = Config::from_lookup(lookup(&pairs)).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+        let callback = |raw: &str| crate::webhook::CallbackUrl::parse(raw).unwrap();
+        let on_8443 = callback("https://hooks.example.com:8443/h");
+        assert!(
+            config.callbacks.check(&on_8443).is_err(),
+            "443 alone by default"
+        );
+        let mut pairs = base.to_vec();
+        pairs.push(("ALLOWED_CALLBACK_PORTS", " 8443, 9443 "));
+        let config = Config::from_lookup(lookup(&pairs)).unwrap();
+        assert_eq!(config.callbacks.check(&on_8443), Ok(()));
+        let on_443 = callback("https://hooks.example.com/h");
+        assert_eq!(config.callbacks.check(&on_443), Ok(()));
         let key = crate::webhook::SigningKeys::generate();
         let mut pairs = base.to_vec();
         pairs.push(("WEBHOOK_DEV_SECRET", key.as_str()));

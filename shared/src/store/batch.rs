@@ -1,5 +1,5 @@
 //! A batch's reads and writes: all its children in one strongly consistent read, a child's
-//! creation (idempotent), and the batch's own end.
+//! creation (idempotent), its totals (for listings), and the batch's own end.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use super::codec::{from_item, n, s};
 use super::expr::Update;
 use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo};
-use crate::batch::Tally;
+use crate::batch::{FileTotals, Tally};
 use crate::clock::EpochMs;
 use crate::failure::FailureCode;
 use crate::job::{Artifact, Job, JobId, JobStatus};
@@ -88,15 +88,20 @@ impl JobStore {
         &self,
         id: JobId,
         tally: &Tally,
+        totals: &FileTotals,
         archive: Option<&Artifact>,
         now: EpochMs,
     ) -> Result<Job, StoreError> {
         let outcome = tally.outcome();
         let mut update = Update::transition(outcome)
             .set("completedAt", n(now))
-            .set("completedFiles", n(tally.completed))
-            .set("failedFiles", n(tally.failed))
             .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        for (name, value) in totals_attributes(totals) {
+            update = match value {
+                Some(value) => update.set(name, value),
+                None => update.remove(name),
+            };
+        }
         if let Some(artifact) = archive {
             update = update
                 .set("s3Key", s(&artifact.key))
@@ -113,6 +118,53 @@ impl JobStore {
                 .set("errorMessage", s("no file of the batch could be fetched"));
         }
         self.update(id, update, now).await
+    }
+
+    /// Keeps a batch's totals on its record, unless the record already holds totals with
+    /// more files ended (a snapshot read later and written sooner). Leaves `updatedAt`
+    /// alone: it is the batch's heartbeat and, once it ended, its age for cleanup.
+    pub async fn record_batch_totals(
+        &self,
+        id: JobId,
+        totals: &FileTotals,
+    ) -> Result<(), StoreError> {
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .condition_expression(
+                "attribute_exists(jobId) AND (attribute_not_exists(#filesDone) OR #filesDone <= :filesDone)",
+            );
+        for (name, value) in totals_attributes(totals) {
+            request = request.expression_attribute_names(format!("#{name}"), name);
+            match value {
+                Some(value) => {
+                    set.push(format!("#{name} = :{name}"));
+                    request = request.expression_attribute_values(format!(":{name}"), value);
+                }
+                None => remove.push(format!("#{name}")),
+            }
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match request.update_expression(expression).send().await {
+            Ok(_) => Ok(()),
+            // A newer snapshot is there already (or the batch is gone): nothing to do.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(dynamo(err)),
+        }
     }
 
     /// Claims the writing of a batch's archive for `lease` (a worker's invocation at most):
@@ -160,4 +212,15 @@ impl JobStore {
         self.update(id, Update::when(&[JobStatus::Running]), now)
             .await
     }
+}
+
+/// The record's attributes of a batch's totals; `None`: removed (a size not known).
+fn totals_attributes(totals: &FileTotals) -> [(&'static str, Option<AttributeValue>); 5] {
+    [
+        ("filesDone", Some(n(totals.done))),
+        ("completedFiles", Some(n(totals.completed))),
+        ("failedFiles", Some(n(totals.failed))),
+        ("filesBytesDone", Some(n(totals.bytes_done))),
+        ("filesBytesTotal", totals.bytes_total.map(n)),
+    ]
 }

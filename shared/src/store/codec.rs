@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::StoreError;
 use super::shard::{STATUS_SHARD_ATTRIBUTE, status_shard};
-use crate::batch::{BatchFile, BatchSpec, Bundle};
+use crate::batch::{BatchFile, BatchSpec, Bundle, FileTotals};
 use crate::failure::FailureCode;
 use crate::job::{
     Artifact, Checkpoint, FileId, Job, JobError, JobFailure, JobId, JobStatus, Owner,
@@ -86,6 +86,13 @@ pub(super) fn to_item(job: &Job) -> Item {
     if let Some(spec) = job.source.batch() {
         put("batchFiles", Some(batch_files_value(spec)));
         put("bundle", spec.bundle.map(|b| s(b.as_str())));
+    }
+    if let Some(totals) = &job.batch_totals {
+        put("filesDone", Some(n(totals.done)));
+        put("completedFiles", Some(n(totals.completed)));
+        put("failedFiles", Some(n(totals.failed)));
+        put("filesBytesDone", Some(n(totals.bytes_done)));
+        put("filesBytesTotal", totals.bytes_total.map(n));
     }
     put("parentId", job.parent.map(|p| s(p.to_string())));
     put("priority", Some(s(job.priority.as_str())));
@@ -294,10 +301,47 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
             .transpose()?,
         // A reason this build does not know is no reason to refuse the record.
         waiting_for: string(item, "waitingFor").and_then(WaitingFor::parse),
+        batch_totals: batch_totals_from(item)?,
         artifact,
         failure,
         checkpoint,
     })
+}
+
+/// A batch's totals, when its record has them. Batches that ended before `filesDone` was
+/// kept have only the two counts their end wrote.
+fn batch_totals_from(item: &Item) -> Result<Option<FileTotals>, JobError> {
+    let number = |name: &'static str| -> Result<Option<u64>, JobError> {
+        item.get(name)
+            .map(|v| {
+                v.as_n()
+                    .ok()
+                    .and_then(|raw| raw.parse().ok())
+                    .ok_or(JobError::MalformedRecord(name))
+            })
+            .transpose()
+    };
+    let count = |name: &'static str| -> Result<Option<u32>, JobError> {
+        number(name)?
+            .map(|v| u32::try_from(v).map_err(|_| JobError::MalformedRecord(name)))
+            .transpose()
+    };
+    let (done, completed, failed) = (
+        count("filesDone")?,
+        count("completedFiles")?,
+        count("failedFiles")?,
+    );
+    if done.is_none() && completed.is_none() {
+        return Ok(None);
+    }
+    let (completed, failed) = (completed.unwrap_or(0), failed.unwrap_or(0));
+    Ok(Some(FileTotals {
+        done: done.unwrap_or(completed + failed),
+        completed,
+        failed,
+        bytes_done: number("filesBytesDone")?.unwrap_or(0),
+        bytes_total: number("filesBytesTotal")?,
+    }))
 }
 
 #[cfg(test)]
@@ -351,6 +395,29 @@ mod tests {
             },
         );
         assert_eq!(from_item(&to_item(&job)).unwrap(), job);
+    }
+
+    #[test]
+    fn a_batchs_totals_survive_the_trip_and_an_old_ended_batch_has_its_two_counts() {
+        let spec = BatchSpec::new(&[FileId::new(1).unwrap(), FileId::new(2).unwrap()], None);
+        let mut batch = Job::new_from(JobId::new_random(), Source::Batch(spec), None, 0);
+        assert_eq!(from_item(&to_item(&batch)).unwrap().batch_totals, None);
+        batch.batch_totals = Some(FileTotals {
+            done: 2,
+            completed: 1,
+            failed: 1,
+            bytes_done: 10,
+            bytes_total: Some(20),
+        });
+        assert_eq!(from_item(&to_item(&batch)).unwrap(), batch);
+        let mut old = to_item(&batch);
+        for name in ["filesDone", "filesBytesDone", "filesBytesTotal"] {
+            old.remove(name);
+        }
+        let totals = from_item(&old).unwrap().batch_totals.unwrap();
+        assert_eq!((totals.done, totals.bytes_total), (2, None));
+        old.insert("failedFiles".into(), s("many"));
+        assert!(from_item(&old).is_err(), "a malformed count is reported");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A batch as clients see it: every file with its own state, progress, result and error, and
-//! the batch's progress summed over them (bytes, and files that ended).
+//! the batch's progress summed over them (bytes, and files that ended). In a listing, only
+//! the totals its record keeps ([`summary`]): no file is read for a page.
 
 use std::collections::HashMap;
 
@@ -17,7 +18,9 @@ pub struct BatchView {
     pub failed_files: u32,
     /// `"zip"` when the batch's result is one archive of its completed files.
     pub bundle: Option<&'static str>,
-    pub files: Vec<FileView>,
+    /// The files, in the job's own view; absent from a listing's summary.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<FileView>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,7 +107,31 @@ pub(super) async fn of(
         completed_files: tally.completed,
         failed_files: tally.failed,
         bundle: spec.bundle.map(|b| b.as_str()),
-        files,
+        files: Some(files),
     };
     Ok((progress, view))
+}
+
+/// A batch in a listing: the totals its record keeps (as of the last file that ended, or
+/// its end), no files, and nothing read.
+pub(super) fn summary(batch: &Job, spec: &BatchSpec) -> (Progress, BatchView) {
+    let files = u32::try_from(spec.files.len()).unwrap_or(u32::MAX);
+    let totals = batch.batch_totals.unwrap_or_default();
+    let progress = Progress {
+        percent: totals.percent(batch.status, files),
+        bytes_done: totals.bytes_done,
+        bytes_total: totals.bytes_total,
+        // A rate is a moment's; the record's totals are not.
+        bytes_per_second: None,
+        files_done: Some(totals.done.min(files)),
+        files_total: Some(files),
+    };
+    let view = BatchView {
+        total_file_ids: files,
+        completed_files: totals.completed,
+        failed_files: totals.failed,
+        bundle: spec.bundle.map(|b| b.as_str()),
+        files: None,
+    };
+    (progress, view)
 }

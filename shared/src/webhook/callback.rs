@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, vetted_host};
+use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, names_loopback, vetted_host};
 
 /// Longest callback URL accepted, as sent and as stored: a URL source's limit.
 pub const MAX_CALLBACK_URL_LEN: usize = crate::source::MAX_URL_LEN;
@@ -39,13 +39,31 @@ impl CallbackUrl {
 }
 
 /// The operator's rules for callbacks: https only (unless the development switch allows
-/// http), public addresses only (unless the development switch allows loopback), and when
-/// `ALLOWED_CALLBACK_HOSTS` is set, only those hosts.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// http), port 443 or one of `ALLOWED_CALLBACK_PORTS`, public addresses only (unless the
+/// development switch allows loopback), and when `ALLOWED_CALLBACK_HOSTS` is set, only those
+/// hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackPolicy {
     allowed_hosts: Vec<HostPattern>,
     allow_loopback: bool,
     allow_http: bool,
+    /// 443 and the operator's `ALLOWED_CALLBACK_PORTS`: a callback to any port would make
+    /// the notifier a port scanner of every public host, run from AWS's addresses.
+    allowed_ports: Vec<u16>,
+}
+
+/// The one port every callback may use.
+pub const CALLBACK_PORT: u16 = 443;
+
+impl Default for CallbackPolicy {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allow_loopback: false,
+            allow_http: false,
+            allowed_ports: vec![CALLBACK_PORT],
+        }
+    }
 }
 
 impl CallbackPolicy {
@@ -60,7 +78,34 @@ impl CallbackPolicy {
             allowed_hosts,
             allow_loopback,
             allow_http,
+            allowed_ports: vec![CALLBACK_PORT],
         })
+    }
+
+    /// Allows `ports` besides 443 (`ALLOWED_CALLBACK_PORTS`).
+    pub fn with_ports(mut self, ports: &[u16]) -> Self {
+        self.allowed_ports = std::iter::once(CALLBACK_PORT)
+            .chain(ports.iter().copied())
+            .collect();
+        self
+    }
+
+    /// Refuses a URL whose effective port (as written, else the scheme's) is not allowed.
+    /// Under the development loopback allowance a loopback host may use any port, as URL
+    /// sources may: receivers in tests and `make dev` listen on random loopback ports. Other
+    /// hosts keep the port rule even then.
+    fn check_port(&self, url: &Url) -> Result<(), Refusal> {
+        if self.allow_loopback && names_loopback(url) {
+            return Ok(());
+        }
+        match url.port_or_known_default() {
+            Some(port) if self.allowed_ports.contains(&port) => Ok(()),
+            port => Err(Refusal::new(format!(
+                "port {} is not among the ports this service calls back (443 and \
+                 ALLOWED_CALLBACK_PORTS)",
+                port.map(|p| p.to_string()).unwrap_or_default()
+            ))),
+        }
     }
 
     pub fn allows_loopback(&self) -> bool {
@@ -75,6 +120,7 @@ impl CallbackPolicy {
             "http" if self.allow_http => {}
             _ => return Err(Refusal::new("callback URLs must use https")),
         }
+        self.check_port(url)?;
         let host = vetted_host(url, |ip| self.vet(ip))?;
         if self.allowed_hosts.is_empty() || self.allowed_hosts.iter().any(|p| p.matches(&host)) {
             Ok(())
@@ -109,7 +155,7 @@ mod tests {
     fn public_https_callbacks_pass_and_the_rest_is_refused_with_a_reason() {
         let policy = CallbackPolicy::new("", false, false).unwrap();
         assert_eq!(check(&policy, "https://hooks.example.com/haul"), Ok(()));
-        assert_eq!(check(&policy, "https://8.8.8.8:8443/h"), Ok(()));
+        assert_eq!(check(&policy, "https://8.8.8.8:443/h"), Ok(()));
         for (raw, why) in [
             ("http://hooks.example.com/h", "https"),
             ("https://127.0.0.1/h", "loopback"),
@@ -129,6 +175,33 @@ mod tests {
             "a".repeat(MAX_CALLBACK_URL_LEN)
         );
         assert!(check(&policy, &long).unwrap_err().contains("longer"));
+    }
+
+    #[test]
+    fn callbacks_use_443_or_a_listed_port_and_only_loopback_is_exempt_in_development() {
+        let policy = CallbackPolicy::new("", false, false).unwrap();
+        for raw in [
+            "https://hooks.example.com:8443/h",
+            "https://hooks.example.com:22/h",
+            "https://8.8.8.8:6379/h",
+        ] {
+            let refused = check(&policy, raw).expect_err(raw);
+            assert!(refused.contains("port"), "{raw}: {refused}");
+        }
+        let listed = policy.clone().with_ports(&[8443]);
+        assert_eq!(check(&listed, "https://hooks.example.com:8443/h"), Ok(()));
+        assert_eq!(check(&listed, "https://hooks.example.com/h"), Ok(()));
+        assert!(check(&listed, "https://hooks.example.com:8444/h").is_err());
+        // http's own port 80 is not 443: plain http stays a development switch.
+        let dev = CallbackPolicy::new("", true, true).unwrap();
+        assert_eq!(check(&dev, "http://127.0.0.1:61234/h"), Ok(()));
+        assert_eq!(check(&dev, "http://localhost:61234/h"), Ok(()));
+        assert!(check(&dev, "http://hooks.example.com/h").is_err());
+        assert!(check(&dev, "https://hooks.example.com:61234/h").is_err());
+        let no_loopback = CallbackPolicy::new("", false, true).unwrap();
+        assert!(check(&no_loopback, "http://localhost:61234/h").is_err());
+        let opened = no_loopback.with_ports(&[61234]);
+        assert_eq!(check(&opened, "http://localhost:61234/h"), Ok(()));
     }
 
     #[test]

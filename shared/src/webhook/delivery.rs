@@ -13,8 +13,38 @@ pub enum DeliveryState {
     /// A receiver answered 2xx.
     Delivered,
     /// Given up: the attempts are spent, the receiver answered 410 or another 4xx, or the
-    /// callback's address is refused.
+    /// callback URL itself is no longer allowed (the rules changed since initiate).
     Failed,
+}
+
+/// Why an attempt got no answer, as far as clients are told: nothing that tells a closed
+/// port from a refused address or names an address, so the status view is neither a port
+/// scanner nor a DNS oracle. The details go to the notifier's log only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// No connection: refused, reset, unreachable, a name that does not resolve, an address
+    /// the rules refuse (resolved at delivery), or a URL no longer allowed.
+    ConnectionFailed,
+    /// The receiver did not answer within the delivery timeout.
+    Timeout,
+}
+
+impl Unanswered {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unanswered::ConnectionFailed => "connection_failed",
+            Unanswered::Timeout => "timeout",
+        }
+    }
+
+    /// The stored `lastError`, generic whatever an older build stored (`connect`,
+    /// `refused: <why>`): only `timeout` is kept as it is.
+    pub fn of_stored(raw: &str) -> Self {
+        match raw {
+            "timeout" => Unanswered::Timeout,
+            _ => Unanswered::ConnectionFailed,
+        }
+    }
 }
 
 impl DeliveryState {
@@ -44,7 +74,8 @@ pub struct Delivery {
     pub attempts: u32,
     /// The receiver's HTTP status on the last attempt, if it answered.
     pub last_status: Option<u16>,
-    /// Why the last attempt failed without an answer (`timeout`, `connect`, `refused: ...`).
+    /// Why the last attempt failed without an answer ([`Unanswered`]: `timeout`,
+    /// `connection_failed`; records of older builds may hold their detail).
     pub last_error: Option<String>,
     pub last_attempt_at: Option<EpochMs>,
     /// While pending after a failed attempt: when the next one starts.
@@ -83,25 +114,80 @@ pub struct NotificationView {
     pub event: &'static str,
     pub state: DeliveryState,
     pub attempts: u32,
+    /// The receiver's HTTP status, when it answered.
     pub last_status: Option<u16>,
-    pub last_error: Option<String>,
+    /// Why the last attempt got no answer: `connection_failed` or `timeout`, nothing more.
+    pub last_error: Option<&'static str>,
+    /// How the last attempt ended: `http_<status>` when the receiver answered (2xx:
+    /// delivered), else `connection_failed` or `timeout`; null before the first.
+    pub last_outcome: Option<String>,
     pub last_attempt_at: Option<String>,
     pub next_attempt_at: Option<String>,
 }
 
 impl NotificationView {
     pub fn of(event: super::WebhookEvent, delivery: &Delivery) -> Self {
+        let unanswered = match delivery.last_status {
+            Some(_) => None,
+            None => delivery.last_error.as_deref().map(Unanswered::of_stored),
+        };
+        let last_outcome = match (delivery.last_status, unanswered) {
+            (Some(status), _) => Some(format!("http_{status}")),
+            (None, Some(why)) => Some(why.as_str().to_owned()),
+            (None, None) => None,
+        };
         Self {
             event: event.as_str(),
             state: delivery.state,
             attempts: delivery.attempts,
             last_status: delivery.last_status,
-            last_error: delivery.last_error.clone(),
+            last_error: unanswered.map(Unanswered::as_str),
+            last_outcome,
             last_attempt_at: delivery.last_attempt_at.map(rfc3339),
             next_attempt_at: delivery
                 .next_attempt_at
                 .filter(|_| delivery.state == DeliveryState::Pending)
                 .map(rfc3339),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::WebhookEvent;
+
+    fn view(last_status: Option<u16>, last_error: Option<&str>) -> NotificationView {
+        let delivery = Delivery {
+            attempts: 1,
+            last_status,
+            last_error: last_error.map(str::to_owned),
+            ..Delivery::not_started()
+        };
+        NotificationView::of(WebhookEvent::Completed, &delivery)
+    }
+
+    #[test]
+    fn the_view_shows_a_generic_outcome_whatever_the_record_holds() {
+        let answered = view(Some(204), None);
+        assert_eq!(answered.last_outcome.as_deref(), Some("http_204"));
+        assert_eq!(answered.last_error, None);
+        assert_eq!(
+            view(Some(503), None).last_outcome.as_deref(),
+            Some("http_503")
+        );
+        // Details an older build stored never reach the view.
+        for stored in [
+            "connect",
+            "refused: 10.0.0.7 is a private address",
+            "connection_failed",
+        ] {
+            let v = view(None, Some(stored));
+            assert_eq!(v.last_outcome.as_deref(), Some("connection_failed"));
+            assert_eq!(v.last_error, Some("connection_failed"));
+        }
+        let timeout = view(None, Some("timeout"));
+        assert_eq!(timeout.last_outcome.as_deref(), Some("timeout"));
+        assert_eq!(view(None, None).last_outcome, None);
     }
 }

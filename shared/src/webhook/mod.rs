@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::job::{JobId, JobStatus};
 
 pub use callback::{CallbackPolicy, CallbackUrl};
-pub use delivery::{Delivery, DeliveryState, NotificationView};
+pub use delivery::{Delivery, DeliveryState, NotificationView, Unanswered};
 pub use sign::{SigningKeys, sign_content};
 
 /// A job event a callback receives.

@@ -4,10 +4,12 @@
 mod api_contract;
 mod batch;
 mod bundle;
+mod callbacks;
 mod cleanup;
 mod events;
 mod faults;
 mod flow;
+mod history;
 mod idempotency;
 mod index;
 mod limits;

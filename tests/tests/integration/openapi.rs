@@ -1172,3 +1172,33 @@ async fn the_streams_per_caller_refusal_validates_against_the_spec() {
     assert_eq!(refused.body["code"], "too_many_streams");
     contract.assert_answer("/v1/download/{jobId}/events", Method::GET, &refused);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_with_batches_validate_against_the_spec() {
+    let contract = Contract::load();
+    let app = spawn_app().await;
+    let list = "/v1/downloads";
+    let body = json!({ "file_ids": [1, 2], "bundle": "zip" });
+    let started = initiate_as(&app, "openapi-bob", body).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    let mut page = app.list_as("openapi-bob", "").await;
+    contract.assert_answer(list, Method::GET, &page);
+    for _ in 0..60 {
+        if page.body["items"][0]["status"] == "completed" {
+            break;
+        }
+        app.deliver(1).await;
+        page = app.list_as("openapi-bob", "").await;
+        contract.assert_answer(list, Method::GET, &page);
+    }
+    let batch = &page.body["items"][0];
+    assert_eq!(batch["status"], "completed", "{batch}");
+    assert_eq!(batch["progress"]["filesDone"], 2);
+    // A listing that showed the files would break the contract.
+    let mut with_files = page;
+    with_files.body["items"][0]["files"] = json!([]);
+    let doc = contract
+        .response_doc(list, &Method::GET, StatusCode::OK)
+        .expect("documented");
+    assert!(contract.check_against(doc, &with_files, false).is_err());
+}

@@ -267,37 +267,6 @@ async fn callbacks_to_loopback_metadata_private_or_plain_http_are_refused_at_ini
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_name_that_resolves_to_loopback_by_delivery_time_is_refused_then_without_a_request() {
-    let mut app = spawn_app().await;
-    // http allowed (the receiver has no TLS), loopback addresses not: a name passes initiate
-    // (it is not resolved there) and is vetted when the delivery resolves it.
-    app.services.config.callbacks = CallbackPolicy::new("", false, true).unwrap();
-    let receiver = Receiver::start(&[&app.webhook_secret], &[]).await.unwrap();
-    let url = format!("http://localhost:{}/rebound", receiver.port);
-    let job = start_with_callback(&app, 3, &url).await;
-    app.work_until_done(job, WAIT).await;
-    let notify = app.notifications_with(app.services.clone()).await;
-    let settled = || async {
-        let status = app.status(job).await.body;
-        status["notification"]["state"] == "failed"
-    };
-    let deadline = std::time::Instant::now() + WAIT;
-    while !settled().await {
-        assert!(std::time::Instant::now() < deadline);
-        notify.round(1).await.unwrap();
-    }
-    let notification = app.status(job).await.body["notification"].clone();
-    assert!(
-        notification["lastError"]
-            .as_str()
-            .is_some_and(|e| e.contains("refused") && e.contains("loopback")),
-        "{notification}"
-    );
-    assert!(notification["lastStatus"].is_null());
-    assert!(receiver.deliveries().is_empty(), "never connected");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_stream_records_and_redeliveries_never_produce_a_second_delivery() {
     let app = spawn_app().await;
     let receiver = Receiver::start(&[&app.webhook_secret], &[]).await.unwrap();
