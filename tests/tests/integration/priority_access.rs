@@ -139,7 +139,7 @@ async fn high_without_the_scope_is_403_and_creates_nothing_and_with_it_202() {
 async fn callers_without_an_authorizer_get_high_only_where_the_operator_allows_it() {
     let mut app = app_without_anonymous_high().await;
     let high = json!({ "file_ids": [1, 2], "priority": "high" });
-    assert_refused(&start_from(&app, "198.51.100.7", "k1", high.clone()).await);
+    assert_refused(&start_from(&app, "198.51.100.7", "k1", high).await);
     assert_eq!(high_depth(&app).await, 0);
     // low and normal are everyone's, and the refusal spent none of the minute's one token.
     // (Without an authorizer, callers share one key namespace: a key per request here.)
@@ -166,8 +166,10 @@ async fn callers_without_an_authorizer_get_high_only_where_the_operator_allows_i
         );
     }
 
+    // (One file: the minute's one token pays for one file, and a batch costs its files.)
     app.services.config.priority_access.allow_anonymous_high = true;
-    let answer = start_from(&app, "198.51.100.9", "k-high", high).await;
+    let one = json!({ "file_id": 1, "priority": "high" });
+    let answer = start_from(&app, "198.51.100.9", "k-high", one).await;
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{:?}", answer.body);
     assert_eq!(high_depth(&app).await, 1);
 }
