@@ -149,7 +149,10 @@ export SCHEMATHESIS_HOOKS="$WORK/hooks.py"
 
 # --- The run ----------------------------------------------------------------------------------
 # Every check but positive_data_acceptance: a schema-valid request may rightly be refused
-# (a `url` while URL sources are off, a reused Idempotency-Key with another payload).
+# (a `url` while URL sources are off, a reused Idempotency-Key with another payload); and but
+# use_after_free: DELETE /v1/download/{jobId} cancels a job, it does not delete it, so the job
+# stays readable as `cancelled` at every route under its path, the live stream included
+# (openapi.yaml says so), which that check reads as a deleted resource still served.
 SPEC="$PWD/openapi.yaml"
 CONFIG="$PWD/scripts/schemathesis.toml"
 case "$REPORT_DIR" in /*) ;; *) REPORT_DIR="$PWD/$REPORT_DIR" ;; esac
@@ -165,7 +168,7 @@ set +e
     --seed "$SEED" \
     --max-examples "$MAX_EXAMPLES" \
     --checks all \
-    --exclude-checks positive_data_acceptance \
+    --exclude-checks positive_data_acceptance,use_after_free \
     --workers 1 \
     --request-timeout 30 \
     --output-sanitize false \
