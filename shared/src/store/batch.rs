@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 
 use super::codec::{from_item, n, s};
 use super::expr::Update;
-use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo};
+use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo, written};
 use crate::batch::{FileTotals, Tally};
 use crate::clock::EpochMs;
 use crate::failure::FailureCode;
@@ -152,19 +151,8 @@ impl JobStore {
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        match request.update_expression(expression).send().await {
-            Ok(_) => Ok(()),
-            // A newer snapshot is there already (or the batch is gone): nothing to do.
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(err) => Err(dynamo(err)),
-        }
+        // Not written: a newer snapshot is there already (or the batch is gone), so be it.
+        written(request.update_expression(expression).send().await).map(|_| ())
     }
 
     /// Claims the writing of a batch's archive for `lease` (a worker's invocation at most):
@@ -192,18 +180,7 @@ impl JobStore {
             .expression_attribute_values(":running", s(JobStatus::Running.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(dynamo(err)),
-        }
+        written(result)
     }
 
     /// A batch's heartbeat while its files run: cleanup takes a `running` record whose

@@ -12,12 +12,11 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use sha2::{Digest, Sha256};
 
 use super::codec::{Item, n, s};
-use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo};
+use super::{JobStore, StoreError, TTL_ATTRIBUTE, dynamo, written};
 use crate::clock::EpochMs;
 use crate::ratelimit::Caller;
 
@@ -143,13 +142,7 @@ impl JobStore {
             .expression_attribute_values(":lease", s(&lease.lease_id))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Ok(false),
-                _ => Err(dynamo(err)),
-            },
-        }
+        written(result)
     }
 
     /// Frees the slot, if it is still this lease's.

@@ -84,6 +84,28 @@ where
     StoreError::Dynamo(DisplayErrorContext(err).to_string())
 }
 
+/// A conditional UpdateItem's answer: `true` when it was written, `false` when its condition
+/// did not hold; any other failure is the store's.
+pub(super) fn written<T, R>(
+    result: Result<T, SdkError<UpdateItemError, R>>,
+) -> Result<bool, StoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(err) => Err(dynamo(err)),
+    }
+}
+
 /// A running job's progress as the worker reports it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Progress {

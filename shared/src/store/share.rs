@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem, Up
 
 use super::codec::{Item, n, s};
 use super::expr::Update;
-use super::{JobStore, StoreError, dynamo};
+use super::{JobStore, StoreError, dynamo, written};
 use crate::clock::EpochMs;
 use crate::job::{Job, JobId, JobStatus};
 use crate::priority::Priority;
@@ -427,18 +427,7 @@ impl JobStore {
             .expression_attribute_values(":one", s(member))
             .send()
             .await;
-        match taken {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(dynamo(err)),
-        }
+        written(taken)
     }
 }
 
