@@ -218,16 +218,12 @@ impl SourcePolicy {
     /// origins listen on random loopback ports, named by address and as `localhost`. Other
     /// hosts keep the port rule even then, so the switch opens no more than loopback.
     fn check_port(&self, url: &Url) -> Result<(), Refusal> {
-        if self.allow_loopback && names_loopback(url) {
-            return Ok(());
-        }
-        match url.port_or_known_default() {
-            Some(port) if self.allowed_ports.contains(&port) => Ok(()),
-            port => Err(Refusal::new(format!(
-                "port {} is not among the ports this service fetches from",
-                port.map(|p| p.to_string()).unwrap_or_default()
-            ))),
-        }
+        crate::vetting::check_port(
+            url,
+            self.allow_loopback,
+            &self.allowed_ports,
+            "fetches from",
+        )
     }
 
     pub fn enabled(&self) -> bool {

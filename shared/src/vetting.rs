@@ -61,3 +61,24 @@ pub fn blocked_reason(err: &reqwest::Error) -> Option<String> {
     }
     None
 }
+
+/// The port rule URL sources and callbacks share: the effective port (as written, else the
+/// scheme's) must be one of `allowed`, except on a loopback host under the development
+/// loopback allowance. The refusal reads "port N is not among the ports this service {what}".
+pub(crate) fn check_port(
+    url: &url::Url,
+    allow_loopback: bool,
+    allowed: &[u16],
+    what: &str,
+) -> Result<(), crate::source::Refusal> {
+    if allow_loopback && crate::source::names_loopback(url) {
+        return Ok(());
+    }
+    match url.port_or_known_default() {
+        Some(port) if allowed.contains(&port) => Ok(()),
+        port => Err(crate::source::Refusal::new(format!(
+            "port {} is not among the ports this service {what}",
+            port.map(|p| p.to_string()).unwrap_or_default()
+        ))),
+    }
+}

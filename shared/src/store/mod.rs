@@ -472,13 +472,12 @@ impl JobStore {
                 _ => Err(dynamo(err)),
             },
         };
-        // Whichever writer ends a job gives its slots back; a writer that finds it ended
-        // (a redelivery, a race, a crash between the two writes before) does so again,
-        // harmlessly: the release is idempotent.
-        match &written {
-            Ok(job) => self.release_ended(job).await,
-            Err(StoreError::Conflict(job)) => self.release_ended(job).await,
-            Err(_) => {}
+        // Whichever writer ends a job gives its slots back (idempotent: a set loses a member
+        // once). A writer that only finds it ended does not: a cancel of a batch whose files
+        // ended would cost a write per file. A release lost to a crash between the two writes
+        // is repaired by `reconcile_active` when the caller's share looks full.
+        if let Ok(job) = &written {
+            self.release_ended(job).await;
         }
         written
     }

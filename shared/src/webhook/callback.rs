@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
-use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, names_loopback, vetted_host};
+use crate::source::{HostPattern, Refusal, SourcePolicy, SourceUrl, vetted_host};
 
 /// Longest callback URL accepted, as sent and as stored: a URL source's limit.
 pub const MAX_CALLBACK_URL_LEN: usize = crate::source::MAX_URL_LEN;
@@ -95,17 +95,12 @@ impl CallbackPolicy {
     /// sources may: receivers in tests and `make dev` listen on random loopback ports. Other
     /// hosts keep the port rule even then.
     fn check_port(&self, url: &Url) -> Result<(), Refusal> {
-        if self.allow_loopback && names_loopback(url) {
-            return Ok(());
-        }
-        match url.port_or_known_default() {
-            Some(port) if self.allowed_ports.contains(&port) => Ok(()),
-            port => Err(Refusal::new(format!(
-                "port {} is not among the ports this service calls back (443 and \
-                 ALLOWED_CALLBACK_PORTS)",
-                port.map(|p| p.to_string()).unwrap_or_default()
-            ))),
-        }
+        crate::vetting::check_port(
+            url,
+            self.allow_loopback,
+            &self.allowed_ports,
+            "calls back (443 and ALLOWED_CALLBACK_PORTS)",
+        )
     }
 
     pub fn allows_loopback(&self) -> bool {
