@@ -114,6 +114,11 @@ impl Worker {
             }
             Err(BundleFailure::Permanent(reason)) => {
                 tracing::error!(reason, "the batch's archive cannot be written");
+                haul::metrics::emit(
+                    "worker",
+                    &[("BundlesFailed", "Count", 1.0)],
+                    &[("jobId", batch.id.to_string().into())],
+                );
                 let ended = self
                     .services
                     .jobs

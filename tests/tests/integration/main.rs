@@ -14,6 +14,7 @@ mod idempotency;
 mod index;
 mod limits;
 mod openapi;
+mod operations_template;
 mod priority;
 mod priority_access;
 mod priority_template;
