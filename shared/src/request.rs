@@ -16,6 +16,13 @@ use crate::webhook::CallbackUrl;
 /// Largest initiate body accepted. A valid one is well under 1 KiB.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 128;
+/// A path's `{fileId}`: the digits of 2^53 - 1 (openapi.yaml's `maxLength`). Longer is refused
+/// even when it spells a valid id with leading zeros, so the contract's limit is the server's.
+pub const MAX_PATH_FILE_ID_LEN: usize = 16;
+/// A `traceparent` header the API reads at all. Version 00 is 55 characters and later
+/// versions only append fields; past this it is not a trace context, and refused rather than
+/// carried into logs (openapi.yaml's `maxLength`).
+pub const MAX_TRACEPARENT_LEN: usize = 512;
 
 /// A valid `POST /v1/download/initiate` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +250,21 @@ pub fn header_text<'r>(
         .transpose()
 }
 
+/// The `traceparent` header, when present and at most `MAX_TRACEPARENT_LEN` long: a malformed
+/// one still starts a new trace (W3C asks that), an oversized one is an invalid field.
+pub fn traceparent(request: &Request) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request.headers().get("traceparent") else {
+        return Ok(None);
+    };
+    if value.len() > MAX_TRACEPARENT_LEN {
+        return Err(ApiError::invalid_field(
+            "traceparent",
+            format!("the traceparent header must be at most {MAX_TRACEPARENT_LEN} characters"),
+        ));
+    }
+    Ok(value.to_str().ok())
+}
+
 /// Who is calling: the `sub` claim that API Gateway's JWT authorizer verified, or `None` when
 /// the API runs without an authorizer. A verified token without a usable `sub` is refused
 /// rather than treated as anonymous.
@@ -350,7 +372,7 @@ pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
 pub fn parse_path_file_id(raw: &str) -> Result<FileId, ApiError> {
     raw.parse::<u64>()
         .ok()
-        .filter(|_| raw.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|_| raw.len() <= MAX_PATH_FILE_ID_LEN && raw.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|n| FileId::new(n).ok())
         .ok_or_else(|| {
             ApiError::invalid_field(

@@ -90,10 +90,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     let owner = caller(&request)?;
     // Before anything is read, written or spent: a refused priority costs the caller nothing.
     entitled(services, input.priority, &request)?;
-    let trace = request
-        .headers()
-        .get(TRACEPARENT_HEADER)
-        .and_then(|v| v.to_str().ok())
+    let trace = haul::request::traceparent(&request)?
         .and_then(TraceId::from_traceparent)
         .unwrap_or_else(TraceId::new_random);
     tracing::Span::current().record("trace_id", tracing::field::display(trace));

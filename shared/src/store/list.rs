@@ -21,8 +21,15 @@ pub struct PageCursor {
     pub job_id: JobId,
 }
 
+/// The longest cursor accepted (openapi.yaml's `maxLength`): one this API writes is at most
+/// 56 characters (19 digits, a dot, 36); longer is not one of ours, leading zeros or not.
+pub const MAX_CURSOR_LEN: usize = 64;
+
 impl PageCursor {
     pub fn parse(token: &str) -> Option<Self> {
+        if token.len() > MAX_CURSOR_LEN {
+            return None;
+        }
         let (created_at, job_id) = token.split_once('.')?;
         Some(Self {
             created_at: created_at.parse().ok().filter(|ms: &EpochMs| *ms >= 0)?,

@@ -192,3 +192,191 @@ async fn unknown_and_malformed_job_ids_are_404_and_400_never_500() {
         "route_not_found",
     );
 }
+
+/// openapi.yaml's `maxLength` on every string input is the server's: one character over is
+/// refused with `invalid_field` naming the input, the longest allowed passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn string_inputs_over_the_contracts_max_length_are_refused_and_the_longest_allowed_pass() {
+    use haul::request::{MAX_PATH_FILE_ID_LEN, MAX_TRACEPARENT_LEN};
+    use haul::store::MAX_CURSOR_LEN;
+    let app = spawn_app().await;
+    let path = "/v1/download/initiate";
+    let body = "{\"file_id\": 7}";
+
+    // traceparent: a malformed one starts a new trace; an oversized one is refused.
+    let longest = "x".repeat(MAX_TRACEPARENT_LEN);
+    let accepted = app
+        .call(
+            Method::POST,
+            path,
+            &[JSON, ("traceparent", longest.as_str())],
+            body,
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{:?}", accepted.body);
+    let over = "x".repeat(MAX_TRACEPARENT_LEN + 1);
+    let refused = app
+        .call(
+            Method::POST,
+            path,
+            &[JSON, ("traceparent", over.as_str())],
+            body,
+        )
+        .await;
+    assert_problem(&refused, 400, "invalid_field");
+    assert_eq!(refused.body["field"], "traceparent");
+    assert_eq!(app.queue_depth(&app.resources.queue_url).await, 1);
+
+    // A batch file's id: 16 digits (2^53 - 1 has 16), leading zeros or not.
+    let job = JobId::new_random();
+    let file = |digits: String| format!("/v1/download/{job}/files/{digits}");
+    let longest = format!("{:0>width$}", 7, width = MAX_PATH_FILE_ID_LEN);
+    let unknown = app
+        .call(Method::GET, &file(longest), &[], Body::Empty)
+        .await;
+    assert_problem(&unknown, 404, "job_not_found");
+    let over = format!("{:0>width$}", 7, width = MAX_PATH_FILE_ID_LEN + 1);
+    let refused = app.call(Method::GET, &file(over), &[], Body::Empty).await;
+    assert_problem(&refused, 400, "invalid_field");
+    assert_eq!(refused.body["field"], "fileId");
+
+    // A listing's cursor: what this API writes, padded with zeros to the limit, and one more.
+    let cursor = |width: usize| {
+        let tail = format!(".{}", JobId::new_random());
+        format!("{:0>width$}{tail}", 1, width = width - tail.len())
+    };
+    let page = app
+        .list_as("alice", &format!("?cursor={}", cursor(MAX_CURSOR_LEN)))
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{:?}", page.body);
+    let refused = app
+        .list_as("alice", &format!("?cursor={}", cursor(MAX_CURSOR_LEN + 1)))
+        .await;
+    assert_problem(&refused, 400, "invalid_field");
+    assert_eq!(refused.body["field"], "cursor");
+}
+
+/// Follows local `$ref`s in openapi.yaml.
+fn deref<'a>(spec: &'a serde_json::Value, node: &'a serde_json::Value) -> &'a serde_json::Value {
+    match node["$ref"].as_str() {
+        Some(pointer) => deref(
+            spec,
+            spec.pointer(pointer.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("dangling {pointer}")),
+        ),
+        None => node,
+    }
+}
+
+/// The string schemas a client sends, with where they are: every parameter's schema and every
+/// property of a request body (through `oneOf`, `anyOf` and `allOf`).
+fn string_inputs(spec: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(
+        spec: &serde_json::Value,
+        node: &serde_json::Value,
+        at: String,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        let node = deref(spec, node);
+        for key in ["oneOf", "anyOf", "allOf"] {
+            for (i, branch) in node[key].as_array().into_iter().flatten().enumerate() {
+                walk(spec, branch, format!("{at}/{key}/{i}"), out);
+            }
+        }
+        for (name, property) in node["properties"].as_object().into_iter().flatten() {
+            walk(spec, property, format!("{at}.{name}"), out);
+        }
+        walk_items(spec, node, &at, out);
+        let types = match &node["type"] {
+            serde_json::Value::String(t) => vec![t.as_str()],
+            serde_json::Value::Array(ts) => ts.iter().filter_map(|t| t.as_str()).collect(),
+            _ => vec![],
+        };
+        if types.contains(&"string") {
+            out.push((at, node.clone()));
+        }
+    }
+    fn walk_items(
+        spec: &serde_json::Value,
+        node: &serde_json::Value,
+        at: &str,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        if node["items"].is_object() {
+            walk(spec, &node["items"], format!("{at}[]"), out);
+        }
+    }
+    let mut out = Vec::new();
+    let mut operations = Vec::new();
+    // The API's inputs: the webhook's request is haul's output, the receiver's input.
+    for section in ["paths"] {
+        for (path, item) in spec[section].as_object().into_iter().flatten() {
+            for param in item["parameters"].as_array().into_iter().flatten() {
+                operations.push((path.clone(), param.clone(), true));
+            }
+            for (method, op) in item.as_object().into_iter().flatten() {
+                for param in op["parameters"].as_array().into_iter().flatten() {
+                    operations.push((format!("{method} {path}"), param.clone(), true));
+                }
+                for media in op["requestBody"]["content"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(_, m)| m)
+                {
+                    operations.push((
+                        format!("{method} {path} body"),
+                        media["schema"].clone(),
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    for (at, node, is_parameter) in operations {
+        if is_parameter {
+            let param = deref(spec, &node);
+            let name = param["name"].as_str().unwrap_or_default();
+            walk(spec, &param["schema"], format!("{at} {name}"), &mut out);
+        } else {
+            walk(spec, &node, at, &mut out);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_string_a_client_sends_has_a_max_length_and_the_limits_are_the_servers() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml"))
+        .expect("openapi.yaml");
+    let spec: serde_json::Value = serde_yaml::from_str(&text).expect("YAML");
+    let inputs = string_inputs(&spec);
+    assert!(inputs.len() > 10, "{inputs:?}");
+    let unbounded: Vec<&String> = inputs
+        .iter()
+        .filter(|(_, schema)| {
+            schema["maxLength"].as_u64().is_none()
+                && !schema["enum"].is_array()
+                && schema.get("const").is_none()
+        })
+        .map(|(at, _)| at)
+        .collect();
+    assert!(
+        unbounded.is_empty(),
+        "string inputs without maxLength: {unbounded:#?}"
+    );
+    let limit = |needle: &str| {
+        inputs
+            .iter()
+            .find(|(at, _)| at.ends_with(needle))
+            .and_then(|(_, schema)| schema["maxLength"].as_u64())
+            .unwrap_or_else(|| panic!("no string input {needle}"))
+    };
+    assert_eq!(
+        limit(" traceparent"),
+        haul::request::MAX_TRACEPARENT_LEN as u64
+    );
+    assert_eq!(limit(" fileId"), haul::request::MAX_PATH_FILE_ID_LEN as u64);
+    assert_eq!(limit(" cursor"), haul::store::MAX_CURSOR_LEN as u64);
+    assert_eq!(limit(" jobId"), 36);
+}
