@@ -28,6 +28,7 @@ mod template;
 mod webhook_template;
 mod webhooks;
 mod worker;
+mod workflows;
 
 use sha2::{Digest, Sha256};
 
