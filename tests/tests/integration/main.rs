@@ -14,6 +14,7 @@ mod idempotency;
 mod index;
 mod limits;
 mod openapi;
+mod ops;
 mod priority;
 mod priority_access;
 mod priority_template;
@@ -25,6 +26,7 @@ mod stream_shares;
 mod stream_template;
 mod template;
 mod webhook_template;
+mod webhook_wait;
 mod webhooks;
 mod worker;
 
