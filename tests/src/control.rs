@@ -22,6 +22,7 @@ use haul::Priority;
 use serde_json::{Value, json};
 
 use crate::TestApp;
+use crate::provision::Resources;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -57,8 +58,10 @@ impl Drop for ControlPlane {
 }
 
 impl ControlPlane {
-    /// Serves stack `stack` with `outputs`, and one enabled mapping per `(id, queue ARN)`.
+    /// Serves stack `stack` with `outputs`, and one enabled mapping per `(id, queue ARN)`, on
+    /// `addr` (`127.0.0.1:0` for any free port).
     pub async fn start(
+        addr: &str,
         stack: &str,
         outputs: Vec<(String, String)>,
         mappings: Vec<(String, String)>,
@@ -86,7 +89,7 @@ impl ControlPlane {
                 get(get_mapping).put(update_mapping),
             )
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -130,11 +133,16 @@ pub fn mapping_id(stack: &str, priority: Priority) -> String {
     format!("{stack}-worker-{}", priority.as_str())
 }
 
-impl TestApp {
-    /// A control plane for this app's resources, as stack `stack` (the outputs of
-    /// `template.yaml` the operator reads, with the mappings' ids).
-    pub async fn control_plane(&self, stack: &str) -> ControlPlane {
-        let r = &self.resources;
+impl ControlPlane {
+    /// A control plane for `resources` as stack `stack`, on `addr`: the outputs of
+    /// `template.yaml` the operator reads, and one mapping per priority's queue.
+    pub async fn for_resources(
+        addr: &str,
+        stack: &str,
+        resources: &Resources,
+        sqs: &aws_sdk_sqs::Client,
+    ) -> Result<Self, BoxError> {
+        let r = resources;
         let mut outputs = vec![
             ("JobsTableName", r.table.clone()),
             ("JobsQueueUrl", r.queue_url.clone()),
@@ -145,25 +153,27 @@ impl TestApp {
             ("NotifyDeadLetterQueueUrl", r.notify_dlq_url.clone()),
         ];
         let mut mappings = Vec::new();
-        for (priority, output) in [
-            (Priority::High, "WorkerMappingHighId"),
-            (Priority::Normal, "WorkerMappingId"),
-            (Priority::Low, "WorkerMappingLowId"),
+        for (priority, output, url) in [
+            (Priority::High, "WorkerMappingHighId", &r.high_queue_url),
+            (Priority::Normal, "WorkerMappingId", &r.queue_url),
+            (Priority::Low, "WorkerMappingLowId", &r.low_queue_url),
         ] {
             let id = mapping_id(stack, priority);
-            let arn = self
-                .aws
-                .queue_arn(self.queue_url_of(priority))
-                .await
-                .expect("the queue has an ARN");
-            mappings.push((id.clone(), arn));
+            mappings.push((id.clone(), crate::harness::queue_arn(sqs, url).await?));
             outputs.push((output, id));
         }
         let outputs = outputs
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
-        ControlPlane::start(stack, outputs, mappings)
+        Self::start(addr, stack, outputs, mappings).await
+    }
+}
+
+impl TestApp {
+    /// A control plane for this app's resources, as stack `stack`, on a free port.
+    pub async fn control_plane(&self, stack: &str) -> ControlPlane {
+        ControlPlane::for_resources("127.0.0.1:0", stack, &self.resources, &self.aws.sqs)
             .await
             .expect("the control plane starts")
     }

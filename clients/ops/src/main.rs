@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use haul::job::JobId;
 use haul::priority::Priority;
-use haul_ops::{Clients, DeadLetters, Ops, OpsError, Status};
+use haul_ops::{Clients, DeadLetters, MappingChange, Ops, OpsError, Redrive, Status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,24 +91,7 @@ async fn run(cli: &Cli) -> Result<(), OpsError> {
             wait,
         } => {
             let done = ops.redrive(*queue, *max_per_second, seconds(wait)).await?;
-            let task = done.task.as_ref().map_or("no task".into(), |t| {
-                format!(
-                    "task {}: {} moved of {}{}",
-                    t.status,
-                    t.moved,
-                    t.to_move.map_or("?".into(), |n| n.to_string()),
-                    t.failure_reason
-                        .as_ref()
-                        .map_or(String::new(), |r| format!(" ({r})"))
-                )
-            });
-            let what = match (done.started, done.found) {
-                (true, n) => format!("{n} messages found, moving them back to their queues"),
-                (false, 0) => "nothing to move".into(),
-                (false, _) => "a move is already running; none started".into(),
-            };
-            let text = format!("{} dead letters: {what}; {task}", done.dead_letters);
-            (to_json(&done), text)
+            (to_json(&done), redrive_text(&done))
         }
         Command::ReplayWebhook { job } => {
             let replay = ops.replay_webhook(*job).await?;
@@ -125,22 +108,40 @@ async fn run(cli: &Cli) -> Result<(), OpsError> {
         Command::Pause { priority, wait } | Command::Resume { priority, wait } => {
             let enable = matches!(cli.command, Command::Resume { .. });
             let change = ops.set_enabled(*priority, enable, seconds(wait)).await?;
-            let verb = if enable { "resumed" } else { "paused" };
-            let text = match change.changed {
-                true => format!(
-                    "{priority} {verb}: mapping {} is {}",
-                    change.id, change.state
-                ),
-                false => format!(
-                    "{priority} was {verb} already: mapping {} is {}",
-                    change.id, change.state
-                ),
-            };
-            (to_json(&change), text)
+            (to_json(&change), mapping_text(&change, enable))
         }
     };
     println!("{}", if cli.json { json } else { text });
     Ok(())
+}
+
+fn redrive_text(done: &Redrive) -> String {
+    let task = done.task.as_ref().map_or("no task".into(), |t| {
+        format!(
+            "task {}: {} moved of {}{}",
+            t.status,
+            t.moved,
+            t.to_move.map_or("?".into(), |n| n.to_string()),
+            t.failure_reason
+                .as_ref()
+                .map_or(String::new(), |r| format!(" ({r})"))
+        )
+    });
+    let what = match (done.started, done.found) {
+        (true, n) => format!("{n} messages found, moving them back to their queues"),
+        (false, 0) => "nothing to move".into(),
+        (false, _) => "a move is already running; none started".into(),
+    };
+    format!("{} dead letters: {what}; {task}", done.dead_letters)
+}
+
+fn mapping_text(change: &MappingChange, enable: bool) -> String {
+    let verb = if enable { "resumed" } else { "paused" };
+    let (priority, id, state) = (change.priority, &change.id, &change.state);
+    match change.changed {
+        true => format!("{priority} {verb}: mapping {id} is {state}"),
+        false => format!("{priority} was {verb} already: mapping {id} is {state}"),
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

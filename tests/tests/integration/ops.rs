@@ -353,3 +353,47 @@ async fn every_call_the_operator_makes_is_granted_by_its_documented_policy_and_e
     assert!(unused.is_empty(), "granted but never called: {unused:?}");
     assert!(called.contains("sqs:StartMessageMoveTask"), "{called:?}");
 }
+
+/// A `!Ref X` in the template, as its name.
+fn reference(value: &serde_yaml::Value) -> Option<&str> {
+    match value {
+        serde_yaml::Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_template_outputs_everything_the_operator_reads_and_each_mapping_is_its_priority_s() {
+    let template = haul_tests::template::Template::load().unwrap();
+    let outputs = &template.root()["Outputs"];
+    for key in haul_ops::stack::output::ALL {
+        assert!(
+            outputs.get(key).is_some(),
+            "template.yaml has no output {key}"
+        );
+    }
+    // SAM names a function's SQS event's mapping <function><event>; each output names the
+    // event on its own priority's queue.
+    let events = &template.resource("WorkerFunction")["Properties"]["Events"];
+    for (output, queue) in [
+        ("WorkerMappingId", "JobsQueue"),
+        ("WorkerMappingHighId", "JobsQueueHigh"),
+        ("WorkerMappingLowId", "JobsQueueLow"),
+    ] {
+        let mapping = reference(&outputs[output]["Value"]).expect("a !Ref");
+        let event = mapping
+            .strip_prefix("WorkerFunction")
+            .expect("a worker mapping");
+        let source = match &events[event]["Properties"]["Queue"] {
+            serde_yaml::Value::Tagged(t) if t.tag == "GetAtt" => {
+                t.value.as_str().map(str::to_owned)
+            }
+            _ => None,
+        };
+        assert_eq!(
+            source.as_deref(),
+            Some(format!("{queue}.Arn").as_str()),
+            "{output}"
+        );
+    }
+}

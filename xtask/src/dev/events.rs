@@ -2,14 +2,22 @@
 //! mappings (the worker's and the notifier's), the notify pipe (the table's stream to the
 //! notify queue, through the template's filter) and cleanup's schedule.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use haul_tests::control::ControlPlane;
 use haul_tests::harness::lambda_record_on;
 use haul_tests::pipe::StreamPipe;
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// How often a paused poller looks whether its mapping is on again.
+const PAUSED_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The event source mapping a poller stands for: the control plane that holds its state, and
+/// its id.
+pub type Mapping = (Arc<ControlPlane>, String);
 /// How often the pipe reads the stream (Pipes polls a stream shard about 4 times a second).
 const PIPE_EVERY: Duration = Duration::from_millis(250);
 
@@ -22,6 +30,7 @@ pub async fn deliver_forever(
     invoke: String,
     queue_url: String,
     batch_size: i32,
+    mapping: Option<Mapping>,
 ) {
     // Lambda names the queue in each record (`eventSourceARN`); the worker answers there.
     let arn = loop {
@@ -34,6 +43,14 @@ pub async fn deliver_forever(
         }
     };
     loop {
+        // A disabled mapping's pollers stop (`haul-ops pause`): messages wait in the queue.
+        if mapping
+            .as_ref()
+            .is_some_and(|(control, id)| !control.is_enabled(id))
+        {
+            tokio::time::sleep(PAUSED_CHECK_EVERY).await;
+            continue;
+        }
         let received = sqs
             .receive_message()
             .queue_url(&queue_url)
