@@ -18,7 +18,7 @@ use haul_ops::{Clients, DeadLetters, MappingChange, Ops, OpsError, Redrive, Stat
 )]
 struct Cli {
     /// The stack `sam deploy` made (samconfig.toml: haul-dev, or haul-prod).
-    #[arg(long, env = "HAUL_STACK", default_value = "haul-dev")]
+    #[arg(long, env = "HAUL_OPS_STACK", default_value = "haul-dev")]
     stack: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
