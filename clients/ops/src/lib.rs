@@ -20,7 +20,7 @@ mod status;
 
 use std::time::Duration;
 
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use haul::store::JobStore;
 
 pub use mapping::{MappingChange, MappingState};
@@ -41,11 +41,18 @@ pub enum OpsError {
 }
 
 impl OpsError {
-    pub(crate) fn aws<E: std::error::Error>(call: &'static str, err: E) -> Self {
-        OpsError::Aws {
-            call,
-            detail: DisplayErrorContext(err).to_string(),
-        }
+    /// The service's own code and message when it answered, else the whole story (a
+    /// connection that failed, a timeout).
+    pub(crate) fn aws<E: std::error::Error + ProvideErrorMetadata>(
+        call: &'static str,
+        err: E,
+    ) -> Self {
+        let detail = match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            _ => DisplayErrorContext(err).to_string(),
+        };
+        OpsError::Aws { call, detail }
     }
 }
 
