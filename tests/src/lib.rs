@@ -2,6 +2,7 @@
 //! resource provisioning (shared with `make dev`), a real origin HTTP server, and the
 //! `spawn_app` harness that gives every test its own table, queues and bucket.
 
+pub mod control;
 pub mod faults;
 pub mod harness;
 pub mod logs;

@@ -15,7 +15,7 @@ mod record;
 mod secret;
 
 pub use deliver::{Attempt, NoAnswer, classify};
-pub use record::{StatusChange, changes};
+pub use record::{StatusChange, changes, replay_record};
 pub use secret::{KEYS_TTL, KeySource};
 
 use std::time::Duration;
@@ -97,8 +97,10 @@ impl Notifier {
 
     /// Handles a batch, reporting only the messages to keep as failures.
     pub async fn handle_batch(&self, records: Vec<SqsMessage>) -> SqsBatchResponse {
+        let invoked_at = now_ms();
         let work = records.iter().map(|record| async move {
-            let outcome = haul::aws_calls::as_function("notifier", self.handle(record)).await;
+            let handled = self.handle_received(record, invoked_at);
+            let outcome = haul::aws_calls::as_function("notifier", handled).await;
             (record.message_id.clone(), outcome)
         });
         let mut response = SqsBatchResponse::default();
@@ -112,8 +114,18 @@ impl Notifier {
         response
     }
 
-    /// One message: each status change it carries, then the wait the slowest one needs.
+    /// One message, handed over just now: [`Notifier::handle_received`].
     pub async fn handle(&self, record: &SqsMessage) -> Outcome {
+        self.handle_received(record, now_ms()).await
+    }
+
+    /// One message of an invocation that started at `invoked_at`: each status change it
+    /// carries, then the wait the slowest one needs, set as the message's visibility. The
+    /// wait is capped by what SQS still allows since the message was received
+    /// ([`haul::webhook::visibility_cap`]); `Outcome::Wait` says the visibility requested. A
+    /// capped wait brings the message back early, and the delivery record's `nextAttemptAt`
+    /// makes the notifier wait again for the rest.
+    pub async fn handle_received(&self, record: &SqsMessage, invoked_at: EpochMs) -> Outcome {
         let changes = match changes(record.body.as_deref().unwrap_or_default()) {
             Ok(changes) => changes,
             Err(err) => {
@@ -133,15 +145,22 @@ impl Notifier {
                 (Outcome::Ack, Outcome::Ack) => Outcome::Ack,
             };
         }
-        if let (Outcome::Wait(wait), Some(queue), Some(receipt)) =
-            (outcome, &self.queue, record.receipt_handle.as_deref())
-        {
+        let Outcome::Wait(wait) = outcome else {
+            return outcome;
+        };
+        let Some(cap) = haul::webhook::visibility_cap(first_receive(record), invoked_at, now_ms())
+        else {
+            // SQS allows no more: the queue's visibility timeout brings the message back.
+            return Outcome::Retry;
+        };
+        let wait = wait.min(cap);
+        if let (Some(queue), Some(receipt)) = (&self.queue, record.receipt_handle.as_deref()) {
             let secs = wait.as_secs().max(1).min(u64::from(u32::MAX)) as u32;
             if let Err(err) = queue.extend_visibility(receipt, secs).await {
                 tracing::warn!(error = %err, "could not set the retry's wait");
             }
         }
-        outcome
+        Outcome::Wait(wait)
     }
 
     /// Delivers the event `change` raised, unless it is not one or is settled already.
@@ -291,4 +310,13 @@ impl Notifier {
         };
         (record, wait.map_or(Outcome::Ack, Outcome::Wait))
     }
+}
+
+/// `ApproximateFirstReceiveTimestamp` (epoch milliseconds), which Lambda's SQS records carry.
+fn first_receive(record: &SqsMessage) -> Option<EpochMs> {
+    record
+        .attributes
+        .get("ApproximateFirstReceiveTimestamp")?
+        .parse()
+        .ok()
 }

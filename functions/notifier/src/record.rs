@@ -25,6 +25,26 @@ pub fn changes(body: &str) -> Result<Vec<StatusChange>, NotAChange> {
     }
 }
 
+/// A message the notifier reads as `job` entering `status`, in the shape the pipe sends (a
+/// DynamoDB stream record with the key and both images' status): what an operator's replay
+/// puts on the notify queue. `None` unless `status` is terminal. The old image names a
+/// status the event is entered from, so the notifier sees a real transition.
+pub fn replay_record(job: JobId, status: JobStatus) -> Option<Value> {
+    let from = status
+        .is_terminal()
+        .then(|| status.allowed_sources().first())??;
+    let id = job.to_string();
+    Some(serde_json::json!({
+        "eventName": "MODIFY",
+        "eventSource": "haul-ops",
+        "dynamodb": {
+            "Keys": { "jobId": { "S": id } },
+            "OldImage": { "jobId": { "S": id }, "status": { "S": from.as_str() } },
+            "NewImage": { "jobId": { "S": id }, "status": { "S": status.as_str() } },
+        }
+    }))
+}
+
 fn change(record: &Value) -> Result<StatusChange, NotAChange> {
     let image = &record["dynamodb"];
     let text = |path: [&str; 3]| -> Option<&str> { image[path[0]][path[1]][path[2]].as_str() };
@@ -74,6 +94,26 @@ mod tests {
         assert_eq!(read[0].job_id.to_string(), id);
         let many = Value::Array(vec![one.clone(), record(&id, "completed", "expired")]);
         assert_eq!(changes(&many.to_string()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_replayed_record_reads_as_the_move_into_its_terminal_state() {
+        let id = JobId::new_random();
+        for status in [
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+            JobStatus::Expired,
+        ] {
+            let record = replay_record(id, status).unwrap();
+            let read = changes(&record.to_string()).unwrap();
+            assert_eq!(read.len(), 1);
+            assert_eq!((read[0].job_id, read[0].new), (id, status));
+            let event = haul::webhook::WebhookEvent::for_transition(read[0].old, read[0].new);
+            assert_eq!(event.map(|e| e.status()), Some(status), "{status:?}");
+        }
+        assert_eq!(replay_record(id, JobStatus::Running), None);
+        assert_eq!(replay_record(id, JobStatus::Queued), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, status_keys};
 use super::{JobStore, OWNER_INDEX, STATUS_INDEX, StoreError, dynamo};
 use crate::clock::EpochMs;
 use crate::job::{Job, JobId, JobStatus, Owner};
+use crate::priority::Priority;
 
 /// Where the next page of an owner's jobs starts: after this job. Clients see it as an
 /// opaque token (`<createdAt>.<jobId>`); the owner always comes from the caller, never from it.
@@ -64,6 +65,33 @@ impl Listing {
                 }
             }
         }
+    }
+}
+
+/// Records in one status ([`JobStore::count_in_status`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatusCount {
+    /// Per priority (a record without one is normal, as its job is), batches included.
+    pub by_priority: HashMap<Priority, u64>,
+    /// Of those, batch records.
+    pub batches: u64,
+}
+
+impl StatusCount {
+    fn add(&mut self, item: &Item) {
+        let priority = item
+            .get("priority")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(Priority::Normal);
+        *self.by_priority.entry(priority).or_default() += 1;
+        if item.contains_key("batchFiles") {
+            self.batches += 1;
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_priority.values().sum()
     }
 }
 
@@ -131,6 +159,46 @@ impl JobStore {
         listing.jobs.sort_by_key(|job| job.updated_at);
         listing.jobs.truncate(limit);
         Ok(listing)
+    }
+
+    /// How many records are in `status`, by priority, and how many of them are batches (a
+    /// running batch holds no worker; its files do). For an operator's view: every shard of
+    /// the status index is read, a few at a time, projecting two attributes, so the cost is
+    /// one Query per shard plus one page per 1 MB of matching records. Meant for `running`
+    /// (bounded by the workers' concurrency), not for a backlog of queued jobs.
+    pub async fn count_in_status(&self, status: JobStatus) -> Result<StatusCount, StoreError> {
+        /// Queries in flight at once.
+        const PARALLEL: usize = 16;
+        let mut count = StatusCount::default();
+        let keys: Vec<String> = status_keys(status).collect();
+        for batch in keys.chunks(PARALLEL) {
+            let mut queries = tokio::task::JoinSet::new();
+            for key in batch {
+                let query = self
+                    .query(STATUS_INDEX)
+                    .key_condition_expression("#shard = :shard")
+                    .projection_expression("#p, #b")
+                    .expression_attribute_names("#shard", STATUS_SHARD_ATTRIBUTE)
+                    .expression_attribute_names("#p", "priority")
+                    .expression_attribute_names("#b", "batchFiles")
+                    .expression_attribute_values(":shard", s(key));
+                crate::aws_calls::spawn_in(&mut queries, async move {
+                    let mut pages = query.into_paginator().items().send();
+                    let mut items = Vec::new();
+                    while let Some(item) = pages.next().await {
+                        items.push(item.map_err(dynamo)?);
+                    }
+                    Ok::<_, StoreError>(items)
+                });
+            }
+            while let Some(joined) = queries.join_next().await {
+                let items = joined.map_err(|e| StoreError::Dynamo(e.to_string()))??;
+                for item in items {
+                    count.add(&item);
+                }
+            }
+        }
+        Ok(count)
     }
 
     /// One page of an owner's jobs, newest first, from the owner index (eventually

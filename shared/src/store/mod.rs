@@ -44,7 +44,7 @@ use expr::{Update, WRITE_TOKEN};
 
 pub use keys::{Created, KeyClaim};
 pub use lease::{LeaseTaken, STREAM_LEASE, STREAM_LEASE_RENEW_AFTER, StreamLease, slot_record_id};
-pub use list::{Listing, MAX_CURSOR_LEN, PageCursor};
+pub use list::{Listing, MAX_CURSOR_LEN, PageCursor, StatusCount};
 pub use shard::{STATUS_SHARD_ATTRIBUTE, STATUS_SHARDS, shard_of, status_keys, status_shard};
 pub use share::{ACTIVE_WINDOW_MS, Entered, Reservation, share_attributes};
 

@@ -78,6 +78,43 @@ impl JobStore {
             .await
     }
 
+    /// Opens `event`'s delivery again, for an operator's replay: a settled record (delivered
+    /// or failed) is removed, so the notifier takes the event as new (a first attempt, the
+    /// whole schedule, the same `webhook-id`, which lets a receiver that has it already
+    /// drop it). A pending record is left as it is: an attempt or a wait is under way, and a
+    /// replayed message joins it (an extra copy is dropped by the claim). Returns whether a
+    /// settled record was removed; `NotFound` when there is no such job.
+    pub async fn reopen_delivery(
+        &self,
+        id: JobId,
+        event: WebhookEvent,
+    ) -> Result<bool, StoreError> {
+        let removed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression("REMOVE #w")
+            .condition_expression("attribute_exists(jobId) AND #w.#state <> :pending")
+            .expression_attribute_names("#w", event.attribute())
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":pending", s(DeliveryState::Pending.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match removed {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(e)) => match e.item() {
+                    // Pending, or never started: nothing to open.
+                    Some(_) => Ok(false),
+                    None => Err(StoreError::NotFound),
+                },
+                _ => Err(dynamo(err)),
+            },
+        }
+    }
+
     async fn write_delivery(
         &self,
         id: JobId,

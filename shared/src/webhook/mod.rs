@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::clock::EpochMs;
 use crate::job::{JobId, JobStatus};
 
 pub use callback::{CallbackPolicy, CallbackUrl};
@@ -129,6 +130,42 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024;
 
 /// SQS refuses a visibility timeout over 12 hours.
 pub const MAX_SQS_DELAY: Duration = Duration::from_secs(12 * 3600);
+
+/// Kept below SQS's limit on every wait: the clocks of SQS and of the function differ a
+/// little, and the ChangeMessageVisibility call lands a little after it was computed.
+pub const VISIBILITY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How long before an invocation Lambda may have received its messages (the longest batching
+/// window Lambda allows is 300 s): the later bound on a redelivered message's receipt.
+pub const RECEIPT_SLACK: Duration = Duration::from_secs(300);
+
+/// The longest visibility a received message may still be given. SQS counts its 12 hours
+/// from the receive that handed out the receipt handle, and rejects a ChangeMessageVisibility
+/// that would reach past them (it does not shorten it), so a 12-hour wait set a few seconds
+/// after the receive is refused and the retry comes back after the queue's visibility timeout.
+///
+/// The receive's time is not an attribute of the message. Two earliest bounds are:
+/// `ApproximateFirstReceiveTimestamp` (`first_receive`, exact on the first receive, which is
+/// when a retry's wait is set after an attempt) and the invocation's start less
+/// [`RECEIPT_SLACK`] (`invoked_at`; what bounds a later receive). The later of the two is
+/// taken as the receipt, so the time since it is never under-counted; [`VISIBILITY_MARGIN`]
+/// comes off the rest. `None` when nothing is left: the message comes back after the queue's
+/// own visibility timeout instead.
+pub fn visibility_cap(
+    first_receive: Option<EpochMs>,
+    invoked_at: EpochMs,
+    now: EpochMs,
+) -> Option<Duration> {
+    let slack = RECEIPT_SLACK.as_millis() as EpochMs;
+    let receipt = first_receive
+        .unwrap_or(EpochMs::MIN)
+        .max(invoked_at.saturating_sub(slack));
+    let since = Duration::from_millis(now.saturating_sub(receipt).max(0) as u64);
+    let left = MAX_SQS_DELAY
+        .checked_sub(since)?
+        .checked_sub(VISIBILITY_MARGIN)?;
+    (left >= Duration::from_secs(1)).then_some(left)
+}
 
 /// Waits between attempts: 30 s, 2 min, 10 min, 1 h, 6 h, 12 h (about 19 h 42 min in all),
 /// so seven attempts over most of a day. `WEBHOOK_RETRY_SCHEDULE` overrides it for tests only;
@@ -246,6 +283,34 @@ mod tests {
         }
         assert_eq!(schedule.wait_after(7, 0.5), None, "attempts are spent");
         assert_eq!(schedule.wait_after(0, 0.5), None);
+    }
+
+    #[test]
+    fn a_wait_never_reaches_past_twelve_hours_from_the_receive() {
+        let limit = MAX_SQS_DELAY.as_secs();
+        let margin = VISIBILITY_MARGIN.as_secs();
+        let at = 1_800_000_000_000;
+        // The first receive: its timestamp is the receipt, 4 s before now.
+        let cap = visibility_cap(Some(at), at + 1_000, at + 4_000).unwrap();
+        assert_eq!(cap.as_secs(), limit - 4 - margin);
+        // Whatever the schedule asks for, the wait set is within what SQS allows.
+        let schedule = RetrySchedule::default();
+        for unit in [0.0, 0.5, 1.0] {
+            let wait = schedule.wait_after(6, unit).unwrap().min(cap);
+            assert!(wait.as_secs() <= limit - 4, "{wait:?}");
+        }
+        // A later receive (first received 7 h ago): bounded by the invocation less the slack.
+        let later = at + 7 * 3_600_000;
+        let cap = visibility_cap(Some(at), later, later + 2_000).unwrap();
+        assert_eq!(cap.as_secs(), limit - RECEIPT_SLACK.as_secs() - 2 - margin);
+        // No first-receive timestamp (an older harness): the invocation bounds it alone.
+        assert_eq!(
+            visibility_cap(None, later, later),
+            cap.checked_add(Duration::from_secs(2))
+        );
+        // Nothing left: no wait is set (the queue's visibility timeout brings it back).
+        assert_eq!(visibility_cap(Some(at), at, at + 43_200_000 - 30_000), None);
+        assert_eq!(visibility_cap(Some(at), at, at + 50_000_000), None);
     }
 
     #[test]

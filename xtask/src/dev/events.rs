@@ -2,14 +2,22 @@
 //! mappings (the worker's and the notifier's), the notify pipe (the table's stream to the
 //! notify queue, through the template's filter) and cleanup's schedule.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use haul_tests::control::ControlPlane;
 use haul_tests::harness::lambda_record_on;
 use haul_tests::pipe::StreamPipe;
 
 const CLEANUP_EVERY: Duration = Duration::from_secs(60);
+/// How often a paused poller looks whether its mapping is on again.
+const PAUSED_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The event source mapping a poller stands for: the control plane that holds its state, and
+/// its id.
+pub type Mapping = (Arc<ControlPlane>, String);
 /// How often the pipe reads the stream (Pipes polls a stream shard about 4 times a second).
 const PIPE_EVERY: Duration = Duration::from_millis(250);
 
@@ -22,6 +30,7 @@ pub async fn deliver_forever(
     invoke: String,
     queue_url: String,
     batch_size: i32,
+    mapping: Option<Mapping>,
 ) {
     // Lambda names the queue in each record (`eventSourceARN`); the worker answers there.
     let arn = loop {
@@ -34,6 +43,14 @@ pub async fn deliver_forever(
         }
     };
     loop {
+        // A disabled mapping's pollers stop (`haul-ops pause`): messages wait in the queue.
+        if mapping
+            .as_ref()
+            .is_some_and(|(control, id)| !control.is_enabled(id))
+        {
+            tokio::time::sleep(PAUSED_CHECK_EVERY).await;
+            continue;
+        }
         let received = sqs
             .receive_message()
             .queue_url(&queue_url)
@@ -124,5 +141,82 @@ pub async fn pipe_forever(pipe: StreamPipe) {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         tokio::time::sleep(PIPE_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::routing::post;
+    use haul::Priority;
+    use haul_tests::control::mapping_id;
+
+    use super::*;
+
+    /// Turns a mapping on or off through the Lambda API the control plane serves.
+    async fn set_enabled(http: &reqwest::Client, control: &ControlPlane, id: &str, on: bool) {
+        let url = format!("{}/2015-03-31/event-source-mappings/{id}", control.url);
+        let answer = http
+            .put(url)
+            .json(&serde_json::json!({ "Enabled": on }))
+            .send()
+            .await
+            .expect("UpdateEventSourceMapping");
+        assert_eq!(answer.status(), 202);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn make_dev_s_poller_receives_nothing_while_its_mapping_is_off_and_resumes_when_on() {
+        let app = haul_tests::spawn_app().await;
+        let stack = "haul-dev-poller";
+        let control = Arc::new(app.control_plane(stack).await);
+        let low = mapping_id(stack, Priority::Low);
+        let http = reqwest::Client::new();
+        // The function: counts its invocations and keeps no message.
+        let invoked = Arc::new(AtomicUsize::new(0));
+        let count = invoked.clone();
+        let function = Router::new().route(
+            "/invoke",
+            post(move || {
+                count.fetch_add(1, Ordering::SeqCst);
+                async { r#"{"batchItemFailures":[]}"# }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let invoke = format!("http://{}/invoke", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move { axum::serve(listener, function).await });
+
+        set_enabled(&http, &control, &low, false).await;
+        let queue = app.resources.low_queue_url.clone();
+        let poller = tokio::spawn(deliver_forever(
+            app.aws.sqs.clone(),
+            http.clone(),
+            invoke,
+            queue.clone(),
+            1,
+            Some((control.clone(), low.clone())),
+        ));
+        app.aws
+            .sqs
+            .send_message()
+            .queue_url(&queue)
+            .message_body("{}")
+            .send()
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(invoked.load(Ordering::SeqCst), 0, "paused, yet invoked");
+        assert_eq!(app.queue_depth(&queue).await, 1, "the message waits");
+
+        set_enabled(&http, &control, &low, true).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while invoked.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never resumed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        poller.abort();
+        server.abort();
     }
 }

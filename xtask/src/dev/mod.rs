@@ -19,8 +19,11 @@ mod gateway;
 mod web;
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
+use haul::Priority;
+use haul_tests::control::{ControlPlane, mapping_id};
 use haul_tests::pipe::StreamPipe;
 use haul_tests::provision::{Provisioner, QueueSettings, Resources};
 use haul_tests::template::Template;
@@ -78,7 +81,7 @@ pub async fn run() -> Result<(), BoxError> {
     let aws = Provisioner::new(&sdk);
     let resources = aws
         .ensure(
-            &env_or("HAUL_DEV_PREFIX", "haul-dev"),
+            &dev_prefix(),
             &QueueSettings {
                 visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
                 max_receive_count,
@@ -128,7 +131,8 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }
 
-    spawn_event_sources(&aws.sqs, &http, &resources, &functions);
+    let control = control_plane(&resources, &aws.sqs).await?;
+    spawn_event_sources(&aws.sqs, &http, &resources, &functions, &control);
     tokio::spawn(events::pipe_forever(pipe));
 
     tokio::select! {
@@ -179,11 +183,13 @@ fn spawn_event_sources(
     http: &reqwest::Client,
     resources: &Resources,
     functions: &str,
+    control: &Arc<ControlPlane>,
 ) {
-    for (queue_url, pollers) in [
-        (&resources.high_queue_url, POLLERS_HIGH),
-        (&resources.queue_url, POLLERS_NORMAL),
-        (&resources.low_queue_url, POLLERS_LOW),
+    let stack = dev_prefix();
+    for (priority, queue_url, pollers) in [
+        (Priority::High, &resources.high_queue_url, POLLERS_HIGH),
+        (Priority::Normal, &resources.queue_url, POLLERS_NORMAL),
+        (Priority::Low, &resources.low_queue_url, POLLERS_LOW),
     ] {
         for _ in 0..pollers {
             tokio::spawn(events::deliver_forever(
@@ -192,6 +198,7 @@ fn spawn_event_sources(
                 format!("{functions}/2015-03-31/functions/worker/invocations"),
                 queue_url.clone(),
                 1,
+                Some((control.clone(), mapping_id(&stack, priority))),
             ));
         }
     }
@@ -201,8 +208,38 @@ fn spawn_event_sources(
         format!("{functions}/2015-03-31/functions/notifier/invocations"),
         resources.notify_queue_url.clone(),
         10,
+        None,
     ));
     tokio::spawn(events::cleanup_forever(http.clone(), functions.to_owned()));
+}
+
+fn dev_prefix() -> String {
+    env_or("HAUL_DEV_PREFIX", "haul-dev")
+}
+
+/// What the local stack lacks for `haul-ops`, served as the stack named like the prefix:
+/// CloudFormation's outputs and Lambda's event source mappings, whose state the worker's
+/// pollers honour (`haul-ops pause low` stops the low pollers). On `HAUL_DEV_CONTROL_PORT`
+/// (9600), or a free port when that one is taken.
+async fn control_plane(
+    resources: &Resources,
+    sqs: &aws_sdk_sqs::Client,
+) -> Result<Arc<ControlPlane>, BoxError> {
+    let stack = dev_prefix();
+    let addr = format!("127.0.0.1:{}", env_or("HAUL_DEV_CONTROL_PORT", "9600"));
+    let control = match ControlPlane::for_resources(&addr, &stack, resources, sqs).await {
+        Ok(control) => control,
+        Err(err) => {
+            eprintln!("dev: {addr} is taken ({err}); the control plane takes a free port");
+            ControlPlane::for_resources("127.0.0.1:0", &stack, resources, sqs).await?
+        }
+    };
+    let url = &control.url;
+    eprintln!(
+        "dev: operator: AWS_ENDPOINT_URL_CLOUDFORMATION={url} AWS_ENDPOINT_URL_LAMBDA={url} \
+         haul-ops --stack {stack} status"
+    );
+    Ok(Arc::new(control))
 }
 
 /// The origin the worker fetches from: `ORIGIN_URL_TEMPLATE` when set, else the development
