@@ -17,6 +17,7 @@ mod openapi;
 mod priority;
 mod priority_access;
 mod priority_template;
+mod redrive;
 mod resume;
 mod shares;
 mod sources;
