@@ -305,3 +305,63 @@ async fn two_retries_at_once_queue_the_job_once_one_202_and_one_409() {
     let job = app.services.jobs.get(id).await.unwrap().unwrap();
     assert_eq!((job.redrives, job.attempts), (1, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_job_that_completes_delivers_its_completed_webhook_after_the_failed_one() {
+    let app = spawn_app_with(AppOptions {
+        origin: OriginBehavior {
+            missing: [MISSING].into(),
+            ..Default::default()
+        },
+        max_attempts: 1,
+        ..Default::default()
+    })
+    .await;
+    let receiver = haul_tests::receiver::Receiver::start(&[&app.webhook_secret], &[])
+        .await
+        .unwrap();
+    let body = serde_json::json!({ "file_id": MISSING, "callbackUrl": receiver.url("/hook") });
+    let id: JobId = app
+        .call(
+            Method::POST,
+            "/v1/download/initiate",
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
+        .await
+        .accepted_id()
+        .parse()
+        .unwrap();
+    let failed = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let notify = app.notifications().await;
+    let wait = Duration::from_secs(30);
+    assert!(
+        notify
+            .run_until(wait, || !receiver.deliveries().is_empty())
+            .await
+    );
+
+    app.origin.update(|origin| origin.missing.clear());
+    assert_eq!(app.retry(id).await.status, StatusCode::ACCEPTED);
+    let done = app.work_until_done(id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(
+        notify
+            .run_until(wait, || receiver.deliveries().len() >= 2)
+            .await,
+        "{:?}",
+        receiver.deliveries()
+    );
+    notify.run_for(Duration::from_secs(2)).await;
+    let types: Vec<String> = receiver
+        .deliveries()
+        .iter()
+        .map(|d| d["body"]["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(types, ["job.failed", "job.completed"]);
+    let completed = &receiver.deliveries()[1];
+    assert_eq!(completed["verified"], serde_json::json!([true]));
+    assert_eq!(completed["body"]["data"]["jobId"], id.to_string());
+    assert_eq!(completed["body"]["data"]["redrives"], 1);
+}
