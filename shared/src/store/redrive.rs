@@ -116,3 +116,56 @@ impl JobStore {
         self.update(id, update, now).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redrive_is_conditional_on_failed_clears_the_failure_and_keeps_the_checkpoint() {
+        let id = JobId::new_random();
+        let expr = Update::redriven(n(99)).sharded(id).finish(5);
+        assert_eq!(expr.condition, "#status IN (:v0)");
+        assert_eq!(expr.values[":v0"], s("failed"));
+        assert_eq!(expr.values[":v1"], s("queued"));
+        assert!(
+            expr.update.starts_with("SET #status = :v1, "),
+            "{}",
+            expr.update
+        );
+        let (_, removed) = expr.update.split_once(" REMOVE ").expect("a REMOVE part");
+        for gone in ["errorCode", "errorMessage", "completedAt", "nextAttemptAt"] {
+            assert!(removed.contains(&format!("#{gone}")), "{gone}: {removed}");
+        }
+        // The failed run's upload is what the next attempt resumes.
+        for kept in ["uploadId", "partSize", "originValidator", "artifactKey"] {
+            assert!(!expr.names.contains_key(&format!("#{kept}")), "{kept}");
+        }
+        // Back in the index under `queued`, so cleanup re-drives it if its message is lost.
+        let shard = expr.names.iter().find(|(_, name)| *name == "statusShard");
+        assert!(shard.is_some(), "{:?}", expr.names);
+        assert!(
+            expr.values
+                .values()
+                .any(|v| v.as_s().is_ok_and(|s| s.starts_with("queued#"))),
+            "{:?}",
+            expr.values
+        );
+    }
+
+    #[test]
+    fn retiring_a_failed_job_takes_it_out_of_the_index_and_drops_its_checkpoint() {
+        let expr = Update::when(&[JobStatus::Failed])
+            .updated_at(3)
+            .remove("uploadId")
+            .unindexed()
+            .sharded(JobId::new_random())
+            .finish(5);
+        assert!(
+            expr.update.contains(" REMOVE #uploadId, #statusShard"),
+            "{}",
+            expr.update
+        );
+        assert!(!expr.update.contains("#statusShard = "), "{}", expr.update);
+    }
+}
