@@ -2,7 +2,7 @@
 # End-to-end check of the `haul` command-line client (clients/cli): builds the CLI, starts its
 # own `make dev` (or, under scripts/test.sh, uses the one all end-to-end stages share:
 # scripts/lib/dev-stack.sh) and runs the real binary against it over HTTP: a download whose
-# bytes must equal the origin's, --json output, a failed job, status and cancel of a slow job,
+# bytes must equal the origin's, --json output, a failed job and its retry, status and cancel of a slow job,
 # picking up a job after an interrupted run, --priority, bad and unknown job ids, an unreachable API, and
 # the exit code of each. Jobs are followed over their event stream (GET …/events) by default:
 # checked, and --follow poll, and through two small proxies started here (python3's
@@ -414,6 +414,22 @@ waited "$FAILEDJSON"
 [ "$(json failedjson 'd["error"]["code"], d["error"]["exitCode"]')" = "origin_not_found 3" ] \
   || fail "failed --json: $(cat "$WORK/failedjson.out")"
 echo "cli-e2e: a failed job exits 3 with origin_not_found"
+# `haul retry`: the failed job goes back to work as itself (it fails again: the file is still
+# missing); a completed job cannot be retried (exit 1, job_not_failed).
+failed_job=$(json failedjson 'd["error"]["jobId"]')
+[ -n "$failed_job" ] && [ "$failed_job" != None ] || fail "the failed get did not name its job"
+run retry 0 retry "$failed_job" --json
+[ "$(json retry 'd["jobId"], d["redrives"]')" = "$failed_job 1" ] \
+  || fail "retry --json: $(cat "$WORK/retry.out")"
+run retryget 3 get --job "$failed_job" --json
+[ "$(json retryget 'd["error"]["code"]')" = origin_not_found ] \
+  || fail "get --job after retry: $(cat "$WORK/retryget.out")"
+run retrytext 0 status "$failed_job"
+grep -q "retried   1 time" "$WORK/retrytext.out" || fail "status after retry: $(cat "$WORK/retrytext.out")"
+run retrydone 1 retry "$(json get5json 'd["jobId"]')" --json
+[ "$(json retrydone 'd["error"]["code"]')" = job_not_failed ] \
+  || fail "retry of a completed job: $(cat "$WORK/retrydone.out")"
+echo "cli-e2e: retry puts a failed job back to work as itself; a completed one is refused"
 waited "$FOUR"
 [ "$WAITED" = 0 ] || fail "get 4 exited $WAITED"
 [ "$(json four 'd["verified"]["checksum"]')" = composite ] || fail "get 4: $(cat "$WORK/four.out")"

@@ -324,16 +324,29 @@ impl ArtifactStore {
         }))
     }
 
+    /// Aborting an upload S3 no longer knows (aborted, completed or expired) succeeds, so an
+    /// abort can be repeated.
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), ArtifactError> {
-        self.client
+        let result = self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload_id)
             .send()
-            .await
-            .map_err(s3_error)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .and_then(aws_sdk_s3::error::ProvideErrorMetadata::code)
+                    == Some("NoSuchUpload") =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(s3_error(err)),
+        }
     }
 
     /// Deleting a missing key succeeds, so cancel and expiry can be repeated.

@@ -126,9 +126,14 @@ pub enum JobError {
 /// ```text
 /// queued ──> running ──> completed ──> expired
 ///   │  ^───────┘ │ (retry)
-///   │            ├──> failed
+///   │            ├──> failed ──> queued (the owner's redrive, `POST .../retry`)
 ///   └────────────┴──> cancelled / failed
 /// ```
+///
+/// The redrive is the one way out of a terminal state, and it is not in
+/// [`JobStatus::allowed_sources`]: only the store's `redrive` takes it, with a condition of
+/// its own (`status = failed`). Were `failed` a source of `queued` there, a worker's fenced
+/// requeue could bring back a job cleanup had failed under it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
@@ -182,6 +187,12 @@ impl JobStatus {
 
     pub fn can_transition_to(self, next: JobStatus) -> bool {
         next.allowed_sources().contains(&self)
+    }
+
+    /// Whether the owner may retry a job in this state (`POST /v1/download/{jobId}/retry`):
+    /// only a failed one goes back to `queued`.
+    pub fn can_redrive(self) -> bool {
+        self == JobStatus::Failed
     }
 }
 
@@ -265,6 +276,8 @@ pub struct Job {
     pub continuation_bytes: Option<u64>,
     /// Continuations in a row that got no further than the one before (see the worker).
     pub stalled_continuations: u32,
+    /// How many times the owner retried the job after it failed (its redrives).
+    pub redrives: u32,
     /// Where the job's file goes in the bucket: random, drawn at creation (see
     /// `ArtifactStore::new_key`).
     pub artifact_key: String,
@@ -324,6 +337,7 @@ impl Job {
             next_attempt_at: None,
             continuation_bytes: None,
             stalled_continuations: 0,
+            redrives: 0,
             artifact: None,
             failure: None,
             checkpoint: None,
@@ -499,6 +513,19 @@ mod tests {
             assert!(!status.can_transition_to(JobStatus::Running));
             assert!(!status.can_transition_to(JobStatus::Queued));
         }
+    }
+
+    #[test]
+    fn only_a_failed_job_can_be_redriven() {
+        for status in JobStatus::ALL {
+            assert_eq!(
+                status.can_redrive(),
+                status == JobStatus::Failed,
+                "{status}"
+            );
+        }
+        // ...and the redrive stays out of the transitions every other write may take.
+        assert!(!JobStatus::Failed.can_transition_to(JobStatus::Queued));
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub enum ApiError {
     JobNotReady { status: JobStatus },
     #[error("the job is already {status}")]
     JobAlreadyFinished { status: JobStatus },
+    /// A retry (`POST /v1/download/{jobId}/retry`) of a job that is not `failed`.
+    #[error("the job is {status}; only a failed job can be retried")]
+    JobNotFailed { status: JobStatus },
+    /// A retry of a failed batch: its files are retried by starting them again.
+    #[error("a failed batch is not retried as a whole; start its files again")]
+    BatchNotRetryable,
     #[error("this Idempotency-Key was already used with a different request body")]
     IdempotencyKeyReused,
     #[error("the token does not identify a caller")]
@@ -118,6 +124,10 @@ impl ApiError {
             ApiError::JobAlreadyFinished { .. } => {
                 (S::CONFLICT, "job_already_finished", "Job already finished")
             }
+            ApiError::JobNotFailed { .. } => (S::CONFLICT, "job_not_failed", "Job not failed"),
+            ApiError::BatchNotRetryable => {
+                (S::CONFLICT, "batch_not_retryable", "Batch not retryable")
+            }
             ApiError::IdempotencyKeyReused => (
                 S::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -179,6 +189,10 @@ impl ApiError {
             ApiError::JobAlreadyFinished {
                 status: JobStatus::Completed,
             },
+            ApiError::JobNotFailed {
+                status: JobStatus::Completed,
+            },
+            ApiError::BatchNotRetryable,
             ApiError::IdempotencyKeyReused,
             ApiError::Forbidden,
             ApiError::Unauthorized("a bearer token is required"),
@@ -212,6 +226,8 @@ impl ApiError {
                 | ApiError::FileNotInJob
                 | ApiError::JobNotReady { .. }
                 | ApiError::JobAlreadyFinished { .. }
+                | ApiError::JobNotFailed { .. }
+                | ApiError::BatchNotRetryable
                 | ApiError::IdempotencyKeyReused
                 | ApiError::Forbidden
                 | ApiError::Unauthorized(_)
@@ -279,7 +295,9 @@ impl ApiError {
             ApiError::PriorityNotAllowed(_) => {
                 body.insert("field".into(), json!("priority"));
             }
-            ApiError::JobNotReady { status } | ApiError::JobAlreadyFinished { status } => {
+            ApiError::JobNotReady { status }
+            | ApiError::JobAlreadyFinished { status }
+            | ApiError::JobNotFailed { status } => {
                 body.insert("jobStatus".into(), json!(status.as_str()));
             }
             ApiError::TooManyActiveJobs { limit, fits } => {

@@ -344,6 +344,7 @@ pub fn download_route(path: &str) -> Option<Route<'_>> {
         ["status", id] => Some(Route::Status(id)),
         [id] => Some(Route::Download(id)),
         [id, "events"] => Some(Route::Events(id)),
+        [id, "retry"] => Some(Route::Retry(id)),
         [id, "files", file_id] => Some(Route::File(id, file_id)),
         _ => None,
     }
@@ -362,6 +363,9 @@ pub enum Route<'a> {
     Events(&'a str),
     /// `GET /v1/download/{jobId}/files/{fileId}`: one file of a batch.
     File(&'a str, &'a str),
+    /// `POST /v1/download/{jobId}/retry`: the owner's retry of a failed job (served by
+    /// initiate, which holds the caller's limits and the queue).
+    Retry(&'a str),
 }
 
 pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
@@ -530,6 +534,10 @@ mod tests {
         assert_eq!(
             download_route(&format!("/prod/v1/download/{id}/")),
             Some(Route::Download(id))
+        );
+        assert_eq!(
+            download_route(&format!("/v1/download/{id}/retry")),
+            Some(Route::Retry(id))
         );
         assert_eq!(download_route("/v1/download/status/a/b"), None);
         assert_eq!(download_route("/v1/download"), None);

@@ -150,7 +150,9 @@ impl TestApp {
             // The stream's function URL (make dev routes it the same way).
             return Box::pin(self.dispatch_stream(request)).await;
         }
-        let response = if request.uri().path().ends_with("/v1/download/initiate") {
+        let path = request.uri().path();
+        let initiate = path.ends_with("/v1/download/initiate") || path.ends_with("/retry");
+        let response = if initiate {
             Box::pin(haul_initiate::handle(&self.services, request)).await
         } else {
             Box::pin(haul_status::handle(&self.services, request)).await
@@ -229,6 +231,29 @@ impl TestApp {
         self.call(
             Method::DELETE,
             &format!("/v1/download/{id}"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// `POST /v1/download/{id}/retry`: retries a failed job.
+    pub async fn retry(&self, id: impl std::fmt::Display) -> TestResponse {
+        self.call(
+            Method::POST,
+            &format!("/v1/download/{id}/retry"),
+            &[],
+            Body::Empty,
+        )
+        .await
+    }
+
+    /// [`TestApp::retry`] as `caller`, verified by the JWT authorizer.
+    pub async fn retry_as(&self, caller: &str, id: impl std::fmt::Display) -> TestResponse {
+        self.call_as(
+            caller,
+            Method::POST,
+            &format!("/v1/download/{id}/retry"),
             &[],
             Body::Empty,
         )

@@ -424,25 +424,36 @@ test("cancel stops a running job", { timeout: 120_000 }, async () => {
   await shot("4-cancelled");
 });
 
-test("a failed job shows its error, and Retry starts a new job", { timeout: 120_000 }, async () => {
+test("a failed job shows its error, and Retry retries the same job", { timeout: 120_000 }, async () => {
   const missing = await download(900001); // not at the origin: fails with origin_not_found
   await waitStatus(missing, "failed");
   const error = await card(missing).locator('[data-role="error"]').innerText();
   assert.match(error, /origin_not_found/);
   await shot("5-failed");
 
+  await recordCard(missing);
   const [response] = await Promise.all([
-    page.waitForResponse((r) => r.url().endsWith("/v1/download/initiate")),
+    page.waitForResponse((r) => r.url().endsWith(`/v1/download/${missing}/retry`)),
     card(missing).locator('[data-action="retry"]').click(),
   ]);
   assert.equal(response.status(), 202);
-  const retried = (await response.json()).jobId;
-  assert.notEqual(retried, missing, "Retry makes a new job");
-  await card(missing).waitFor({ state: "detached" });
-  await waitStatus(retried, "failed");
+  assert.equal((await response.json()).jobId, missing, "Retry keeps the job");
+  // The same card follows it again: back to work, then failed again (the file is still missing).
+  await page.waitForFunction(
+    (id) => {
+      const states = (window.__haulHistory[id] ?? []).map((s) => s.status);
+      const back = states.findIndex((s) => s !== "failed");
+      return back >= 0 && states.slice(back).includes("failed");
+    },
+    missing,
+    { timeout: 60_000, polling: 100 },
+  );
+  const view = (await apiStatus(missing)).body;
+  assert.equal(view.redrives, 1, JSON.stringify(view));
+  assert.equal(view.fileId, 900001);
   const stored = await storedJobIds();
-  assert.ok(stored.includes(retried) && !stored.includes(missing), `stored jobs: ${stored}`);
-  assert.equal((await apiStatus(retried)).body.fileId, 900001);
+  assert.ok(stored.includes(missing), `stored jobs: ${stored}`);
+  assert.equal(await page.locator(`[data-job-id="${missing}"]`).count(), 1, "one card for the job");
 });
 
 test("a job the server no longer knows is reported after a reload", { timeout: 60_000 }, async () => {

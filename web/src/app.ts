@@ -9,6 +9,7 @@ import {
   TransientError,
   cancelDownload,
   downloadRoute,
+  retryDownload,
   startBatch,
   startDownload,
   type Api,
@@ -421,6 +422,9 @@ async function onCancel(entry: Entry, button: HTMLButtonElement): Promise<void> 
 
 async function onRetry(entry: Entry, button: HTMLButtonElement): Promise<void> {
   button.disabled = true;
+  // A failed job is retried as itself: the server resumes what it stored. Anything else
+  // (cancelled, expired, gone, a failed batch) is started anew.
+  if (entry.view?.status === "failed" && !entry.fileIds && (await retryInPlace(entry))) return;
   const next = entry.fileIds
     ? await startBatchCard(entry.fileIds, { bundle: entry.bundle ?? null, priority: null }, entry.card)
     : entry.fileId !== null
@@ -428,6 +432,39 @@ async function onRetry(entry: Entry, button: HTMLButtonElement): Promise<void> {
       : null;
   if (next) removeEntry(entry);
   else button.disabled = false;
+}
+
+/** `POST .../retry` for the entry's failed job, then follows it on the same card; false when
+ *  the server will not retry it (the caller then starts a new job). */
+async function retryInPlace(entry: Entry): Promise<boolean> {
+  try {
+    const accepted = await retryDownload(api, entry.jobId);
+    showBanner(null);
+    entry.note = "Retried: the job resumes where it stopped.";
+    entry.problem = null;
+    // The failed view is terminal and would outrank the queued one the retry starts with.
+    entry.view = null;
+    render(entry);
+    void follow(entry, accepted.eventsUrl);
+    return true;
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "job_not_failed") {
+      // Already back at work (another retry got there first): follow it.
+      const now = error.problem.jobStatus;
+      if (now === "queued" || now === "running") {
+        entry.view = null;
+        void follow(entry);
+        return true;
+      }
+    }
+    if (error instanceof ApiError && (error.code === "job_not_failed" || error.code === "batch_not_retryable" || error.code === "job_not_found")) {
+      return false;
+    }
+    const why = error instanceof ApiError || error instanceof TransientError ? error.message : String(error);
+    entry.note = `Retry failed: ${why}`;
+    render(entry);
+    return true;
+  }
 }
 
 // ---------- boot ----------

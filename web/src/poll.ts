@@ -474,6 +474,19 @@ export async function cancelDownload(api: Api, jobId: string, options: { signal?
   return (await response.json()) as StatusView;
 }
 
+/**
+ * `POST /v1/download/{jobId}/retry`: starts a failed job again, as the same job (it resumes
+ * what the failed run stored where the origin allows). Resolves with the 202's body, like a
+ * start. Rejects with an ApiError `job_not_failed` (and `jobStatus`) for a job in any other
+ * state, `batch_not_retryable` for a failed batch.
+ */
+export async function retryDownload(api: Api, jobId: string, options: { signal?: AbortSignal } = {}): Promise<Accepted> {
+  const init: RequestInit = { method: "POST" };
+  if (options.signal) init.signal = options.signal;
+  const response = await withRetries(() => request(api, `/v1/download/${encodeURIComponent(jobId)}/retry`, init, Date.now), { maxFailures: 3 });
+  return (await response.json()) as Accepted;
+}
+
 /** `GET /v1/download/{jobId}/files/{fileId}`: redirects to a freshly presigned URL of one file
  *  of a batch once that file completed. */
 export function fileRoute(api: Api, jobId: string, fileId: number): string {

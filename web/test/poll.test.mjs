@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { ApiError, backoffDelay, parseRetryAfter, pollJob, startDownload, TransientError } from "../dist/poll.js";
+import { ApiError, backoffDelay, parseRetryAfter, pollJob, retryDownload, startDownload, TransientError } from "../dist/poll.js";
 
 const JOB = "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10";
 
@@ -215,4 +215,18 @@ test("startDownload sends the idempotency key and retries with the same key", as
   const generated = scripted([() => json(accepted, 202)]);
   await startDownload({ baseUrl: "", fetch: generated.fetch }, 1);
   assert.match(generated.calls[0].init.headers["idempotency-key"], /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+});
+
+test("retryDownload posts to the job's retry route and reports a job that is not failed", async () => {
+  const accepted = { jobId: JOB, status: "queued", statusUrl: "/s", downloadUrl: "/d", nextPollInMs: 2000, createdAt: "x" };
+  const { fetch, calls } = scripted([() => json(accepted, 202)]);
+  assert.deepEqual(await retryDownload({ baseUrl: "http://api.test", fetch }, JOB), accepted);
+  assert.equal(calls[0].url, `http://api.test/v1/download/${JOB}/retry`);
+  assert.equal(calls[0].init.method, "POST");
+
+  const refused = scripted([() => json({ code: "job_not_failed", jobStatus: "completed" }, 409)]);
+  await assert.rejects(
+    retryDownload({ baseUrl: "", fetch: refused.fetch }, JOB),
+    (e) => e instanceof ApiError && e.code === "job_not_failed" && e.problem.jobStatus === "completed",
+  );
 });

@@ -33,6 +33,9 @@ pub struct StatusView {
     pub eta_seconds: Option<u64>,
     #[serde(default)]
     pub attempts: u32,
+    /// How many times the job was retried after it failed (absent before the first).
+    #[serde(default)]
+    pub redrives: Option<u32>,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]

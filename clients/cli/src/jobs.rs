@@ -1,5 +1,5 @@
-//! `haul status`, `haul cancel` and `haul list`: a job, or the caller's jobs, as the API shows
-//! them, and the text they print.
+//! `haul status`, `haul cancel`, `haul retry` and `haul list`: a job, or the caller's jobs, as
+//! the API shows them, and the text they print.
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -69,6 +69,52 @@ pub async fn cancel(api: &Api, raw: &str) -> Result<Output, CliError> {
     })
 }
 
+/// `haul retry`: starts a failed job again (the same job, resuming what it stored). A job
+/// already queued or running again (this retry's earlier try got through, or another one
+/// did) is fine too; any other state is refused.
+pub async fn retry(api: &Api, raw: &str) -> Result<Output, CliError> {
+    let job_id = parse_job_id(raw)?;
+    let reply = api
+        .call(
+            Method::POST,
+            &format!("/v1/download/{job_id}/retry"),
+            None,
+            &[],
+        )
+        .await?;
+    if reply.status == StatusCode::CONFLICT && reply.code() == Some("job_not_failed") {
+        let now = reply
+            .body
+            .get("jobStatus")
+            .and_then(Value::as_str)
+            .unwrap_or("finished")
+            .to_string();
+        if now == "queued" || now == "running" {
+            let (view, body, _) = api.status(&job_id).await?;
+            return Ok(Output {
+                json: body,
+                text: format!("job {job_id} is already {now}\n{}", describe(&view)),
+            });
+        }
+        let mut err = reply
+            .ok()
+            .err()
+            .unwrap_or_else(|| CliError::usage("conflict"));
+        err.message = format!("cannot retry job {job_id}: it is {now}, not failed");
+        return Err(err.with_job(&job_id));
+    }
+    reply.ok().map_err(|e| e.with_job(&job_id))?;
+    // The 202 says little; the job's view says what was kept (attempts, redrives).
+    let (view, body, _) = api.status(&job_id).await?;
+    Ok(Output {
+        json: body,
+        text: format!(
+            "retried job {job_id} (follow it with: haul get --job {job_id})\n{}",
+            describe(&view)
+        ),
+    })
+}
+
 /// A human summary of a status answer.
 pub fn describe(view: &StatusView) -> String {
     let mut lines = vec![
@@ -91,6 +137,9 @@ pub fn describe(view: &StatusView) -> String {
         format!("status    {}", status_line(view)),
         format!("attempts  {}", view.attempts),
     ];
+    if let Some(redrives) = view.redrives {
+        lines.push(format!("retried   {redrives} time(s) after failing"));
+    }
     if let Some(priority) = &view.priority {
         lines.push(format!("priority  {priority}"));
     }

@@ -91,6 +91,11 @@ enum Command {
         /// The job's id.
         job_id: String,
     },
+    /// Retry a failed job: the same job, resuming what it stored where the origin allows.
+    Retry {
+        /// The job's id.
+        job_id: String,
+    },
     /// List your jobs (only where the server keeps a history, i.e. with an authorizer).
     List {
         /// At most this many jobs.
@@ -159,6 +164,7 @@ async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
         }
         Command::Status { job_id } => jobs::status(&api, job_id).await,
         Command::Cancel { job_id } => jobs::cancel(&api, job_id).await,
+        Command::Retry { job_id } => jobs::retry(&api, job_id).await,
         Command::List { limit, cursor } => jobs::list(&api, *limit, cursor.as_deref()).await,
     }
 }

@@ -2,7 +2,8 @@
 //! - completed jobs past retention become `expired` and lose their object;
 //! - running jobs whose heartbeat stopped are re-queued (or failed after the last attempt);
 //! - queued jobs that never started are sent to the queue again (a lost SendMessage, or a
-//!   message parked in the DLQ, must not lose a job).
+//!   message parked in the DLQ, must not lose a job);
+//! - failed jobs past retention lose the upload they kept for a retry (`failed.rs`).
 //!
 //! Each step is a conditional write, so overlapping runs and racing workers are harmless.
 
@@ -11,6 +12,8 @@ use haul::job::JobFailure;
 use haul::store::{Retry, StoreError};
 use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use serde::Serialize;
+
+mod failed;
 
 /// A job parked for its caller's share (see `haul::shares`) is re-driven only after this long
 /// without a write: its wake-up is the caller's own freed slot, this is the net under it.
@@ -31,6 +34,10 @@ pub struct CleanupReport {
     pub errors: u32,
     /// Records that could not be read as jobs, skipped (and logged) so the rest proceed.
     pub skipped_malformed: u32,
+    /// Failed jobs past retention taken out of the status index, and the uploads they had
+    /// kept for a retry, aborted.
+    pub retired_failed: u32,
+    pub aborted_uploads: u32,
 }
 
 pub async fn run_cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
@@ -42,6 +49,7 @@ async fn cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, Sto
     expire_completed(services, now, &mut report).await?;
     recover_stale_running(services, now, &mut report).await?;
     redrive_queued(services, now, &mut report).await?;
+    failed::retire_failed(services, now, &mut report).await?;
     tracing::info!(?report, "cleanup finished");
     Ok(report)
 }

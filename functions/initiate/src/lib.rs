@@ -1,6 +1,9 @@
 //! `POST /v1/download/initiate`: validates, records the job as `queued`, enqueues it and
 //! answers 202 at once. The download itself happens in the worker.
 //!
+//! `POST /v1/download/{jobId}/retry` (`retry.rs`) starts a failed job again, under the same
+//! limits as a new one.
+//!
 //! With an idempotency key (header or `clientRequestId`), the job and the key are written in
 //! one transaction; a retry with the same key and payload gets the first answer again.
 
@@ -22,6 +25,8 @@ use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use tracing::Instrument;
+
+mod retry;
 
 /// W3C Trace Context: read from the request, kept on the job, answered back.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
@@ -48,7 +53,7 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    fn of(job: &Job, stream: &haul::config::StreamSettings) -> Self {
+    pub(crate) fn of(job: &Job, stream: &haul::config::StreamSettings) -> Self {
         Self {
             job_id: job.id,
             status: job.status,
@@ -62,7 +67,7 @@ impl Accepted {
     }
 }
 
-fn status_url(id: JobId) -> String {
+pub(crate) fn status_url(id: JobId) -> String {
     format!("/v1/download/status/{id}")
 }
 
@@ -75,8 +80,11 @@ pub async fn handle(services: &Services, request: Request) -> Response<Body> {
 }
 
 async fn initiate(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
-    if download_route(&request_path(&request)) != Some(Route::Initiate) {
-        return Err(ApiError::RouteNotFound);
+    let path = request_path(&request);
+    match download_route(&path) {
+        Some(Route::Initiate) => {}
+        Some(Route::Retry(raw)) => return retry::retry(services, &request, raw).await,
+        _ => return Err(ApiError::RouteNotFound),
     }
     if request.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed { allow: "POST" });
@@ -227,7 +235,11 @@ async fn store(
 
 /// `high` only for callers entitled to it (`PriorityAccess`): a verified token with the
 /// scope, or anyone where the operator opened it to callers without an authorizer.
-fn entitled(services: &Services, priority: Priority, request: &Request) -> Result<(), ApiError> {
+pub(crate) fn entitled(
+    services: &Services,
+    priority: Priority,
+    request: &Request,
+) -> Result<(), ApiError> {
     use haul::config::Refusal;
     let access = &services.config.priority_access;
     let scopes = caller_scopes(request);
@@ -248,7 +260,7 @@ fn entitled(services: &Services, priority: Priority, request: &Request) -> Resul
 
 /// Overload control, checked before anything is read or written for the caller: the backlog
 /// of the queue of the job's priority (a backlog of normal work never refuses a high job).
-async fn admit(services: &Services, priority: Priority) -> Result<(), ApiError> {
+pub(crate) async fn admit(services: &Services, priority: Priority) -> Result<(), ApiError> {
     let config = &services.config;
     if config.max_queue_backlog > 0 {
         let queue = services.queues.of(priority);
@@ -272,7 +284,7 @@ async fn admit(services: &Services, priority: Priority) -> Result<(), ApiError> 
 /// The caller's active slots (a batch costs its files): one read of its share record, and
 /// only when that says full, a check of its members against their jobs (at most once a
 /// minute), so a lost release never costs a caller its slots for long.
-async fn check_room(
+pub(crate) async fn check_room(
     services: &Services,
     share: &ShareKey,
     cost: u32,
@@ -297,7 +309,7 @@ async fn check_room(
 
 /// The caller's job starts per minute, a batch taking one token per file, whole or not at
 /// all. A replay of an accepted request (same idempotency key) never gets here.
-async fn limit_rate(
+pub(crate) async fn limit_rate(
     services: &Services,
     who: &Caller,
     cost: u32,
@@ -361,7 +373,7 @@ fn store_failure(services: &Services, err: StoreError) -> ApiError {
     }
 }
 
-fn accepted(
+pub(crate) fn accepted(
     id: JobId,
     body: String,
     replayed: bool,

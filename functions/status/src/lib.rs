@@ -53,7 +53,9 @@ async fn route(services: &Services, request: Request) -> Result<Response<Body>, 
             list(services, &request, caller).await
         }
         Some(Route::List) => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-        Some(Route::Initiate | Route::Events(_)) | None => Err(ApiError::RouteNotFound),
+        Some(Route::Initiate | Route::Events(_) | Route::Retry(_)) | None => {
+            Err(ApiError::RouteNotFound)
+        }
     }
 }
 

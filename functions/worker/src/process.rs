@@ -184,8 +184,11 @@ impl Worker {
             }
             Err(StoreError::Conflict(job)) if job.status.is_terminal() => {
                 tracing::info!(status = %job.status, "job already finished; duplicate delivery");
-                // E.g. cancelled after a crashed attempt: its upload must not linger.
-                self.abort_checkpoint(&job).await;
+                // E.g. cancelled after a crashed attempt: its upload must not linger. A failed
+                // job's stays for a retry by its owner (cleanup ends it past retention).
+                if !job.status.can_redrive() {
+                    self.abort_checkpoint(&job).await;
+                }
                 Err(Claimed::Not(Outcome::Ack))
             }
             Err(StoreError::Conflict(job)) => {

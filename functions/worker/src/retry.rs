@@ -195,10 +195,9 @@ impl Worker {
     /// The last attempt failed: fail the job for good and let the message come back at once.
     async fn give_up(&self, lease: Lease<'_>, failure: JobFailure, heartbeat: Option<&Heartbeat>) {
         let max = self.services.config.max_attempts;
-        // No attempt will resume this upload.
-        if let Ok(Some(current)) = lease.read().await {
-            self.abort_checkpoint(&current).await;
-        }
+        // The upload and its parts stay, recorded on the job: the owner's retry
+        // (`POST .../retry`) resumes them. Cleanup aborts them once the failed job is past
+        // retention (and the bucket's abort-incomplete-uploads rule is the net under it).
         let failure = JobFailure {
             code: failure.code,
             message: format!("gave up after {max} attempts: {}", failure.message),

@@ -76,6 +76,9 @@ pub(super) fn to_item(job: &Job) -> Item {
     if job.stalled_continuations > 0 {
         put("stalledContinuations", Some(n(job.stalled_continuations)));
     }
+    if job.redrives > 0 {
+        put("redrives", Some(n(job.redrives)));
+    }
     put(
         "callbackUrl",
         job.callback_url.as_ref().map(|u| s(u.as_str())),
@@ -267,6 +270,7 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
         next_attempt_at: number(item, "nextAttemptAt")?,
         continuation_bytes: number(item, "continuationBytes")?,
         stalled_continuations: number(item, "stalledContinuations")?.unwrap_or(0),
+        redrives: number(item, "redrives")?.unwrap_or(0),
         artifact_key: match string(item, "artifactKey") {
             Some(key) => key.to_owned(),
             None => crate::artifacts::ArtifactStore::legacy_key_for(id),

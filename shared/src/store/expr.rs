@@ -111,6 +111,12 @@ impl Update {
         }
     }
 
+    /// Takes the job out of the status index: nothing cleanup looks for is left on it.
+    pub fn unindexed(mut self) -> Self {
+        self.status_after = None;
+        self.remove(STATUS_SHARD_ATTRIBUTE)
+    }
+
     pub fn set(mut self, attribute: &str, value: AttributeValue) -> Self {
         let (name, value) = (self.name(attribute), self.value(value));
         self.set.push(format!("{name} = {value}"));
@@ -129,6 +135,14 @@ impl Update {
     pub fn increment(mut self, attribute: &str, by: u32) -> Self {
         let (name, by) = (self.name(attribute), self.value(n(by)));
         self.set.push(format!("{name} = {name} + {by}"));
+        self
+    }
+
+    /// Adds one to a counter the record may not have yet (then it becomes 1).
+    pub fn count(mut self, attribute: &str) -> Self {
+        let (name, zero, one) = (self.name(attribute), self.value(n(0)), self.value(n(1)));
+        self.set
+            .push(format!("{name} = if_not_exists({name}, {zero}) + {one}"));
         self
     }
 
@@ -301,6 +315,23 @@ mod tests {
         assert!(stale.condition.ends_with(" AND #updatedAt < :v3"));
         placeholders_match(&expr);
         placeholders_match(&stale);
+    }
+
+    #[test]
+    fn a_counter_starts_at_one_on_a_record_without_it() {
+        let expr = Update::when(&[JobStatus::Failed])
+            .status(JobStatus::Queued)
+            .count("redrives")
+            .finish(5);
+        assert!(
+            expr.update
+                .contains("#redrives = if_not_exists(#redrives, :v2) + :v3"),
+            "{}",
+            expr.update
+        );
+        assert_eq!(expr.values[":v2"], n(0));
+        assert_eq!(expr.values[":v3"], n(1));
+        placeholders_match(&expr);
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod keys;
 mod lease;
 mod list;
 mod notify;
+mod redrive;
 mod shard;
 mod share;
 

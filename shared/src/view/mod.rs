@@ -29,6 +29,9 @@ pub struct StatusView {
     /// Seconds left at the current rate, while running with a known size.
     pub eta_seconds: Option<u64>,
     pub attempts: u32,
+    /// How many times the owner retried the job after it failed; absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrives: Option<u32>,
     /// Attempts still allowed after this one, while the job is queued or running.
     pub retries_remaining: Option<u32>,
     /// When the next attempt starts, while queued after a transient failure.
@@ -187,6 +190,7 @@ async fn job_view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         progress: progress_of(job),
         eta_seconds: job.eta_seconds(),
         attempts: job.attempts,
+        redrives: (job.redrives > 0).then_some(job.redrives),
         retries_remaining: (!job.status.is_terminal()).then(|| {
             services
                 .config

@@ -19,6 +19,7 @@ mod ops;
 mod priority;
 mod priority_access;
 mod priority_template;
+mod redrive;
 mod resume;
 mod shares;
 mod sources;

@@ -222,6 +222,7 @@ fn every_api_route_of_the_contract_is_routed_and_behind_the_authorizer_when_one_
             "ANY /v1/download/status/{jobId}",
             "ANY /v1/download/{jobId}",
             "ANY /v1/download/{jobId}/files/{fileId}",
+            "ANY /v1/download/{jobId}/retry",
             "GET /health",
             "GET /v1/downloads",
         ]

@@ -86,7 +86,9 @@ async fn route(
         Err(denied) => return unauthorized(denied),
     };
     let function = match route {
-        Some(Route::Initiate) => "initiate",
+        // As in template.yaml: the retry counts against the caller's limits and queues the
+        // job, which is initiate's work.
+        Some(Route::Initiate | Route::Retry(_)) => "initiate",
         // Every other route, and the `$default` route, is the status function's.
         _ => "status",
     };
