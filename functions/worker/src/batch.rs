@@ -114,10 +114,11 @@ impl Worker {
             }
             Err(BundleFailure::Permanent(reason)) => {
                 tracing::error!(reason, "the batch's archive cannot be written");
+                // Said on the batch (`bundle_failed`), never a `completed` without its archive.
                 let ended = self
                     .services
                     .jobs
-                    .finish_batch(batch.id, &tally, &totals, None, now_ms())
+                    .fail_bundle(batch.id, &totals, &reason, now_ms())
                     .await;
                 return match ended {
                     Ok(job) => Ok(Settled::Ended(job.status)),

@@ -45,6 +45,27 @@ impl PartPlan {
         }
     }
 
+    /// Parts that start at `base` and grow as for a body of unknown length.
+    pub fn growing(base: u64) -> Self {
+        Self {
+            base: base.clamp(5 * 1024 * 1024, MAX_PART_SIZE),
+            fixed: false,
+        }
+    }
+
+    /// How many parts this plan cuts `size` bytes into (the last one may be short).
+    pub fn parts_for(&self, size: u64) -> u64 {
+        if self.fixed {
+            return size.div_ceil(self.base);
+        }
+        let (mut parts, mut covered) = (0, 0);
+        while covered < size && parts < MAX_PARTS {
+            parts += 1;
+            covered += self.size(parts);
+        }
+        parts
+    }
+
     /// Whether every full part has the same size (what resuming needs).
     pub fn is_fixed(&self) -> bool {
         self.fixed

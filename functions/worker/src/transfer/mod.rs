@@ -3,6 +3,7 @@
 //! leaves its upload open and recorded on the job; the next one asks the origin for the rest
 //! (`Range` + `If-Range`) and continues it, or starts clean when the origin cannot.
 
+mod finished;
 mod origin;
 mod pacing;
 mod resume;
@@ -45,6 +46,10 @@ pub(crate) async fn run(
     job: &Job,
     hand_over_at: Option<EpochMs>,
 ) -> Result<Artifact, TransferError> {
+    // An earlier attempt's upload S3 completed (its completion write was lost): no fetch.
+    if let Some(artifact) = finished::finished(worker, job).await {
+        return Ok(artifact);
+    }
     let origin = Origin::of(worker, job)?;
     let point = resume::resume_point(worker, job).await;
     let opened = resume::open(worker, job, &origin, point).await?;
@@ -59,7 +64,9 @@ pub(crate) async fn run(
             Upload::new(worker, lease, job, &content_type, plan, validator)
         }
     };
-    let mut upload = upload.bounded_by(hand_over_at, origin.limits);
+    let mut upload = upload
+        .bounded_by(hand_over_at, origin.limits)
+        .named(&file_name);
     match upload.stream(opened.response, opened.bytes_total).await {
         Ok((size, checksum_crc32c)) => Ok(Artifact {
             key: job.artifact_key.clone(),
