@@ -52,7 +52,16 @@ pub async fn get(
         )
         .with_job(job_id));
     };
-    let zip = view.bundle.as_deref() == Some("zip");
+    // A zip batch whose archive could not be written (`bundle_failed`) still has its
+    // completed files, each with its own URL: saved one by one, as without `--zip`.
+    let bundle_failed = view
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == "bundle_failed");
+    let zip = view.bundle.as_deref() == Some("zip") && !bundle_failed;
+    if bundle_failed {
+        ui.note("the batch's archive could not be written; saving its files one by one");
+    }
     let (outcomes, archive) = if zip {
         let archive = match view.status.as_str() {
             "completed" => Some(save_archive(api, ui, request.output, &view).await?),

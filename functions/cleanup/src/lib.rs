@@ -13,6 +13,7 @@ use haul::store::{Retry, StoreError};
 use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// A job parked for its caller's share (see `haul::shares`) is re-driven only after this long
 /// without a write: its wake-up is the caller's own freed slot, this is the net under it.
@@ -38,13 +39,13 @@ pub struct CleanupReport {
 }
 
 pub async fn run_cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
-    haul::aws_calls::as_function("cleanup", cleanup(services, now)).await
+    // Boxed: the sweep's future is deep, and nested in the runtime's it passes the
+    // compiler's layout depth limit.
+    haul::aws_calls::as_function("cleanup", Box::pin(cleanup(services, now))).await
 }
 
 async fn cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
     let mut report = CleanupReport::default();
-    // Boxed: each step's future is deep, and nested in the runtime's they pass the
-    // compiler's layout depth limit.
     Box::pin(expire_completed(services, now, &mut report)).await?;
     recover_stale_running(services, now, &mut report).await?;
     redrive_queued(services, now, &mut report).await?;
@@ -69,7 +70,7 @@ async fn expire_completed(
     report.skipped_malformed += listing.skipped;
     let mut batches = Batches::default();
     for job in listing.jobs {
-        if let Some(until) = batches.holds(services, &job, now, cutoff).await {
+        if let Some(until) = Box::pin(batches.holds(services, &job, now, cutoff)).await {
             hold(services, &job, until, report).await;
             continue;
         }
@@ -111,16 +112,17 @@ impl Batches {
         cutoff: EpochMs,
     ) -> Option<EpochMs> {
         let parent = file.parent?;
-        if !self.read.contains_key(&parent) {
-            match services.jobs.get(parent).await {
-                Ok(batch) => self.read.insert(parent, batch),
+        let batch = match self.read.entry(parent) {
+            Entry::Occupied(seen) => seen.into_mut(),
+            Entry::Vacant(slot) => match services.jobs.get(parent).await {
+                Ok(batch) => slot.insert(batch),
                 Err(err) => {
                     tracing::warn!(job_id = %file.id, error = %err, "cannot read the file's batch; kept");
                     return Some(now);
                 }
-            };
-        }
-        let batch = self.read.get(&parent)?.as_ref()?;
+            },
+        };
+        let batch = batch.as_ref()?;
         if !batch.status.is_terminal() {
             // Still running: looked at again one retention from now.
             return Some(now);

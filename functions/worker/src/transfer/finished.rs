@@ -47,8 +47,10 @@ pub(super) async fn finished(worker: &Worker, job: &Job) -> Option<Artifact> {
     let object = match worker.services.artifacts.head(&job.artifact_key).await {
         Ok(object) => object?,
         Err(err) => {
-            // Unsure: fetch as if nothing were stored (the upload below then starts clean).
-            tracing::warn!(error = %err, "cannot look for a completed upload");
+            // Unsure: fetch as if nothing were stored (the upload then starts clean). Not a
+            // warning: without s3:ListBucket, S3 answers a missing key with 403, which is
+            // what an upload aborted or expired earlier leaves.
+            tracing::info!(error = %err, "no completed upload found");
             return None;
         }
     };

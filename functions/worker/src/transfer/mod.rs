@@ -18,6 +18,7 @@ use crate::codes::failure;
 use crate::lease::Lease;
 use crate::plan::PartPlan;
 use origin::Origin;
+use resume::Start;
 use upload::Upload;
 
 #[derive(Debug)]
@@ -46,12 +47,13 @@ pub(crate) async fn run(
     job: &Job,
     hand_over_at: Option<EpochMs>,
 ) -> Result<Artifact, TransferError> {
-    // An earlier attempt's upload S3 completed (its completion write was lost): no fetch.
-    if let Some(artifact) = finished::finished(worker, job).await {
-        return Ok(artifact);
-    }
     let origin = Origin::of(worker, job)?;
-    let point = resume::resume_point(worker, job).await;
+    let point = match resume::resume_point(worker, job).await {
+        // An earlier attempt's upload S3 completed (its completion write failed): no fetch.
+        Start::Finished(artifact) => return Ok(artifact),
+        Start::Resume(point) => Some(point),
+        Start::Fresh => None,
+    };
     let opened = resume::open(worker, job, &origin, point).await?;
     let content_type = origin::content_type(&opened.response);
     let file_name = origin::file_name(&opened.response, &job.source);
