@@ -101,6 +101,19 @@ mod tests {
     }
 
     #[test]
+    fn parts_are_counted_as_the_upload_cuts_them() {
+        let fixed = PartPlan::fixed(8 * MIB);
+        assert_eq!(fixed.parts_for(8 * MIB), 1);
+        assert_eq!(fixed.parts_for(8 * MIB + 1), 2);
+        assert_eq!(fixed.parts_for(24 * MIB), 3);
+        // Unknown length: 2,000 parts of 8 MiB, then parts of 16 MiB.
+        let growing = PartPlan::growing(8 * MIB);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB), 2_000);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB + 1), 2_001);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB + 16 * MIB + 1), 2_002);
+    }
+
+    #[test]
     fn the_minimum_is_never_below_what_s3_accepts() {
         assert_eq!(PartPlan::new(Some(1), 1).size(1), 5 * MIB);
     }
