@@ -156,6 +156,18 @@ def test_list_parts_is_its_own_action():
                    "not granted"], got
 
 
+def test_head_object_needs_get_object():
+    """A finished upload is recognised by HeadObject, which IAM grants as s3:GetObject."""
+    tpl = template(Worker=function("worker", [allow("s3:PutObject", {"Fn::Sub": "${Bucket.Arn}/*"})]))
+    got = failures(tpl, call("worker", "s3", "PutObject", obj("k/1")),
+                   call("worker", "s3", "HeadObject", obj("k/1")))
+    assert got == [f"worker: s3 HeadObject needs s3:GetObject on {BUCKET}/k/… — not granted"], got
+    granted = template(Worker=function("worker", [
+        allow(["s3:PutObject", "s3:GetObject"], {"Fn::Sub": "${Bucket.Arn}/*"})]))
+    assert failures(granted, call("worker", "s3", "PutObject", obj("k/1")),
+                    call("worker", "s3", "HeadObject", obj("k/1"))) == []
+
+
 def main() -> int:
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
     failed = 0

@@ -1,5 +1,6 @@
 //! Finished files on S3: multipart upload pieces for the worker, presigned GETs for clients,
-//! deletion for cancel and expiry.
+//! deletion for cancel and expiry, and what an object is (HeadObject) for an attempt that
+//! finds its job's upload already completed.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,7 +9,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use crate::aws_calls::Recorder;
@@ -65,6 +66,17 @@ impl ObjectRead {
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes, ArtifactError>> {
         self.body.next().await.map(|chunk| chunk.map_err(s3_error))
     }
+}
+
+/// An object as S3 describes it (HeadObject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub size: u64,
+    pub content_type: Option<String>,
+    /// S3's CRC32C of the object: base64, with `-<parts>` when composed from parts.
+    pub checksum_crc32c: Option<String>,
+    /// The user metadata it was written with (`x-amz-meta-*`, names lower-cased).
+    pub metadata: std::collections::HashMap<String, String>,
 }
 
 /// A presigned GET, valid until `expires_at`.
@@ -124,6 +136,12 @@ impl ArtifactStore {
         format!("artifacts/{}{}", a.simple(), b.simple())
     }
 
+    /// A fresh random mark (122 random bits) for one upload's object: a later attempt tells
+    /// that upload's completed object from any other at the same key by it.
+    pub fn new_mark() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
     /// Stores a whole (small) object; returns S3's CRC32C of it.
     pub async fn put(
         &self,
@@ -153,16 +171,28 @@ impl ArtifactStore {
         key: &str,
         content_type: &str,
     ) -> Result<String, ArtifactError> {
-        let output = self
+        self.start_multipart_with(key, content_type, &[]).await
+    }
+
+    /// [`Self::start_multipart`] with user metadata on the object it makes (`x-amz-meta-*`;
+    /// ASCII values), which [`Self::head`] reads back.
+    pub async fn start_multipart_with(
+        &self,
+        key: &str,
+        content_type: &str,
+        metadata: &[(&str, String)],
+    ) -> Result<String, ArtifactError> {
+        let mut request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .send()
-            .await
-            .map_err(s3_error)?;
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C);
+        for (name, value) in metadata {
+            request = request.metadata(*name, value);
+        }
+        let output = request.send().await.map_err(s3_error)?;
         output
             .upload_id
             .ok_or_else(|| ArtifactError("CreateMultipartUpload returned no upload id".into()))
@@ -321,6 +351,32 @@ impl ArtifactStore {
             total,
             e_tag: output.e_tag,
             body: output.body,
+        }))
+    }
+
+    /// What S3 holds at `key` (HeadObject, with its CRC32C: `…-<parts>` when composed from
+    /// parts), without its bytes; `None` when the key does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<StoredObject>, ArtifactError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None);
+            }
+            Err(err) => return Err(s3_error(err)),
+        };
+        Ok(Some(StoredObject {
+            size: output.content_length.unwrap_or(0).max(0) as u64,
+            content_type: output.content_type,
+            checksum_crc32c: output.checksum_crc32_c,
+            metadata: output.metadata.unwrap_or_default(),
         }))
     }
 

@@ -98,6 +98,9 @@ failure_codes! {
     WorkerLost => "worker_lost", NextAttempt;
     /// A batch none of whose files could be fetched (each file's own error is in `files`).
     BatchFilesFailed => "batch_files_failed", Never;
+    /// A zip batch whose archive cannot be written (a file's object is gone or changed); its
+    /// completed files stay downloadable one by one.
+    BundleFailed => "bundle_failed", Never;
 }
 
 impl fmt::Display for FailureCode {

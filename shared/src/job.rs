@@ -231,6 +231,10 @@ pub struct Checkpoint {
     pub part_size: u64,
     /// `None` when the origin offered no ranges or validator: the upload can only be aborted.
     pub validator: Option<String>,
+    /// A random mark the upload's object carries in its metadata (`haul-upload`), so a later
+    /// attempt can tell this upload's completed object from any other at the job's key.
+    /// `None` for checkpoints recorded before marks.
+    pub mark: Option<String>,
 }
 
 /// Why a job failed, in a stable machine-readable code plus a human sentence.

@@ -52,7 +52,10 @@ pub async fn get(
         )
         .with_job(job_id));
     };
-    let zip = view.bundle.as_deref() == Some("zip");
+    let zip = archive_wanted(&view);
+    if view.bundle.as_deref() == Some("zip") && !zip {
+        ui.note("the batch's archive could not be written; saving its files one by one");
+    }
     let (outcomes, archive) = if zip {
         let archive = match view.status.as_str() {
             "completed" => Some(save_archive(api, ui, request.output, &view).await?),
@@ -82,6 +85,17 @@ pub async fn get(
         total_seconds: started.elapsed().as_secs_f64(),
     };
     report(&ctx, &outcomes, archive.as_ref())
+}
+
+/// Whether the batch's result is its archive. A zip batch whose archive could not be written
+/// (`bundle_failed`) still has its completed files, each with its own URL: they are saved one
+/// by one, as without `--zip`.
+pub(crate) fn archive_wanted(view: &StatusView) -> bool {
+    let bundle_failed = view
+        .error
+        .as_ref()
+        .is_some_and(|e| e.code == "bundle_failed");
+    view.bundle.as_deref() == Some("zip") && !bundle_failed
 }
 
 /// The directory the files of a batch go to: `-o` (made if missing), else the current one.

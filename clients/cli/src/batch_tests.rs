@@ -44,6 +44,27 @@ fn batch_view() -> StatusView {
 }
 
 #[test]
+fn a_zip_batch_whose_archive_failed_saves_its_files_one_by_one() {
+    let view = |status: &str, error: serde_json::Value| {
+        parse_view(&json!({
+            "jobId": "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10", "fileId": null,
+            "status": status, "bundle": "zip", "error": error, "files": [],
+        }))
+        .unwrap()
+    };
+    assert!(crate::batch::archive_wanted(&view(
+        "completed",
+        json!(null)
+    )));
+    let failed = json!({"code": "bundle_failed", "message": "file 1 is no longer stored"});
+    assert!(!crate::batch::archive_wanted(&view("failed", failed)));
+    assert!(
+        !crate::batch::archive_wanted(&batch_view()),
+        "no bundle asked for"
+    );
+}
+
+#[test]
 fn all_saved_is_success() {
     assert!(conclusion(&[saved(1), saved(5), saved(9)]).is_none());
     let in_zip = Outcome::Saved {

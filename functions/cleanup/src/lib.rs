@@ -1,5 +1,6 @@
 //! The scheduled sweep that keeps jobs moving and storage bounded:
-//! - completed jobs past retention become `expired` and lose their object;
+//! - completed jobs past retention become `expired` and lose their object (a batch's files
+//!   not before the batch itself: they are kept while it runs and until it expires);
 //! - running jobs whose heartbeat stopped are re-queued (or failed after the last attempt);
 //! - queued jobs that never started are sent to the queue again (a lost SendMessage, or a
 //!   message parked in the DLQ, must not lose a job);
@@ -12,6 +13,8 @@ use haul::job::JobFailure;
 use haul::store::{Retry, StoreError};
 use haul::{FailureCode, Job, JobId, JobStatus, Services};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 mod failed;
 
@@ -26,6 +29,8 @@ pub const BATCH_LIMIT: usize = 500;
 #[serde(rename_all = "camelCase")]
 pub struct CleanupReport {
     pub expired: u32,
+    /// Completed files past their own retention kept for their batch (see `Batches::holds`).
+    pub held_for_batch: u32,
     pub requeued_stale: u32,
     pub failed_stale: u32,
     pub redriven_queued: u32,
@@ -41,12 +46,14 @@ pub struct CleanupReport {
 }
 
 pub async fn run_cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
-    haul::aws_calls::as_function("cleanup", cleanup(services, now)).await
+    // Boxed: the sweep's future is deep, and nested in the runtime's it passes the
+    // compiler's layout depth limit.
+    haul::aws_calls::as_function("cleanup", Box::pin(cleanup(services, now))).await
 }
 
 async fn cleanup(services: &Services, now: EpochMs) -> Result<CleanupReport, StoreError> {
     let mut report = CleanupReport::default();
-    expire_completed(services, now, &mut report).await?;
+    Box::pin(expire_completed(services, now, &mut report)).await?;
     recover_stale_running(services, now, &mut report).await?;
     redrive_queued(services, now, &mut report).await?;
     failed::retire_failed(services, now, &mut report).await?;
@@ -69,7 +76,12 @@ async fn expire_completed(
         .list_stale(JobStatus::Completed, cutoff, BATCH_LIMIT)
         .await?;
     report.skipped_malformed += listing.skipped;
+    let mut batches = Batches::default();
     for job in listing.jobs {
+        if let Some(until) = Box::pin(batches.holds(services, &job, now, cutoff)).await {
+            hold(services, &job, until, report).await;
+            continue;
+        }
         // Object first: if the delete fails the job stays `completed` and is retried next run,
         // never `expired` with a file still stored.
         if let Some(artifact) = &job.artifact
@@ -85,6 +97,61 @@ async fn expire_completed(
         }
     }
     Ok(())
+}
+
+/// The batches of the files one run looks at, each read once.
+#[derive(Default)]
+struct Batches {
+    read: HashMap<JobId, Option<Job>>,
+}
+
+impl Batches {
+    /// From when a completed file past its own retention counts its age instead, if it is
+    /// kept for its batch: a batch's files live until the batch itself expires, so its
+    /// archive (written when the last file ends, however late) holds every one of them and
+    /// each stays downloadable as long as the batch. `None`: expire it now (no batch, the
+    /// batch expired, or its record is gone). A failed read of the batch keeps the file
+    /// for now: a deletion cannot be undone.
+    async fn holds(
+        &mut self,
+        services: &Services,
+        file: &Job,
+        now: EpochMs,
+        cutoff: EpochMs,
+    ) -> Option<EpochMs> {
+        let parent = file.parent?;
+        let batch = match self.read.entry(parent) {
+            Entry::Occupied(seen) => seen.into_mut(),
+            Entry::Vacant(slot) => match services.jobs.get(parent).await {
+                Ok(batch) => slot.insert(batch),
+                Err(err) => {
+                    tracing::warn!(job_id = %file.id, error = %err, "cannot read the file's batch; kept");
+                    return Some(now);
+                }
+            },
+        };
+        let batch = batch.as_ref()?;
+        if !batch.status.is_terminal() {
+            // Still running: looked at again one retention from now.
+            return Some(now);
+        }
+        // Ended: the batch's own age, as cleanup counts it for the batch (and its archive).
+        let ended = batch.completed_at.unwrap_or(batch.updated_at);
+        (ended > cutoff).then_some(ended)
+    }
+}
+
+/// Keeps a batch's file until `until` (see [`Batches::holds`]).
+async fn hold(services: &Services, file: &Job, until: EpochMs, report: &mut CleanupReport) {
+    let held = services.jobs.hold_file(file.id, until).await;
+    if succeeded(
+        held,
+        file.id,
+        "cannot keep the batch's file",
+        &mut report.errors,
+    ) {
+        report.held_for_batch += 1;
+    }
 }
 
 async fn recover_stale_running(

@@ -114,6 +114,7 @@ impl Worker {
             }
             Err(BundleFailure::Permanent(reason)) => {
                 tracing::error!(reason, "the batch's archive cannot be written");
+                // Said on the batch (`bundle_failed`), never a `completed` without its archive.
                 haul::metrics::emit(
                     "worker",
                     &[("BundlesFailed", "Count", 1.0)],
@@ -122,7 +123,7 @@ impl Worker {
                 let ended = self
                     .services
                     .jobs
-                    .finish_batch(batch.id, &tally, &totals, None, now_ms())
+                    .fail_bundle(batch.id, &totals, &reason, now_ms())
                     .await;
                 return match ended {
                     Ok(job) => Ok(Settled::Ended(job.status)),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use haul::batch::BatchSpec;
 use haul::job::Artifact;
 use haul::{Job, JobId, JobStatus};
 
@@ -31,6 +32,18 @@ impl Worker {
             .source
             .batch()
             .ok_or_else(|| BundleFailure::Permanent("not a batch".into()))?;
+        // A file that completed and expired before the archive was written cannot be left
+        // out silently: the archive would not be what the batch says it holds.
+        if let Some(file) = spec.files.iter().find(|file| {
+            children
+                .get(&file.job)
+                .is_some_and(|child| child.status == JobStatus::Expired)
+        }) {
+            return Err(BundleFailure::Permanent(format!(
+                "file {} expired before the archive was written",
+                file.file_id.get()
+            )));
+        }
         let sources: Vec<Source> = spec
             .files
             .iter()
@@ -59,7 +72,9 @@ impl Worker {
                 err @ (BundleError::Missing { .. }
                 | BundleError::Changed { .. }
                 | BundleError::Storage(_)
-                | BundleError::Zip(_)) => BundleFailure::Permanent(err.to_string()),
+                | BundleError::Zip(_)) => {
+                    BundleFailure::Permanent(for_client(&err, spec, children))
+                }
             })?;
         tracing::info!(
             bytes = written.size,
@@ -73,5 +88,28 @@ impl Worker {
             file_name: format!("batch-{}.zip", &batch.id.to_string()[..8]),
             checksum_crc32c: written.checksum_crc32c,
         })
+    }
+}
+
+/// A permanent failure as the batch's `error.message` says it: the file by its id, never by
+/// its object key (keys are not shown to clients, see docs/security.md).
+fn for_client(err: &BundleError, spec: &BatchSpec, children: &HashMap<JobId, Job>) -> String {
+    let key = match err {
+        BundleError::Missing { key } | BundleError::Changed { key, .. } => key,
+        other => return other.to_string(),
+    };
+    let file = spec.files.iter().find(|file| {
+        children
+            .get(&file.job)
+            .and_then(|child| child.artifact.as_ref())
+            .is_some_and(|artifact| &artifact.key == key)
+    });
+    let file = file.map_or_else(
+        || "a file".to_owned(),
+        |f| format!("file {}", f.file_id.get()),
+    );
+    match err {
+        BundleError::Missing { .. } => format!("{file} is no longer stored"),
+        _ => format!("{file} changed in storage since it was fetched"),
     }
 }

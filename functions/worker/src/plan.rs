@@ -45,6 +45,27 @@ impl PartPlan {
         }
     }
 
+    /// Parts that start at `base` and grow as for a body of unknown length.
+    pub fn growing(base: u64) -> Self {
+        Self {
+            base: base.clamp(5 * 1024 * 1024, MAX_PART_SIZE),
+            fixed: false,
+        }
+    }
+
+    /// How many parts this plan cuts `size` bytes into (the last one may be short).
+    pub fn parts_for(&self, size: u64) -> u64 {
+        if self.fixed {
+            return size.div_ceil(self.base);
+        }
+        let (mut parts, mut covered) = (0, 0);
+        while covered < size && parts < MAX_PARTS {
+            parts += 1;
+            covered += self.size(parts);
+        }
+        parts
+    }
+
     /// Whether every full part has the same size (what resuming needs).
     pub fn is_fixed(&self) -> bool {
         self.fixed
@@ -77,6 +98,19 @@ mod tests {
         assert_eq!(PartPlan::new(Some(0), 8 * MIB).size(1), 8 * MIB);
         assert_eq!(PartPlan::new(Some(1), 8 * MIB).size(1), 8 * MIB);
         assert_eq!(PartPlan::new(Some(10 * GIB), 8 * MIB).size(1), 8 * MIB);
+    }
+
+    #[test]
+    fn parts_are_counted_as_the_upload_cuts_them() {
+        let fixed = PartPlan::fixed(8 * MIB);
+        assert_eq!(fixed.parts_for(8 * MIB), 1);
+        assert_eq!(fixed.parts_for(8 * MIB + 1), 2);
+        assert_eq!(fixed.parts_for(24 * MIB), 3);
+        // Unknown length: 2,000 parts of 8 MiB, then parts of 16 MiB.
+        let growing = PartPlan::growing(8 * MIB);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB), 2_000);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB + 1), 2_001);
+        assert_eq!(growing.parts_for(2_000 * 8 * MIB + 16 * MIB + 1), 2_002);
     }
 
     #[test]

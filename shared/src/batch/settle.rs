@@ -161,7 +161,9 @@ pub async fn settle(
     if !tally.all_ended() {
         return Ok(Settled::Running(tally));
     }
-    if spec.bundle.is_some() && tally.completed > 0 && batch.artifact.is_none() {
+    // An expired file was fetched once: the archive is owed, and its writer says why it
+    // cannot be made (never a `completed` zip batch without its archive).
+    if spec.bundle.is_some() && tally.completed + tally.expired > 0 && batch.artifact.is_none() {
         return Ok(Settled::NeedsBundle(tally));
     }
     match services

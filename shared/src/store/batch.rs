@@ -92,15 +92,7 @@ impl JobStore {
         now: EpochMs,
     ) -> Result<Job, StoreError> {
         let outcome = tally.outcome();
-        let mut update = Update::transition(outcome)
-            .set("completedAt", n(now))
-            .set(TTL_ATTRIBUTE, self.ttl_from(now));
-        for (name, value) in totals_attributes(totals) {
-            update = match value {
-                Some(value) => update.set(name, value),
-                None => update.remove(name),
-            };
-        }
+        let mut update = self.batch_end(outcome, totals, now);
         if let Some(artifact) = archive {
             update = update
                 .set("s3Key", s(&artifact.key))
@@ -117,6 +109,70 @@ impl JobStore {
                 .set("errorMessage", s("no file of the batch could be fetched"));
         }
         self.update(id, update, now).await
+    }
+
+    /// `running → failed` with `bundle_failed` for a zip batch whose archive cannot be made
+    /// (a file's object is gone or changed): the client asked for one archive, and a
+    /// `completed` without it would send it to a download that answers 409. Its completed
+    /// files stay downloadable, each through its own URL, until the batch expires.
+    pub async fn fail_bundle(
+        &self,
+        id: JobId,
+        totals: &FileTotals,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = self
+            .batch_end(JobStatus::Failed, totals, now)
+            .set("errorCode", s(FailureCode::BundleFailed.as_str()))
+            .set(
+                "errorMessage",
+                s(format!("the archive could not be written: {reason}")),
+            );
+        self.update(id, update, now).await
+    }
+
+    /// What every end of a batch writes: the status, when, the record's expiry, the totals.
+    fn batch_end(&self, outcome: JobStatus, totals: &FileTotals, now: EpochMs) -> Update {
+        let mut update = Update::transition(outcome)
+            .set("completedAt", n(now))
+            .set(TTL_ATTRIBUTE, self.ttl_from(now));
+        for (name, value) in totals_attributes(totals) {
+            update = match value {
+                Some(value) => update.set(name, value),
+                None => update.remove(name),
+            };
+        }
+        update
+    }
+
+    /// Keeps a batch's completed file until `until`: its age for cleanup (`updatedAt`) and its
+    /// record's expiry (`ttl`) count from then. A file is the batch's promise as much as its
+    /// own, so it lives until the batch expires, not on its own clock (cleanup calls this for
+    /// a file past its own retention whose batch still runs or ended later). Only while the
+    /// file is `completed`; the status and its index key stay as they are.
+    pub async fn hold_file(&self, id: JobId, until: EpochMs) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression(
+                "SET #updatedAt = :until, #ttl = :ttl, #writeCount = if_not_exists(#writeCount, :zero) + :one",
+            )
+            .condition_expression("#status = :completed")
+            .expression_attribute_names("#updatedAt", "updatedAt")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#writeCount", "writeCount")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":ttl", self.ttl_from(until))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":completed", s(JobStatus::Completed.as_str()))
+            .send()
+            .await;
+        written(result)
     }
 
     /// Keeps a batch's totals on its record, unless the record already holds totals with

@@ -64,6 +64,7 @@ pub(super) fn to_item(job: &Job) -> Item {
         put("uploadId", Some(s(&cp.upload_id)));
         put("partSize", Some(n(cp.part_size)));
         put("originValidator", cp.validator.clone().map(s));
+        put("uploadMark", cp.mark.clone().map(s));
     }
     if let Some(failure) = &job.failure {
         put("errorCode", Some(s(failure.code.as_str())));
@@ -245,6 +246,7 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
             upload_id: upload_id.to_owned(),
             part_size,
             validator: string(item, "originValidator").map(str::to_owned),
+            mark: string(item, "uploadMark").map(str::to_owned),
         }),
         _ => None,
     };
@@ -375,6 +377,7 @@ mod tests {
             upload_id: "u-1".into(),
             part_size: 8 << 20,
             validator: Some("\"v1\"".into()),
+            mark: Some("m-1".into()),
         });
         job.artifact = Some(Artifact {
             key: "artifacts/x".into(),

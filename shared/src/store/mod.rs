@@ -309,6 +309,7 @@ impl JobStore {
         let update = update
             .remove("uploadId")
             .remove("partSize")
+            .remove("uploadMark")
             .remove("originValidator");
         self.update(id, update, now).await
     }
@@ -386,6 +387,10 @@ impl JobStore {
                 let update = update
                     .set("uploadId", s(&cp.upload_id))
                     .set("partSize", n(cp.part_size));
+                let update = match &cp.mark {
+                    Some(mark) => update.set("uploadMark", s(mark)),
+                    None => update.remove("uploadMark"),
+                };
                 match &cp.validator {
                     Some(validator) => update.set("originValidator", s(validator)),
                     None => update.remove("originValidator"),
@@ -394,6 +399,7 @@ impl JobStore {
             None => update
                 .remove("uploadId")
                 .remove("partSize")
+                .remove("uploadMark")
                 .remove("originValidator"),
         };
         self.update(id, update, now).await

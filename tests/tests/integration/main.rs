@@ -3,11 +3,13 @@
 
 mod api_contract;
 mod batch;
+mod batch_keep;
 mod bundle;
 mod callbacks;
 mod cleanup;
 mod events;
 mod faults;
+mod finished;
 mod flow;
 mod history;
 mod idempotency;

@@ -3,6 +3,7 @@
 //! leaves its upload open and recorded on the job; the next one asks the origin for the rest
 //! (`Range` + `If-Range`) and continues it, or starts clean when the origin cannot.
 
+mod finished;
 mod origin;
 mod pacing;
 mod resume;
@@ -17,6 +18,7 @@ use crate::codes::failure;
 use crate::lease::Lease;
 use crate::plan::PartPlan;
 use origin::Origin;
+use resume::Start;
 use upload::Upload;
 
 #[derive(Debug)]
@@ -46,7 +48,12 @@ pub(crate) async fn run(
     hand_over_at: Option<EpochMs>,
 ) -> Result<Artifact, TransferError> {
     let origin = Origin::of(worker, job)?;
-    let point = resume::resume_point(worker, job).await;
+    let point = match resume::resume_point(worker, job).await {
+        // An earlier attempt's upload S3 completed (its completion write failed): no fetch.
+        Start::Finished(artifact) => return Ok(artifact),
+        Start::Resume(point) => Some(point),
+        Start::Fresh => None,
+    };
     let opened = resume::open(worker, job, &origin, point).await?;
     let content_type = origin::content_type(&opened.response);
     let file_name = origin::file_name(&opened.response, &job.source);
@@ -59,7 +66,9 @@ pub(crate) async fn run(
             Upload::new(worker, lease, job, &content_type, plan, validator)
         }
     };
-    let mut upload = upload.bounded_by(hand_over_at, origin.limits);
+    let mut upload = upload
+        .bounded_by(hand_over_at, origin.limits)
+        .named(&file_name);
     match upload.stream(opened.response, opened.bytes_total).await {
         Ok((size, checksum_crc32c)) => Ok(Artifact {
             key: job.artifact_key.clone(),

@@ -4,10 +4,11 @@
 
 use haul::Job;
 use haul::artifacts::{ArtifactStore, UploadedPart};
-use haul::job::Checkpoint;
+use haul::job::{Artifact, Checkpoint};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_RANGES, CONTENT_RANGE, ETAG, LAST_MODIFIED};
 
+use super::finished::finished;
 use super::origin::{Origin, classify_status, too_large};
 use super::{TransferError, transient};
 use crate::Worker;
@@ -22,16 +23,35 @@ pub(super) struct ResumePoint {
     pub(super) offset: u64,
 }
 
+/// How an attempt starts, from the job's checkpoint.
+pub(super) enum Start {
+    /// Continue the checkpoint's upload after its leading full parts.
+    Resume(ResumePoint),
+    /// The checkpoint's upload was completed in S3 already (see `finished.rs`): nothing to
+    /// fetch.
+    Finished(Artifact),
+    /// From the first byte.
+    Fresh,
+}
+
 /// Looks at the job's checkpoint: an upload S3 still holds, with a validator for `If-Range`
 /// and at least one leading full part, can be resumed. Anything else is aborted so that no
-/// orphaned upload is left.
-pub(super) async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoint> {
-    let checkpoint = job.checkpoint.clone()?;
+/// orphaned upload is left. An upload S3 no longer knows may have been completed: its object
+/// is looked for then (and only then: one HeadObject, not one per continuation).
+pub(super) async fn resume_point(worker: &Worker, job: &Job) -> Start {
+    let Some(checkpoint) = job.checkpoint.clone() else {
+        return Start::Fresh;
+    };
     let artifacts = &worker.services.artifacts;
     let key = job.artifact_key.clone();
     let held = match artifacts.list_parts(&key, &checkpoint.upload_id).await {
         Ok(Some(parts)) => parts,
-        Ok(None) => return None,
+        Ok(None) => {
+            return match finished(worker, job).await {
+                Some(artifact) => Start::Finished(artifact),
+                None => Start::Fresh,
+            };
+        }
         Err(err) => {
             tracing::warn!(error = %err, "cannot list the parts of the previous upload");
             Vec::new()
@@ -46,7 +66,7 @@ pub(super) async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoi
         .map(|(_, part)| part)
         .collect();
     match (&checkpoint.validator, leading.is_empty()) {
-        (Some(validator), false) => Some(ResumePoint {
+        (Some(validator), false) => Start::Resume(ResumePoint {
             validator: validator.clone(),
             offset: leading.len() as u64 * checkpoint.part_size,
             parts: leading,
@@ -54,7 +74,7 @@ pub(super) async fn resume_point(worker: &Worker, job: &Job) -> Option<ResumePoi
         }),
         _ => {
             abort_quietly(artifacts, &key, &checkpoint.upload_id).await;
-            None
+            Start::Fresh
         }
     }
 }

@@ -13,6 +13,7 @@ use haul::job::Checkpoint;
 use haul::store::Progress;
 use tokio::task::JoinSet;
 
+use super::finished;
 use super::origin::{SourceLimits, too_large, too_slow, without_url};
 use super::pacing::Pacing;
 use super::resume::{ResumePoint, abort_quietly};
@@ -54,6 +55,10 @@ pub(super) struct Upload<'a> {
     last_cancel_check: Instant,
     /// Caps for client-given URLs.
     limits: Option<SourceLimits>,
+    /// The file's name and announced length, on the object a later attempt may find
+    /// completed (`finished.rs`).
+    file_name: String,
+    announced: Option<u64>,
 }
 
 impl<'a> Upload<'a> {
@@ -79,6 +84,8 @@ impl<'a> Upload<'a> {
             hand_over_at: None,
             limits: None,
             last_cancel_check: Instant::now(),
+            file_name: String::new(),
+            announced: None,
         }
     }
 
@@ -127,6 +134,12 @@ impl<'a> Upload<'a> {
         self
     }
 
+    /// The file's name, kept on the object.
+    pub(super) fn named(mut self, file_name: &str) -> Self {
+        file_name.clone_into(&mut self.file_name);
+        self
+    }
+
     /// An open upload a later attempt can continue.
     fn resumable(&self) -> bool {
         self.multipart.is_some() && self.validator.is_some()
@@ -152,6 +165,7 @@ impl<'a> Upload<'a> {
         let mut buffer = BytesMut::with_capacity(self.next_part_size());
         let mut bytes_done: u64 = self.start;
         let mut stored: u64 = self.start;
+        self.announced = bytes_total;
         // The first progress write publishes the total and proves the job is still ours.
         self.heartbeat(bytes_done, bytes_total).await?;
 
@@ -288,11 +302,14 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Opens the multipart upload and records it on the job.
+    /// Opens the multipart upload and records it on the job, with the mark its object will
+    /// carry: a later attempt recognises this upload's completed object by it.
     async fn start_multipart(&mut self) -> Result<(), TransferError> {
+        let mark = ArtifactStore::new_mark();
+        let metadata = finished::metadata(&mark, self.announced, &self.file_name);
         let upload_id = self
             .artifacts()
-            .start_multipart(&self.key, self.content_type)
+            .start_multipart_with(&self.key, self.content_type, &metadata)
             .await
             .map_err(storage)?;
         // Remember the upload before any part goes up, so no later attempt loses track.
@@ -300,6 +317,7 @@ impl<'a> Upload<'a> {
             upload_id: upload_id.clone(),
             part_size: self.plan.size(1),
             validator: self.validator.clone(),
+            mark: Some(mark),
         };
         let recorded = self.lease.checkpoint(Some(&checkpoint)).await;
         self.multipart = Some(Multipart {
