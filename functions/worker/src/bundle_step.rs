@@ -27,12 +27,14 @@ pub(crate) enum BundleFailure {
     OutOfTime(u64),
 }
 
-/// The files to archive, in the client's order: the completed ones.
-pub(crate) fn sources_of(batch: &Job, children: &HashMap<JobId, Job>) -> Vec<Source> {
+/// What a batch's archive is made of: the completed files in the client's order, and the
+/// entries' time (the last file's completion, so any writer makes the same bytes).
+pub fn archive_inputs(batch: &Job, children: &HashMap<JobId, Job>) -> (Vec<Source>, EpochMs) {
     let Some(spec) = batch.source.batch() else {
-        return Vec::new();
+        return (Vec::new(), batch.created_at);
     };
-    spec.files
+    let sources = spec
+        .files
         .iter()
         .filter_map(|file| children.get(&file.job))
         .filter(|child| child.status == JobStatus::Completed)
@@ -42,7 +44,14 @@ pub(crate) fn sources_of(batch: &Job, children: &HashMap<JobId, Job>) -> Vec<Sou
             name: artifact.file_name.clone(),
             size: artifact.size,
         })
-        .collect()
+        .collect();
+    let modified = spec
+        .files
+        .iter()
+        .filter_map(|file| children.get(&file.job)?.completed_at)
+        .max()
+        .unwrap_or(batch.created_at);
+    (sources, modified)
 }
 
 impl Worker {
@@ -55,19 +64,11 @@ impl Worker {
         hand_over_at: Option<EpochMs>,
         progress: watch::Sender<u64>,
     ) -> Result<Artifact, BundleFailure> {
-        let spec = batch
-            .source
-            .batch()
-            .ok_or_else(|| BundleFailure::Permanent("not a batch".into()))?;
-        let sources = sources_of(batch, children);
+        if batch.source.batch().is_none() {
+            return Err(BundleFailure::Permanent("not a batch".into()));
+        }
+        let (sources, modified) = archive_inputs(batch, children);
         tracing::info!(entries = sources.len(), "writing the batch's archive");
-        // The entries' time is the last file's completion: any writer makes the same bytes.
-        let modified = spec
-            .files
-            .iter()
-            .filter_map(|file| children.get(&file.job)?.completed_at)
-            .max()
-            .unwrap_or(batch.created_at);
         let mut options = BundleOptions::new(modified);
         options.hand_over_at = hand_over_at;
         options.progress = Some(progress);
@@ -131,7 +132,11 @@ impl Worker {
         children: &HashMap<JobId, Job>,
         hand_over_at: Option<EpochMs>,
     ) -> Bundled {
-        let total: u64 = sources_of(batch, children).iter().map(|s| s.size).sum();
+        let total: u64 = archive_inputs(batch, children)
+            .0
+            .iter()
+            .map(|s| s.size)
+            .sum();
         let (progress, copied) = watch::channel(0u64);
         let writing = async {
             let mut try_number = 1;

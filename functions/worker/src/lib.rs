@@ -18,6 +18,7 @@ mod process;
 mod retry;
 mod transfer;
 
+pub use bundle_step::archive_inputs;
 pub use plan::PartPlan;
 pub use retry::{MAX_STALLED_CONTINUATIONS, retry_delay};
 pub use transfer::TransferError;

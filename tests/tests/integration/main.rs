@@ -4,6 +4,7 @@
 mod api_contract;
 mod batch;
 mod bundle;
+mod bundle_resume;
 mod callbacks;
 mod cleanup;
 mod events;

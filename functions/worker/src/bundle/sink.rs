@@ -101,6 +101,15 @@ impl PartSink {
         len > 0 && self.buffer.len() + len >= self.part_size
     }
 
+    /// Waits until a part can be sent without waiting (a slot is free), so a caller can
+    /// decide to stop before a send that would wait.
+    pub(super) async fn make_room(&mut self) -> Result<(), ArtifactError> {
+        while self.uploading.len() >= self.in_flight {
+            self.collect_one().await?;
+        }
+        Ok(())
+    }
+
     /// The open multipart upload, if any.
     pub(super) fn upload_id(&self) -> Option<&str> {
         self.upload_id.as_deref()

@@ -160,17 +160,30 @@ impl<'a> Bundler<'a> {
     /// Writes `bytes`, then stops the call if its hand-over time came (once a part went up
     /// past the checkpoint it began with), or saves a checkpoint when one is due.
     async fn emit(&mut self, bytes: &[u8], at: Option<&Point>) -> Result<(), BundleError> {
+        // Checked before a write that sends a part too, once a slot is free: waiting for one
+        // may take the call past its hand-over time.
+        if self.sink.fills(bytes.len()) {
+            self.sink.make_room().await?;
+            self.stop_if_late()?;
+        }
         self.sink.write(bytes, at).await?;
+        self.stop_if_late()?;
+        let confirmed = self.sink.confirmed().map_or(0, |(parts, _)| *parts);
+        if confirmed > self.saved_parts && self.saved_at.elapsed() >= SAVE_EVERY {
+            self.save_on_the_way(confirmed).await?;
+        }
+        Ok(())
+    }
+
+    /// `OutOfTime` once the hand-over time came and a part went up past the checkpoint this
+    /// call began with (before that, stopping would leave nothing new).
+    fn stop_if_late(&self) -> Result<(), BundleError> {
         let late = self.hand_over_at.is_some_and(|at| now_ms() >= at);
         if late && self.sink.sent_past(self.started_with) {
             return Err(BundleError::OutOfTime {
                 bytes_done: 0,
                 resumed_from: 0,
             });
-        }
-        let confirmed = self.sink.confirmed().map_or(0, |(parts, _)| *parts);
-        if confirmed > self.saved_parts && self.saved_at.elapsed() >= SAVE_EVERY {
-            self.save_on_the_way(confirmed).await?;
         }
         Ok(())
     }
