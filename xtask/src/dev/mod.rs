@@ -104,12 +104,17 @@ pub async fn run() -> Result<(), BoxError> {
         false => None,
     };
     let (issuer, authorizer) = callers.unzip();
+    let worker_timeout = worker_timeout(&template)?;
+    eprintln!(
+        "dev: the worker's invocations last at most {worker_timeout} s (WORKER_TIMEOUT_SECONDS)"
+    );
     let mut env = function_env(
         &resources,
         origin_template,
         max_receive_count,
         &webhook_secret,
     );
+    env.push(("INVOCATION_TIMEOUT_SECONDS", worker_timeout.to_string()));
     env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
     let (mut watch, functions) =
@@ -226,6 +231,22 @@ async fn origin() -> Result<(Option<Origin>, String), BoxError> {
     Ok((Some(origin), template))
 }
 
+/// The worker's invocation limit: `WORKER_TIMEOUT_SECONDS`, else the template's
+/// `WorkerTimeoutSeconds` (900). cargo lambda's emulator gives no real deadline, so the
+/// worker is told this one (`INVOCATION_TIMEOUT_SECONDS`) and hands over to a continuation
+/// `DEADLINE_MARGIN_MS` before it, as on Lambda: a short one (e.g. 20) shows transfers and
+/// zip archives going on across invocations.
+fn worker_timeout(template: &Template) -> Result<u64, BoxError> {
+    let default = template
+        .parameter_default("WorkerTimeoutSeconds")
+        .unwrap_or_else(|| "900".to_owned());
+    let raw = env_or("WORKER_TIMEOUT_SECONDS", &default);
+    match raw.trim().parse::<u64>() {
+        Ok(seconds) if (5..=900).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("WORKER_TIMEOUT_SECONDS must be 5 to 900 seconds, not {raw:?}").into()),
+    }
+}
+
 /// The webhook signing key: `HAUL_DEV_WEBHOOK_SECRET` (Standard Webhooks `whsec_...` form), or
 /// one made up now and printed, so that a receiver on 127.0.0.1 can verify deliveries.
 fn dev_webhook_secret() -> String {
@@ -267,7 +288,8 @@ fn function_env(
         // The live stream is served on this same port (the router sends
         // /v1/download/{jobId}/events to it), so views point at it with a path.
         ("STREAM_URL", "/".to_owned()),
-        // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
+        // Hand over shortly before the invocation limit (INVOCATION_TIMEOUT_SECONDS, from
+        // WORKER_TIMEOUT_SECONDS: cargo lambda's emulator gives no real deadline).
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
         // Each priority's worker share is its pollers here, as WorkerMaxConcurrency* is on
         // AWS: MaxRunningPerCaller's default (half a share) is taken of these.
