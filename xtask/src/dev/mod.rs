@@ -115,6 +115,14 @@ pub async fn run() -> Result<(), BoxError> {
         &webhook_secret,
     );
     env.push(("INVOCATION_TIMEOUT_SECONDS", worker_timeout.to_string()));
+    // Kept alive until make dev stops: the proxy serves while it is held.
+    let _slow_parts = match slow_parts().await? {
+        Some((proxy, endpoint)) => {
+            env.push(("AWS_ENDPOINT_URL_S3", endpoint));
+            Some(proxy)
+        }
+        None => None,
+    };
     env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
     let (mut watch, functions) =
@@ -245,6 +253,31 @@ fn worker_timeout(template: &Template) -> Result<u64, BoxError> {
         Ok(seconds) if (5..=900).contains(&seconds) => Ok(seconds),
         _ => Err(format!("WORKER_TIMEOUT_SECONDS must be 5 to 900 seconds, not {raw:?}").into()),
     }
+}
+
+/// `HAUL_DEV_UPLOAD_PART_DELAY_MS`: the functions' S3 calls go through a proxy on loopback
+/// (tests/src/faults.rs) that holds each UploadPart this long, so that on a fast machine a
+/// transfer or a zip archive of a few parts still outlasts a short `WORKER_TIMEOUT_SECONDS`
+/// and its hand-overs can be watched (scripts/bundle-e2e.sh). Off by default.
+async fn slow_parts() -> Result<Option<(haul_tests::faults::FaultProxy, String)>, BoxError> {
+    use haul_tests::faults::{Fault, FaultProxy, Rule};
+    let delay: u64 = match env_or("HAUL_DEV_UPLOAD_PART_DELAY_MS", "0").parse() {
+        Ok(ms) => ms,
+        Err(_) => return Err("HAUL_DEV_UPLOAD_PART_DELAY_MS must be milliseconds".into()),
+    };
+    if delay == 0 {
+        return Ok(None);
+    }
+    let proxy = FaultProxy::aws_from_env().await?;
+    proxy.add(Rule::new(
+        "s3.UploadPart",
+        Fault::Delay(Duration::from_millis(delay)),
+    ));
+    let endpoint = proxy.endpoint();
+    eprintln!(
+        "dev: each UploadPart is held {delay} ms (HAUL_DEV_UPLOAD_PART_DELAY_MS, via {endpoint})"
+    );
+    Ok(Some((proxy, endpoint)))
 }
 
 /// The webhook signing key: `HAUL_DEV_WEBHOOK_SECRET` (Standard Webhooks `whsec_...` form), or
