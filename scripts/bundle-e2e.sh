@@ -7,9 +7,10 @@
 # (scripts/zip/verify.py). Byte-identity with an archive written in one go is the integration
 # test's (bundle_resume.rs): here the entries' time is the files' own completion.
 #
-# On a fast machine 32 MiB go up in a second, so make dev holds each UploadPart 7 s
+# On a fast machine 40 MiB go up in a second, so make dev holds each UploadPart 7 s
 # (HAUL_DEV_UPLOAD_PART_DELAY_MS) with one part of 5 MiB in flight: three parts per
-# invocation, seven parts in all. Its own make dev (the shared one runs at full speed).
+# invocation, eight full parts and a short one (the last, with the central directory, goes
+# up when the archive completes). Its own make dev (the shared one runs at full speed).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 unset HAUL_E2E_DEV_SHARED HAUL_E2E_DEV_LOG
@@ -33,8 +34,8 @@ ORIGIN=$DEV_ORIGIN
 grep -q "invocations last at most $WORKER_TIMEOUT_SECONDS s" "$DEV_LOG" ||
   fail "make dev did not take WORKER_TIMEOUT_SECONDS=$WORKER_TIMEOUT_SECONDS"
 
-# Sixteen files of the dev catalog's 2 MiB kind (ids 1, 5, 9, ...: about 3 s each).
-ids=$(python3 -c 'print(",".join(str(1 + 4 * i) for i in range(16)))')
+# Twenty files of the dev catalog's 2 MiB kind (ids 1, 5, 9, ...: about 3 s each).
+ids=$(python3 -c 'print(",".join(str(1 + 4 * i) for i in range(20)))')
 body="{\"file_ids\": [$ids], \"bundle\": \"zip\"}"
 echo "bundle-e2e: curl -X POST $API/v1/download/initiate -d '$body'"
 accepted=$(curl -fsS -X POST "$API/v1/download/initiate" -H 'content-type: application/json' \

@@ -22,15 +22,17 @@ use crate::sha256_hex;
 const MIB: u64 = 1024 * 1024;
 /// Three files of 12 MiB: an archive of seven full 5 MiB parts and a short eighth.
 const SIZE: u64 = 12 * MIB;
+/// Three files of 4 MiB: an archive of two full parts and a short third.
+const SMALL: u64 = 4 * MIB;
 const FILES: [u64; 3] = [4, 5, 6];
 
 /// The functions' S3, SQS and DynamoDB traffic through a fault proxy; one part in flight, so
 /// a delay on each part paces the archive.
-async fn app_behind_proxy() -> (TestApp, FaultProxy) {
+async fn app_behind_proxy(size: u64) -> (TestApp, FaultProxy) {
     let proxy = FaultProxy::aws_from_env().await.expect("proxy starts");
     let app = spawn_app_with(AppOptions {
         origin: OriginBehavior {
-            size: SIZE,
+            size,
             chunk: 256 * 1024,
             ..Default::default()
         },
@@ -115,14 +117,14 @@ async fn one_go_archive(app: &TestApp, id: JobId) -> Vec<u8> {
 
 /// The batch's archive: complete, accepted by both readers, the origin's bytes in the
 /// client's order.
-async fn archive_of(app: &TestApp, view: &Value) -> Vec<u8> {
+async fn archive_of(app: &TestApp, view: &Value, size: u64) -> Vec<u8> {
     let url = view["result"]["url"].as_str().expect("the archive's url");
     let archive = app.fetch(url).await.to_vec();
     let entries: Vec<Value> = FILES
         .iter()
         .map(|&file_id| {
-            let data = origin_bytes(file_id, 0, SIZE as usize);
-            json!({ "name": format!("file-{file_id}.bin"), "size": SIZE, "sha256": sha256_hex(&data) })
+            let data = origin_bytes(file_id, 0, size as usize);
+            json!({ "name": format!("file-{file_id}.bin"), "size": size, "sha256": sha256_hex(&data) })
         })
         .collect();
     assert_readers_accept(&archive, &json!({ "zip64": false, "entries": entries }));
@@ -131,7 +133,7 @@ async fn archive_of(app: &TestApp, view: &Value) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_byte_for_byte() {
-    let (app, proxy) = app_behind_proxy().await;
+    let (app, proxy) = app_behind_proxy(SIZE).await;
     let id = start_zip_batch(&app).await;
     run_files(&app, id).await;
     // From here each part takes a second to go up: about three parts per 3 s invocation.
@@ -186,7 +188,7 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
         proxy.seen("s3.ListParts") >= 2,
         "each continuation resumed the upload"
     );
-    let archive = archive_of(&app, &view).await;
+    let archive = archive_of(&app, &view, SIZE).await;
     proxy.clear();
     assert_eq!(
         sha256_hex(&archive),
@@ -205,7 +207,7 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_s3_failure_while_bundling_is_retried_within_seconds_from_the_checkpoint() {
-    let (app, proxy) = app_behind_proxy().await;
+    let (app, proxy) = app_behind_proxy(SMALL).await;
     let id = start_zip_batch(&app).await;
     run_files(&app, id).await;
     // The archive's first part goes up; the second fails as often as the SDK tries it.
@@ -230,7 +232,7 @@ async fn a_transient_s3_failure_while_bundling_is_retried_within_seconds_from_th
         proxy.seen("s3.ListParts") >= 1,
         "the retry resumed the upload"
     );
-    let archive = archive_of(&app, &view).await;
+    let archive = archive_of(&app, &view, SMALL).await;
     proxy.clear();
     assert_eq!(
         sha256_hex(&archive),
