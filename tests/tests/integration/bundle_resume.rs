@@ -141,15 +141,15 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
         "s3.UploadPart",
         Fault::Delay(Duration::from_secs(1)),
     ));
-    let mut invocations = 0;
-    let mut phases = Vec::new();
+    let (mut invocations, mut bundling) = (0, false);
+    let started = Instant::now();
     let view = loop {
         let view = app.status(id).await.body;
         if view["status"] != "running" {
             break view;
         }
-        phases.push(view["phase"].clone());
         if invocations > 0 {
+            bundling |= view["phase"] == "bundling";
             let archive = &view["archiveProgress"];
             let (done, total) = (
                 archive["bytesDone"].as_u64(),
@@ -159,7 +159,7 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
             assert!(done.is_some_and(|d| d > 0 && d < SIZE * 3), "{view}");
         }
         assert!(
-            invocations < 10,
+            invocations < 10 && started.elapsed() < Duration::from_secs(120),
             "no end after {invocations} invocations: {view}"
         );
         let outcomes = deliver_once(
@@ -171,19 +171,20 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
         )
         .await
         .expect("deliver");
+        if outcomes.is_empty() {
+            // The long poll ended before the continuation was visible (a loaded machine).
+            continue;
+        }
         assert_eq!(
             outcomes,
             [Outcome::Ack],
-            "each hand-over sends its continuation"
+            "each hand-over sends its continuation: {view}"
         );
         invocations += 1;
     };
     assert_eq!(view["status"], "completed", "{view}");
     assert!(invocations >= 3, "finished in {invocations} invocation(s)");
-    assert_eq!(
-        phases[1], "bundling",
-        "the view shows the archive being written"
-    );
+    assert!(bundling, "the view shows the archive being written");
     assert!(
         proxy.seen("s3.ListParts") >= 2,
         "each continuation resumed the upload"
