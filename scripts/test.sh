@@ -139,6 +139,10 @@ fi
 step "make dev with callers (HAUL_DEV_AUTH=1): tokens, history per caller, high by scope, a limit"
 scripts/dev-auth-e2e.sh
 
+# A make dev of its own too: 20 s invocations and slowed parts, which the shared one must not have.
+step "a zip archive across three 20 s invocations (WORKER_TIMEOUT_SECONDS=20 make dev)"
+scripts/bundle-e2e.sh
+
 step "permission proof: every recorded AWS call is granted by its function's role, and nothing more"
 python3 scripts/permissions/prove.py --template template.yaml --calls "$HAUL_AWS_CALL_LOG" \
   --report target/aws-calls/report.md

@@ -305,6 +305,9 @@ pub struct Job {
     /// For a batch: its totals over its files as last written on its record (none before
     /// the first file ended).
     pub batch_totals: Option<crate::batch::FileTotals>,
+    /// For a batch whose archive is being written: source bytes copied so far and in all
+    /// (`archiveBytesDone`/`archiveBytesTotal`).
+    pub archive_progress: Option<(u64, u64)>,
 }
 
 impl Job {
@@ -354,6 +357,7 @@ impl Job {
             share: None,
             waiting_for: None,
             batch_totals: None,
+            archive_progress: None,
         }
     }
 

@@ -18,6 +18,34 @@ mod process;
 mod retry;
 mod transfer;
 
+pub use bundle_step::archive_inputs;
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_invocation_ends_at_lambdas_deadline_or_the_set_limit_whichever_comes_first() {
+        let started = 1_800_000_000_000;
+        let lambda = (started + 900_000) as u64;
+        assert_eq!(
+            invocation_deadline(lambda, started, None),
+            Some(started + 900_000)
+        );
+        let twenty = Some(Duration::from_secs(20));
+        assert_eq!(
+            invocation_deadline(lambda, started, twenty),
+            Some(started + 20_000)
+        );
+        // cargo lambda's emulator: a constant deadline of 600 000 ms after the epoch.
+        assert_eq!(invocation_deadline(600_000, started, None), None);
+        assert_eq!(
+            invocation_deadline(600_000, started, twenty),
+            Some(started + 20_000)
+        );
+    }
+}
 pub use plan::PartPlan;
 pub use retry::{MAX_STALLED_CONTINUATIONS, retry_delay};
 pub use transfer::TransferError;
@@ -27,6 +55,40 @@ use futures_util::future::join_all;
 use haul::clock::EpochMs;
 use haul::source::Source;
 use haul::{Job, Services};
+
+/// `INVOCATION_TIMEOUT_SECONDS`: the invocation limit to keep where the runtime gives no real
+/// deadline. `make dev` sets it (from `WORKER_TIMEOUT_SECONDS`): cargo lambda's emulator
+/// answers every invocation with a fixed deadline in 1970. Lambda's own is used on AWS.
+pub fn invocation_limit_from_env() -> Result<Option<std::time::Duration>, String> {
+    match std::env::var("INVOCATION_TIMEOUT_SECONDS") {
+        Err(_) => Ok(None),
+        Ok(raw) if raw.trim().is_empty() => Ok(None),
+        Ok(raw) => match raw.trim().parse::<u64>() {
+            Ok(seconds) if (1..=900).contains(&seconds) => {
+                Ok(Some(std::time::Duration::from_secs(seconds)))
+            }
+            _ => Err(format!(
+                "INVOCATION_TIMEOUT_SECONDS must be 1 to 900 seconds, not {raw:?}"
+            )),
+        },
+    }
+}
+
+/// When this invocation is cut off: Lambda's deadline (`context`, epoch ms), or `limit` after
+/// `started` when that comes first. A deadline already past when the invocation started is no
+/// deadline (an emulator's constant), so only `limit`, if any, bounds it.
+pub fn invocation_deadline(
+    context: u64,
+    started: EpochMs,
+    limit: Option<std::time::Duration>,
+) -> Option<EpochMs> {
+    let lambda = i64::try_from(context).ok().filter(|&d| d > started);
+    let limited = limit.map(|l| started + l.as_millis() as EpochMs);
+    match (lambda, limited) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 /// The worker's long-lived parts, built once per cold start.
 #[derive(Clone, Debug)]

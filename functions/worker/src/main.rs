@@ -12,13 +12,11 @@ async fn main() -> Result<(), Error> {
     haul::telemetry::init();
     let worker = Worker::new(Services::from_env(Config::from_env()?).await)?;
     let worker = &worker;
+    let limit = haul_worker::invocation_limit_from_env()?;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = event.context.deadline as i64;
-        Ok::<SqsBatchResponse, Error>(
-            worker
-                .handle_batch(event.payload.records, Some(deadline))
-                .await,
-        )
+        let deadline =
+            haul_worker::invocation_deadline(event.context.deadline, haul::clock::now_ms(), limit);
+        Ok::<SqsBatchResponse, Error>(worker.handle_batch(event.payload.records, deadline).await)
     }))
     .await
 }

@@ -124,10 +124,19 @@ impl Worker {
         deadline: Option<EpochMs>,
         heartbeat: Option<&Heartbeat>,
     ) -> Outcome {
+        // Stop early enough to record where we are and hand over before Lambda's cut-off.
+        let hand_over_at =
+            deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
+        let step = crate::batch::BatchStep {
+            hand_over_at,
+            heartbeat,
+        };
         let (lease, job) = match self.claim(id).await {
-            Ok((lease, job)) if job.is_batch() => return self.fan_out_batch(lease, &job).await,
+            Ok((lease, job)) if job.is_batch() => {
+                return self.fan_out_batch(lease, &job, step).await;
+            }
             Ok(claimed) => claimed,
-            Err(Claimed::RunningBatch(batch)) => return self.advance_batch(&batch).await,
+            Err(Claimed::RunningBatch(batch)) => return self.advance_batch(&batch, step).await,
             Err(Claimed::Not(outcome)) => return outcome,
         };
         if let Some(trace) = job.trace_id {
@@ -137,9 +146,6 @@ impl Worker {
         tracing::info!(attempt = lease.attempt(), source = %job.source, "job started");
         let started = Instant::now();
 
-        // Stop early enough to record where we are and hand over before Lambda's cut-off.
-        let hand_over_at =
-            deadline.map(|d| d - self.services.config.deadline_margin.as_millis() as EpochMs);
         let outcome = match self.transfer_with_retries(lease, &job, hand_over_at).await {
             Ok(artifact) => self.complete(lease, &artifact, started).await,
             Err(TransferError::Stopped) => {

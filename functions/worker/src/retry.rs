@@ -18,7 +18,7 @@ use haul::FailureCode;
 pub const MAX_STALLED_CONTINUATIONS: u32 = 3;
 
 /// 0.5 s, 1 s, 2 s, … plus up to 250 ms of jitter, so retries of many jobs do not align.
-fn backoff(try_number: u32) -> Duration {
+pub(crate) fn backoff(try_number: u32) -> Duration {
     let base = 500u64 << try_number.saturating_sub(1).min(6);
     let jitter = u64::from(
         std::time::SystemTime::now()
@@ -33,15 +33,27 @@ fn backoff(try_number: u32) -> Duration {
 /// progress means this invocation carried on from where the last one stopped (it did not
 /// restart) and stored more than it had.
 fn stalled_continuations(job: &Job, bytes_done: u64, resumed_from: u64) -> u32 {
-    let progressed = match job.continuation_bytes {
+    stalled_after(
+        job.continuation_bytes,
+        job.stalled_continuations,
+        bytes_done,
+        resumed_from,
+    )
+}
+
+/// [`stalled_continuations`] from the last hand-over's stored bytes (`before`) and count
+/// (`stalled`), wherever they are kept (a job's record, a bundle's checkpoint).
+pub(crate) fn stalled_after(
+    before: Option<u64>,
+    stalled: u32,
+    bytes_done: u64,
+    resumed_from: u64,
+) -> u32 {
+    let progressed = match before {
         None => bytes_done > 0,
         Some(before) => resumed_from >= before && bytes_done > before,
     };
-    if progressed {
-        0
-    } else {
-        job.stalled_continuations + 1
-    }
+    if progressed { 0 } else { stalled + 1 }
 }
 
 /// How long a job waits after failed attempt `attempt` (1-based): `base`, doubled per

@@ -239,6 +239,40 @@ impl JobStore {
         written(result)
     }
 
+    /// Gives up the archive's writing claimed until `until` (a hand-over to a continuation,
+    /// or a transient failure retried by the next delivery): the next message need not wait
+    /// for the claim to run out. Only that claim is released, not a later writer's.
+    pub async fn release_bundle(&self, id: JobId, until: EpochMs) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("jobId", s(id.to_string()))
+            .update_expression("REMOVE #lease")
+            .condition_expression("#lease = :until")
+            .expression_attribute_names("#lease", "bundleLeaseUntil")
+            .expression_attribute_values(":until", n(until))
+            .send()
+            .await;
+        written(result)
+    }
+
+    /// The archive's progress on a running batch (source bytes copied of all the completed
+    /// files' bytes), shown by its view as the `bundling` phase. Doubles as the batch's
+    /// heartbeat for cleanup, as [`JobStore::touch_batch`] does.
+    pub async fn record_bundle_progress(
+        &self,
+        id: JobId,
+        done: u64,
+        total: u64,
+        now: EpochMs,
+    ) -> Result<Job, StoreError> {
+        let update = Update::when(&[JobStatus::Running])
+            .set("archiveBytesDone", n(done))
+            .set("archiveBytesTotal", n(total));
+        self.update(id, update, now).await
+    }
+
     /// A batch's heartbeat while its files run: cleanup takes a `running` record whose
     /// `updatedAt` stopped moving for a lost worker, which a batch is not.
     pub async fn touch_batch(&self, id: JobId, now: EpochMs) -> Result<Job, StoreError> {

@@ -98,6 +98,10 @@ pub(super) fn to_item(job: &Job) -> Item {
         put("filesBytesDone", Some(n(totals.bytes_done)));
         put("filesBytesTotal", totals.bytes_total.map(n));
     }
+    if let Some((done, total)) = job.archive_progress {
+        put("archiveBytesDone", Some(n(done)));
+        put("archiveBytesTotal", Some(n(total)));
+    }
     put("parentId", job.parent.map(|p| s(p.to_string())));
     put("priority", Some(s(job.priority.as_str())));
     put("shareKey", job.share.as_ref().map(|k| s(k.as_str())));
@@ -308,10 +312,17 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
         // A reason this build does not know is no reason to refuse the record.
         waiting_for: string(item, "waitingFor").and_then(WaitingFor::parse),
         batch_totals: batch_totals_from(item)?,
+        archive_progress: archive_progress_from(item),
         artifact,
         failure,
         checkpoint,
     })
+}
+
+/// The archive's progress, while a worker writes it (both numbers, or none).
+fn archive_progress_from(item: &Item) -> Option<(u64, u64)> {
+    let number = |name: &str| item.get(name)?.as_n().ok()?.parse::<u64>().ok();
+    Some((number("archiveBytesDone")?, number("archiveBytesTotal")?))
 }
 
 /// A batch's totals, when its record has them. Batches that ended before `filesDone` was

@@ -18,9 +18,38 @@ pub struct BatchView {
     pub failed_files: u32,
     /// `"zip"` when the batch's result is one archive of its completed files.
     pub bundle: Option<&'static str>,
+    /// What a `running` batch is doing beyond its files: `"bundling"` while its archive is
+    /// written; absent otherwise (older clients see the same `running`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<&'static str>,
+    /// With `phase: "bundling"`: the archive's own progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_progress: Option<ArchiveProgress>,
     /// The files, in the job's own view; absent from a listing's summary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<FileView>>,
+}
+
+/// Source bytes copied into the archive so far, of all the completed files' bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveProgress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
+/// The batch's phase and the archive's progress, while a worker writes its archive.
+fn bundling(batch: &Job) -> (Option<&'static str>, Option<ArchiveProgress>) {
+    match batch.archive_progress {
+        Some((bytes_done, bytes_total)) if batch.status == JobStatus::Running => (
+            Some("bundling"),
+            Some(ArchiveProgress {
+                bytes_done: bytes_done.min(bytes_total),
+                bytes_total,
+            }),
+        ),
+        _ => (None, None),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -102,11 +131,14 @@ pub(super) async fn of(
         files_done: Some(ended),
         files_total: Some(tally.total),
     };
+    let (phase, archive_progress) = bundling(batch);
     let view = BatchView {
         total_file_ids: tally.total,
         completed_files: tally.completed,
         failed_files: tally.failed,
         bundle: spec.bundle.map(|b| b.as_str()),
+        phase,
+        archive_progress,
         files: Some(files),
     };
     Ok((progress, view))
@@ -126,11 +158,14 @@ pub(super) fn summary(batch: &Job, spec: &BatchSpec) -> (Progress, BatchView) {
         files_done: Some(totals.done.min(files)),
         files_total: Some(files),
     };
+    let (phase, archive_progress) = bundling(batch);
     let view = BatchView {
         total_file_ids: files,
         completed_files: totals.completed,
         failed_files: totals.failed,
         bundle: spec.bundle.map(|b| b.as_str()),
+        phase,
+        archive_progress,
         files: None,
     };
     (progress, view)

@@ -5,6 +5,7 @@ mod api_contract;
 mod batch;
 mod batch_keep;
 mod bundle;
+mod bundle_resume;
 mod callbacks;
 mod cleanup;
 mod events;

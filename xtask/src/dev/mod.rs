@@ -107,12 +107,25 @@ pub async fn run() -> Result<(), BoxError> {
         false => None,
     };
     let (issuer, authorizer) = callers.unzip();
+    let worker_timeout = worker_timeout(&template)?;
+    eprintln!(
+        "dev: the worker's invocations last at most {worker_timeout} s (WORKER_TIMEOUT_SECONDS)"
+    );
     let mut env = function_env(
         &resources,
         origin_template,
         max_receive_count,
         &webhook_secret,
     );
+    env.push(("INVOCATION_TIMEOUT_SECONDS", worker_timeout.to_string()));
+    // Kept alive until make dev stops: the proxy serves while it is held.
+    let _slow_parts = match slow_parts().await? {
+        Some((proxy, endpoint)) => {
+            env.push(("AWS_ENDPOINT_URL_S3", endpoint));
+            Some(proxy)
+        }
+        None => None,
+    };
     env.extend(auth::caller_env(&template, issuer.as_ref())?);
     let pipe = StreamPipe::new(&sdk, &resources.table, &resources.notify_queue_url).await?;
     let (mut watch, functions) =
@@ -263,6 +276,47 @@ async fn origin() -> Result<(Option<Origin>, String), BoxError> {
     Ok((Some(origin), template))
 }
 
+/// The worker's invocation limit: `WORKER_TIMEOUT_SECONDS`, else the template's
+/// `WorkerTimeoutSeconds` (900). cargo lambda's emulator gives no real deadline, so the
+/// worker is told this one (`INVOCATION_TIMEOUT_SECONDS`) and hands over to a continuation
+/// `DEADLINE_MARGIN_MS` before it, as on Lambda: a short one (e.g. 20) shows transfers and
+/// zip archives going on across invocations.
+fn worker_timeout(template: &Template) -> Result<u64, BoxError> {
+    let default = template
+        .parameter_default("WorkerTimeoutSeconds")
+        .unwrap_or_else(|| "900".to_owned());
+    let raw = env_or("WORKER_TIMEOUT_SECONDS", &default);
+    match raw.trim().parse::<u64>() {
+        Ok(seconds) if (5..=900).contains(&seconds) => Ok(seconds),
+        _ => Err(format!("WORKER_TIMEOUT_SECONDS must be 5 to 900 seconds, not {raw:?}").into()),
+    }
+}
+
+/// `HAUL_DEV_UPLOAD_PART_DELAY_MS`: the functions' S3 calls go through a proxy on loopback
+/// (tests/src/faults.rs) that holds each UploadPart this long, so that on a fast machine a
+/// transfer or a zip archive of a few parts still outlasts a short `WORKER_TIMEOUT_SECONDS`
+/// and its hand-overs can be watched (scripts/bundle-e2e.sh). Off by default.
+async fn slow_parts() -> Result<Option<(haul_tests::faults::FaultProxy, String)>, BoxError> {
+    use haul_tests::faults::{Fault, FaultProxy, Rule};
+    let delay: u64 = match env_or("HAUL_DEV_UPLOAD_PART_DELAY_MS", "0").parse() {
+        Ok(ms) => ms,
+        Err(_) => return Err("HAUL_DEV_UPLOAD_PART_DELAY_MS must be milliseconds".into()),
+    };
+    if delay == 0 {
+        return Ok(None);
+    }
+    let proxy = FaultProxy::aws_from_env().await?;
+    proxy.add(Rule::new(
+        "s3.UploadPart",
+        Fault::Delay(Duration::from_millis(delay)),
+    ));
+    let endpoint = proxy.endpoint();
+    eprintln!(
+        "dev: each UploadPart is held {delay} ms (HAUL_DEV_UPLOAD_PART_DELAY_MS, via {endpoint})"
+    );
+    Ok(Some((proxy, endpoint)))
+}
+
 /// The webhook signing key: `HAUL_DEV_WEBHOOK_SECRET` (Standard Webhooks `whsec_...` form), or
 /// one made up now and printed, so that a receiver on 127.0.0.1 can verify deliveries.
 fn dev_webhook_secret() -> String {
@@ -304,7 +358,8 @@ fn function_env(
         // The live stream is served on this same port (the router sends
         // /v1/download/{jobId}/events to it), so views point at it with a path.
         ("STREAM_URL", "/".to_owned()),
-        // cargo lambda's emulator gives invocations a deadline; hand over shortly before it.
+        // Hand over shortly before the invocation limit (INVOCATION_TIMEOUT_SECONDS, from
+        // WORKER_TIMEOUT_SECONDS: cargo lambda's emulator gives no real deadline).
         ("DEADLINE_MARGIN_MS", "3000".to_owned()),
         // Each priority's worker share is its pollers here, as WorkerMaxConcurrency* is on
         // AWS: MaxRunningPerCaller's default (half a share) is taken of these.

@@ -3,22 +3,32 @@
 //! Each source is read back with ranged GETs of one part size (the first one's ETag pins the
 //! rest with `If-Match`), its chunks go through the writer (`zip`, which computes the CRC-32)
 //! straight into a multipart upload (`sink`), so memory holds `parts_in_flight + 1` parts
-//! whatever the sizes. Nothing is kept between attempts: a retry writes the whole archive
-//! again to the same key, and a failed attempt aborts its multipart upload.
+//! whatever the sizes.
+//!
+//! An archive longer than an invocation goes on in the next one, as a transfer does: at part
+//! boundaries the writer's state is kept in a checkpoint (`checkpoint`), and when the
+//! invocation's hand-over time comes the parts in flight are awaited, the checkpoint saved,
+//! and `OutOfTime` returned. The next call resumes the upload from there, and the archive is
+//! the same bytes as one written in one go. A transient failure keeps the checkpoint too; a
+//! permanent one aborts the upload and forgets it.
 
+mod checkpoint;
 mod names;
 mod sink;
+mod write;
 pub mod zip;
 
 pub use names::{UniqueNames, sanitize};
 
 use haul::Services;
-use haul::artifacts::{ArtifactError, ArtifactStore};
+use haul::artifacts::ArtifactError;
 use haul::clock::EpochMs;
 use tokio::sync::watch;
 
+use checkpoint::{Resumable, Saved};
 use sink::PartSink;
-use zip::{DosTime, Finished, ZipError, ZipWriter};
+use write::Bundler;
+use zip::{DosTime, ZipError, ZipWriter};
 
 const MIB: u64 = 1024 * 1024;
 /// S3 allows 10,000 parts; a little room is left for the archive's own bytes.
@@ -45,6 +55,8 @@ pub struct BundleOptions {
     pub force_zip64: bool,
     /// Receives the source bytes copied so far, for a caller's progress writes.
     pub progress: Option<watch::Sender<u64>>,
+    /// When to stop and leave a checkpoint for a continuation (epoch ms); `None`: never.
+    pub hand_over_at: Option<EpochMs>,
 }
 
 impl BundleOptions {
@@ -54,6 +66,7 @@ impl BundleOptions {
             modified,
             force_zip64: false,
             progress: None,
+            hand_over_at: None,
         }
     }
 }
@@ -92,6 +105,13 @@ pub enum BundleError {
     Storage(#[from] ArtifactError),
     #[error("zip: {0}")]
     Zip(#[from] ZipError),
+    /// The hand-over time came: the parts so far and a checkpoint are in S3 for the next
+    /// call. `bytes_done`: archive bytes stored; `resumed_from`: where this call began.
+    #[error("out of time after {bytes_done} bytes of the archive")]
+    OutOfTime { bytes_done: u64, resumed_from: u64 },
+    /// Continuations in a row that got no further (see `retry::MAX_STALLED_CONTINUATIONS`).
+    #[error("{0} invocations in a row ended without writing more of the archive")]
+    NoProgress(u32),
 }
 
 impl BundleError {
@@ -102,11 +122,12 @@ impl BundleError {
 }
 
 /// Writes one ZIP archive of `sources` (in their order) to `dest_key` in the artifacts
-/// bucket. Safe to repeat: the object is written whole or not at all, and an attempt that
-/// fails aborts its multipart upload. Call it inside the function's `aws_calls::as_function`
-/// scope; its S3 calls are GetObject on the sources and PutObject (single or multipart:
-/// CreateMultipartUpload, UploadPart, CompleteMultipartUpload) plus AbortMultipartUpload on
-/// `dest_key`.
+/// bucket, going on from the checkpoint an earlier call left (see the module's comment).
+/// Safe to repeat: the object is written whole or not at all. Call it inside the function's
+/// `aws_calls::as_function` scope; its S3 calls are GetObject on the sources and the
+/// checkpoint, PutObject (single or multipart: CreateMultipartUpload, UploadPart,
+/// ListParts, CompleteMultipartUpload, AbortMultipartUpload) on `dest_key`, and PutObject
+/// and DeleteObject on the checkpoint.
 pub async fn bundle(
     services: &Services,
     sources: &[Source],
@@ -114,32 +135,59 @@ pub async fn bundle(
     options: &BundleOptions,
 ) -> Result<BundleResult, BundleError> {
     let config = &services.config;
+    let artifacts = &services.artifacts;
     let part_size = part_size(sources, config.part_size as u64);
-    let mut bundler = Bundler {
-        artifacts: &services.artifacts,
-        zip: ZipWriter::new(
-            DosTime::from_epoch_ms(options.modified),
-            options.force_zip64,
+    let fingerprint = checkpoint::fingerprint(
+        sources,
+        options.modified,
+        options.force_zip64,
+        &options.content_type,
+        part_size,
+    );
+    let modified = DosTime::from_epoch_ms(options.modified);
+    let resumed = checkpoint::load(artifacts, dest_key, &fingerprint).await?;
+    let sink = PartSink::new(
+        artifacts.clone(),
+        dest_key,
+        &options.content_type,
+        part_size as usize,
+        config.parts_in_flight,
+    );
+    let (zip, sink, from, saved) = match resumed {
+        Some(Resumable { saved, parts }) => {
+            tracing::info!(
+                parts = saved.parts,
+                bytes = saved.bytes(),
+                entry = saved.point.index,
+                "resuming the archive from its checkpoint"
+            );
+            let zip = ZipWriter::restore(modified, options.force_zip64, saved.point.zip.clone());
+            let sink = sink.resume(&saved.upload_id, parts, saved.point.clone());
+            (zip, sink, Some(saved.point.clone()), Some(saved))
+        }
+        None => (
+            ZipWriter::new(modified, options.force_zip64),
+            sink,
+            None,
+            None,
         ),
-        sink: PartSink::new(
-            services.artifacts.clone(),
-            dest_key,
-            &options.content_type,
-            part_size as usize,
-            config.parts_in_flight,
-        ),
-        read_size: part_size,
-        copied: 0,
-        progress: options.progress.as_ref(),
     };
-    let result = bundler.write(sources).await;
-    if result.is_err() {
-        bundler.sink.abort().await;
-    }
-    let (finished, checksum_crc32c) = result?;
+    let mut bundler = Bundler::new(artifacts, sources, zip, sink, part_size, options)
+        .saving(dest_key, &fingerprint);
+    let result = bundler.write(from.as_ref()).await;
+    let ended = match result {
+        Ok(done) => {
+            checkpoint::delete_quietly(artifacts, dest_key).await;
+            done
+        }
+        Err(err) => {
+            return Err(leave(&mut bundler, dest_key, &fingerprint, saved, err).await);
+        }
+    };
+    let (finished, checksum_crc32c) = ended;
     Ok(BundleResult {
         key: dest_key.to_owned(),
-        size: bundler.sink.written(),
+        size: bundler.written(),
         entries: finished
             .entries
             .into_iter()
@@ -154,85 +202,78 @@ pub async fn bundle(
     })
 }
 
+/// What a call that did not finish leaves: a checkpoint for a continuation or a retry (the
+/// upload stays open), or, for an error that would repeat, nothing at all.
+async fn leave(
+    bundler: &mut Bundler<'_>,
+    dest_key: &str,
+    fingerprint: &str,
+    loaded: Option<Saved>,
+    err: BundleError,
+) -> BundleError {
+    let artifacts = bundler.artifacts();
+    let resumed_from = loaded.as_ref().map_or(0, Saved::bytes);
+    let keep = matches!(err, BundleError::OutOfTime { .. }) || err.is_transient();
+    if !keep {
+        bundler.abort().await;
+        checkpoint::delete_quietly(artifacts, dest_key).await;
+        return err;
+    }
+    // Parts in flight land (or fail) before the checkpoint says how far S3 holds.
+    let drained = bundler.drain().await;
+    let Some(mut saved) = bundler.checkpoint(fingerprint) else {
+        // Not a part in S3 to go on from (the writer stops only after sending one, so its
+        // upload failed): a transient failure, retried and bounded as such.
+        bundler.abort().await;
+        return match (err, drained) {
+            (BundleError::OutOfTime { .. }, Err(failed)) => BundleError::Storage(failed),
+            (BundleError::OutOfTime { .. }, Ok(())) => {
+                BundleError::Storage(ArtifactError::new("stopped before a part was stored"))
+            }
+            (err, _) => err,
+        };
+    };
+    let bytes_done = saved.bytes();
+    if let Some(loaded) = &loaded {
+        saved.continuation_bytes = loaded.continuation_bytes;
+        saved.stalled = loaded.stalled;
+    }
+    let err = match (err, drained) {
+        (BundleError::OutOfTime { .. }, Err(failed)) => BundleError::Storage(failed),
+        (BundleError::OutOfTime { .. }, Ok(())) => {
+            let stalled = crate::retry::stalled_after(
+                saved.continuation_bytes,
+                saved.stalled,
+                bytes_done,
+                resumed_from,
+            );
+            if stalled >= crate::MAX_STALLED_CONTINUATIONS {
+                bundler.abort().await;
+                checkpoint::delete_quietly(artifacts, dest_key).await;
+                return BundleError::NoProgress(stalled);
+            }
+            saved.continuation_bytes = Some(bytes_done);
+            saved.stalled = stalled;
+            BundleError::OutOfTime {
+                bytes_done,
+                resumed_from,
+            }
+        }
+        (err, _) => err,
+    };
+    if let Err(failed) = checkpoint::save(artifacts, dest_key, &saved).await {
+        // Without it the next call starts anew, and its own start aborts nothing: end the
+        // upload now rather than leave it to the bucket's lifecycle rule.
+        tracing::warn!(error = %failed, "cannot save the bundle checkpoint");
+        return BundleError::Storage(failed);
+    }
+    err
+}
+
 /// The configured part size, or more when the archive would need more than S3's part count.
 fn part_size(sources: &[Source], configured: u64) -> u64 {
     let overhead: u64 = sources.iter().map(|s| 200 + 2 * s.name.len() as u64).sum();
     let total: u64 = sources.iter().map(|s| s.size).sum::<u64>() + overhead;
     let needed = total.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
     configured.max(needed).max(5 * MIB)
-}
-
-/// One archive being written.
-struct Bundler<'a> {
-    artifacts: &'a ArtifactStore,
-    zip: ZipWriter,
-    sink: PartSink,
-    /// The size of each ranged GET (one part: a failed range costs little).
-    read_size: u64,
-    /// Source bytes copied so far.
-    copied: u64,
-    progress: Option<&'a watch::Sender<u64>>,
-}
-
-impl Bundler<'_> {
-    /// Every entry, the central directory, and the upload's completion.
-    async fn write(
-        &mut self,
-        sources: &[Source],
-    ) -> Result<(Finished, Option<String>), BundleError> {
-        for source in sources {
-            let header = self.zip.start_entry(&source.name, source.size)?;
-            self.sink.write(&header).await?;
-            self.copy(source).await?;
-            let (descriptor, _) = self.zip.finish_entry()?;
-            self.sink.write(&descriptor).await?;
-        }
-        let finished = self.zip.finish()?;
-        self.sink.write(&finished.tail).await?;
-        let checksum = self.sink.finish().await?;
-        Ok((finished, checksum))
-    }
-
-    /// Streams one source into the open entry, one ranged GET of `read_size` at a time.
-    async fn copy(&mut self, source: &Source) -> Result<(), BundleError> {
-        let mut offset = 0u64;
-        let mut e_tag: Option<String> = None;
-        loop {
-            // An empty object has no byte to ask a range of.
-            let range =
-                (source.size > 0).then(|| (offset, (offset + self.read_size).min(source.size) - 1));
-            let read = self
-                .artifacts
-                .get(&source.key, range, e_tag.as_deref())
-                .await?;
-            let mut read = read.ok_or_else(|| BundleError::Missing {
-                key: source.key.clone(),
-            })?;
-            if read.total != Some(source.size) {
-                return Err(BundleError::Changed {
-                    key: source.key.clone(),
-                    detail: format!("{:?} bytes in S3, {} expected", read.total, source.size),
-                });
-            }
-            e_tag = e_tag.or(read.e_tag.take());
-            let end = offset + read.length;
-            while let Some(chunk) = read.next_chunk().await {
-                let chunk = chunk?;
-                self.zip.data(&chunk)?;
-                self.sink.write(&chunk).await?;
-                offset += chunk.len() as u64;
-                self.copied += chunk.len() as u64;
-            }
-            if offset != end {
-                let detail = format!("{}: the read ended at byte {offset} of {end}", source.key);
-                return Err(BundleError::Storage(ArtifactError::new(detail)));
-            }
-            if let Some(progress) = self.progress {
-                progress.send_replace(self.copied);
-            }
-            if offset >= source.size {
-                return Ok(());
-            }
-        }
-    }
 }

@@ -57,6 +57,11 @@ pub struct UniqueNames {
 }
 
 impl UniqueNames {
+    /// Marks `name`, given out by an earlier writer of the same archive, as taken.
+    pub fn reserve(&mut self, name: &str) {
+        self.taken.insert(name.to_lowercase());
+    }
+
     /// `raw` sanitized, with ` (2)`, ` (3)`… before the extension when already taken.
     pub fn claim(&mut self, raw: &str) -> String {
         let name = sanitize(raw);

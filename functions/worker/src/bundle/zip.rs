@@ -8,6 +8,7 @@
 //! 0xFFFFFFFF or there are 65535 entries or more, or everywhere with `force_zip64`.
 
 use crc_fast::{CrcAlgorithm, Digest};
+use serde::{Deserialize, Serialize};
 
 use super::names::UniqueNames;
 
@@ -45,7 +46,7 @@ pub enum ZipError {
 }
 
 /// One finished entry, as the central directory needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// The name in the archive (sanitized, unique).
     pub name: String,
@@ -74,6 +75,27 @@ struct Open {
     crc: Digest,
     offset: u64,
     zip64_local: bool,
+}
+
+/// The entry being written, as a checkpoint keeps it: the CRC's running state (not its
+/// final value) carries on over the rest of the data in a later invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenState {
+    pub name: String,
+    pub expected: u64,
+    pub written: u64,
+    pub crc_state: u64,
+    pub offset: u64,
+    zip64_local: bool,
+}
+
+/// Everything the writer knows at a point between two of its outputs: enough to go on
+/// from there in another process, byte for byte as if it had never stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZipState {
+    pub entries: Vec<Entry>,
+    pub open: Option<OpenState>,
+    pub offset: u64,
 }
 
 /// A DOS date and time (local time; the archive uses UTC), to the even second.
@@ -150,6 +172,50 @@ impl ZipWriter {
     /// Bytes handed out so far.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The writer as it stands, for a checkpoint.
+    pub fn state(&self) -> ZipState {
+        ZipState {
+            entries: self.entries.clone(),
+            open: self.open.as_ref().map(|open| OpenState {
+                name: open.name.clone(),
+                expected: open.expected,
+                written: open.written,
+                crc_state: open.crc.get_state(),
+                offset: open.offset,
+                zip64_local: open.zip64_local,
+            }),
+            offset: self.offset,
+        }
+    }
+
+    /// A writer that goes on from `state` (see [`ZipWriter::state`]); the names given out
+    /// before stay taken.
+    pub fn restore(modified: DosTime, force_zip64: bool, state: ZipState) -> Self {
+        let mut names = UniqueNames::default();
+        for name in state.entries.iter().map(|e| &e.name) {
+            names.reserve(name);
+        }
+        let open = state.open.map(|open| {
+            names.reserve(&open.name);
+            Open {
+                crc: Digest::new_with_init_state(CrcAlgorithm::Crc32IsoHdlc, open.crc_state),
+                name: open.name,
+                expected: open.expected,
+                written: open.written,
+                offset: open.offset,
+                zip64_local: open.zip64_local,
+            }
+        });
+        Self {
+            entries: state.entries,
+            names,
+            open,
+            offset: state.offset,
+            force_zip64,
+            modified,
+        }
     }
 
     /// Opens an entry of exactly `size` bytes; returns its local header. `name` is sanitized
