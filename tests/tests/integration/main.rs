@@ -24,6 +24,7 @@ mod stream;
 mod stream_shares;
 mod stream_template;
 mod template;
+mod traces;
 mod webhook_template;
 mod webhooks;
 mod worker;

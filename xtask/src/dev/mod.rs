@@ -248,7 +248,11 @@ fn function_env(
     max_receive_count: u32,
     webhook_secret: &str,
 ) -> Vec<(&'static str, String)> {
-    vec![
+    // Spans go where the developer's OTLP settings say (none set: nowhere), as on AWS.
+    let otlp = OTLP_SETTINGS
+        .iter()
+        .filter_map(|name| Some((*name, std::env::var(name).ok()?)));
+    let mut env = vec![
         ("NOTIFY_QUEUE_URL", resources.notify_queue_url.clone()),
         // Development only: receivers on loopback without TLS, and the key from the
         // environment instead of Secrets Manager. template.yaml sets none of these.
@@ -276,8 +280,22 @@ fn function_env(
         ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
         // The per-caller settings (limits, who may ask for high, the stream's tokens) are
         // auth::caller_env's.
-    ]
+    ];
+    env.extend(otlp);
+    env
 }
+
+/// The exporter's variables (shared/src/otel/settings.rs) make dev passes to the functions.
+const OTLP_SETTINGS: [&str; 8] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
+];
 
 /// A loopback port free now, for cargo lambda watch behind the authorizer's front.
 fn free_port() -> Result<String, BoxError> {
