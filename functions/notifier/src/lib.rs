@@ -182,12 +182,7 @@ impl Notifier {
         seen: &Delivery,
         now: EpochMs,
     ) -> Outcome {
-        // The job's trace, read from its record: the stream and the pipe carry no headers.
-        let kind = haul::otel::Kind::Consumer;
-        let name = format!("notify {}", event.as_str());
-        let tracer = &self.services.tracer;
-        let mut span = tracer.start("haul-notifier", name, kind, job.trace.as_ref());
-        span.set("job.id", job.id.to_string());
+        let mut span = self.span(&job, event);
         let keys = match self.keys.keys().await {
             Ok(keys) => keys,
             Err(err) => {
@@ -252,6 +247,17 @@ impl Notifier {
                 Outcome::Retry
             }
         }
+    }
+
+    /// The notification's span, in the job's trace as its record keeps it: the table's stream
+    /// and the pipe carry no headers.
+    fn span(&self, job: &Job, event: WebhookEvent) -> haul::otel::Span {
+        let kind = haul::otel::Kind::Consumer;
+        let name = format!("notify {}", event.as_str());
+        let tracer = &self.services.tracer;
+        let mut span = tracer.start("haul-notifier", name, kind, job.trace.as_ref());
+        span.set("job.id", job.id.to_string());
+        span
     }
 
     /// One request to the receiver, as a client span of the notification's.
