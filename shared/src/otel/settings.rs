@@ -109,15 +109,36 @@ fn headers(raw: &str) -> Result<Vec<(String, String)>, ConfigError> {
                 reason: "key=value pairs separated by commas".into(),
             })?;
             let key = key.trim();
+            // Values are percent-encoded, as the specification says (`Basic%20...`).
+            let value = percent_decoded(value.trim());
             let valid = http::HeaderName::from_bytes(key.as_bytes()).is_ok()
-                && http::HeaderValue::from_str(value.trim()).is_ok();
+                && value
+                    .as_deref()
+                    .is_some_and(|v| http::HeaderValue::from_str(v).is_ok());
             if !valid {
                 return Err(ConfigError::Invalid {
                     name: "OTEL_EXPORTER_OTLP_HEADERS",
                     reason: format!("the header {key:?} is not a valid HTTP header"),
                 });
             }
-            Ok((key.to_owned(), value.trim().to_owned()))
+            Ok((key.to_owned(), value.unwrap_or_default()))
         })
         .collect()
+}
+
+/// `%XX` escapes decoded; `None` for a broken escape or a result that is not UTF-8.
+fn percent_decoded(raw: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(raw.len());
+    let mut rest = raw.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }

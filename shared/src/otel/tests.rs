@@ -62,14 +62,18 @@ fn the_endpoint_gets_v1_traces_and_the_traces_endpoint_is_taken_as_given() {
         ),
         (
             "OTEL_EXPORTER_OTLP_HEADERS",
-            "api-key=secret-value, x-team = a",
+            "api-key=secret-value, authorization = Basic%20a2V5",
         ),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
     ]);
     let exact = exact.unwrap().unwrap();
     assert_eq!(exact.url, "https://otlp.example.com/t");
     assert_eq!(exact.timeout, std::time::Duration::from_millis(2500));
-    assert_eq!(exact.headers[1], ("x-team".to_owned(), "a".to_owned()));
+    let authorization = ("authorization".to_owned(), "Basic a2V5".to_owned());
+    assert_eq!(
+        exact.headers[1], authorization,
+        "values are percent-decoded"
+    );
     let shown = format!("{exact:?}");
     assert!(
         shown.contains("api-key") && !shown.contains("secret-value"),
@@ -84,6 +88,7 @@ fn an_unusable_endpoint_protocol_header_or_timeout_is_refused() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://127.0.0.1"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_HEADERS", "no-equals-sign"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "key=broken%2"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
     ] {
         // The bad setting first: the lookup takes the first of a name.
