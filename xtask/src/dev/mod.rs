@@ -248,10 +248,6 @@ fn function_env(
     max_receive_count: u32,
     webhook_secret: &str,
 ) -> Vec<(&'static str, String)> {
-    // Spans go where the developer's OTLP settings say (none set: nowhere), as on AWS.
-    let otlp = OTLP_SETTINGS
-        .iter()
-        .filter_map(|name| Some((*name, std::env::var(name).ok()?)));
     let mut env = vec![
         ("NOTIFY_QUEUE_URL", resources.notify_queue_url.clone()),
         // Development only: receivers on loopback without TLS, and the key from the
@@ -281,8 +277,17 @@ fn function_env(
         // The per-caller settings (limits, who may ask for high, the stream's tokens) are
         // auth::caller_env's.
     ];
-    env.extend(otlp);
+    // Spans go where the developer's OTLP settings say (none set: nowhere), as on AWS.
+    env.extend(otlp_env(|name| std::env::var(name).ok()));
     env
+}
+
+/// The OTLP settings among the variables `var` gives.
+fn otlp_env(var: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+    OTLP_SETTINGS
+        .iter()
+        .filter_map(|name| Some((*name, var(name)?)))
+        .collect()
 }
 
 /// The exporter's variables (shared/src/otel/settings.rs) make dev passes to the functions.
@@ -352,5 +357,23 @@ async fn wait_healthy(http: &reqwest::Client, api: &str) -> Result<(), BoxError>
             return Err("the API did not become healthy".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn make_dev_hands_the_otlp_settings_it_was_given_to_the_functions() {
+        let given = |name: &str| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4318".to_owned())
+        };
+        assert_eq!(
+            super::otlp_env(given),
+            [(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://127.0.0.1:4318".to_owned()
+            )]
+        );
+        assert!(super::otlp_env(|_| None).is_empty());
     }
 }
