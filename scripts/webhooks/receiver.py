@@ -66,6 +66,7 @@ def main() -> None:
                     "timestamp": headers.get("webhook-timestamp"),
                     "signature": headers.get("webhook-signature"),
                     "traceparent": headers.get("traceparent"),
+                    "tracestate": headers.get("tracestate"),
                     "verified": verified,
                     "answered": status,
                     "body": parsed,

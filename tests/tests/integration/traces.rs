@@ -138,6 +138,10 @@ async fn one_job_with_a_callback_is_one_trace_from_the_clients_traceparent_to_th
         delivery["traceparent"],
         format!("00-{TRACE}-{}-01", post.span_id)
     );
+    assert_eq!(
+        delivery["tracestate"], "client=1",
+        "the client's tracestate, as it was"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
