@@ -65,6 +65,8 @@ def main() -> None:
                     "id": headers.get("webhook-id"),
                     "timestamp": headers.get("webhook-timestamp"),
                     "signature": headers.get("webhook-signature"),
+                    "traceparent": headers.get("traceparent"),
+                    "tracestate": headers.get("tracestate"),
                     "verified": verified,
                     "answered": status,
                     "body": parsed,

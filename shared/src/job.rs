@@ -285,8 +285,9 @@ pub struct Job {
     /// Where the job's file goes in the bucket: random, drawn at creation (see
     /// `ArtifactStore::new_key`).
     pub artifact_key: String,
-    /// The W3C trace the job was started in (the client's `traceparent`, or a new one).
-    pub trace_id: Option<crate::trace::TraceId>,
+    /// The W3C trace the job was started in, with initiate's span as the parent of the work
+    /// it causes (the client's `traceparent` and `tracestate`, or a new trace).
+    pub trace: Option<crate::trace::TraceContext>,
     /// Where the job's terminal events are sent (`callbackUrl` at initiate).
     pub callback_url: Option<crate::webhook::CallbackUrl>,
     /// Each event's delivery, once the notifier started it.
@@ -349,7 +350,7 @@ impl Job {
             failure: None,
             checkpoint: None,
             artifact_key: crate::artifacts::ArtifactStore::new_key(),
-            trace_id: None,
+            trace: None,
             callback_url: None,
             deliveries: Default::default(),
             parent: None,
@@ -366,7 +367,7 @@ impl Job {
     pub fn child_of(batch: &Job, file: crate::batch::BatchFile, now: EpochMs) -> Self {
         let mut child = Self::new_from(file.job, Source::File(file.file_id), None, now);
         child.parent = Some(batch.id);
-        child.trace_id = batch.trace_id;
+        child.trace = batch.trace.clone();
         // A batch's files go through the batch's priority's queue.
         child.priority = batch.priority;
         // ...and hold the slots the batch reserved for them in its caller's share.
@@ -407,8 +408,8 @@ impl Job {
         Some((event, delivery))
     }
 
-    pub fn in_trace(mut self, trace_id: crate::trace::TraceId) -> Self {
-        self.trace_id = Some(trace_id);
+    pub fn in_trace(mut self, trace: crate::trace::TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 

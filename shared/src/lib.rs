@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod job;
 pub mod jwt;
 pub mod metrics;
+pub mod otel;
 pub mod presign;
 pub mod priority;
 pub mod problem;

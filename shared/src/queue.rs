@@ -2,16 +2,22 @@
 //! holds slots in its caller's share, the share (so the worker checks the caller's running
 //! slots before it claims, without reading the job first).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{MessageAttributeValue, QueueAttributeName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use crate::job::{Job, JobId};
+use crate::trace::TraceContext;
+
+/// The message attributes that carry a work message's trace (W3C names).
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
 
 /// The body of a work message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +31,10 @@ pub struct WorkMessage {
     /// The job's priority, whose running slots the share counts (with `share`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<crate::priority::Priority>,
+    /// The job's trace: sent as the `traceparent` and `tracestate` message attributes, where
+    /// tracing tools look for it, never in the body.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
 }
 
 impl WorkMessage {
@@ -37,6 +47,7 @@ impl WorkMessage {
             job_id: job.id,
             priority: share.as_ref().map(|_| job.priority),
             share,
+            trace: job.trace.clone(),
         }
     }
 }
@@ -122,6 +133,7 @@ impl JobQueue {
             job_id,
             share: None,
             priority: None,
+            trace: None,
         })
         .await
     }
@@ -141,9 +153,59 @@ impl JobQueue {
             .queue_url(&self.queue_url)
             .message_body(body)
             .set_message_group_id(message.share.clone())
+            .set_message_attributes(message.trace.as_ref().map(trace_attributes))
             .send()
             .await
             .map_err(|e| QueueError(DisplayErrorContext(e).to_string()))?;
         Ok(())
+    }
+}
+
+/// `trace` as message attributes.
+fn trace_attributes(trace: &TraceContext) -> HashMap<String, MessageAttributeValue> {
+    let text = |value: &str| {
+        MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(value)
+            .build()
+    };
+    let mut attributes = HashMap::new();
+    if let Ok(parent) = text(&trace.traceparent()) {
+        attributes.insert(TRACEPARENT.to_owned(), parent);
+    }
+    if let Some(Ok(state)) = trace.state.as_deref().map(text) {
+        attributes.insert(TRACESTATE.to_owned(), state);
+    }
+    attributes
+}
+
+/// The trace a received message carries, if any, from its string attributes by name.
+pub fn trace_of<'a>(attribute: impl Fn(&str) -> Option<&'a str>) -> Option<TraceContext> {
+    TraceContext::parse(attribute(TRACEPARENT)?, attribute(TRACESTATE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_work_message_carries_its_trace_as_attributes_not_in_its_body() {
+        let trace = TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("vendor=1"),
+        );
+        let job = Job::new_from(
+            JobId::new_random(),
+            crate::source::Source::File(crate::job::FileId::new(7).unwrap()),
+            None,
+            0,
+        )
+        .in_trace(trace.clone().unwrap());
+        let message = WorkMessage::of(&job);
+        let body = serde_json::to_string(&message).unwrap();
+        assert!(!body.contains("4bf92f35"), "{body}");
+        let attributes = trace_attributes(message.trace.as_ref().unwrap());
+        let read = trace_of(|name| attributes.get(name)?.string_value());
+        assert_eq!(read, trace);
     }
 }

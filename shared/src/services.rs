@@ -28,6 +28,8 @@ pub struct Services {
     pub artifacts: ArtifactStore,
     /// Job starts per caller (initiate).
     pub rate: RateLimiter,
+    /// Spans, exported when `config.otlp` says where (else nothing is built).
+    pub tracer: crate::otel::Tracer,
 }
 
 /// The HTTP client of every SDK client: hyper 1 with rustls on ring, the same HTTP and TLS
@@ -163,6 +165,7 @@ impl Services {
             jobs: JobStore::new(dynamodb, &config.table_name, config.retention),
             queues: JobQueues::new(queue, &config),
             artifacts: ArtifactStore::new(s3, &config.bucket, sdk),
+            tracer: crate::otel::Tracer::new(config.otlp.as_ref()),
             config,
         }
     }

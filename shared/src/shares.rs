@@ -200,6 +200,8 @@ pub async fn leave_running(services: &crate::Services, slot: &Slot) {
             job_id: next,
             share: Some(slot.key.as_str().to_owned()),
             priority: Some(slot.priority),
+            // Not read here: the worker continues the job's trace from its record.
+            trace: None,
         };
         match services
             .queues

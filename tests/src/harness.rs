@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::SqsMessage;
+use aws_lambda_events::event::sqs::{SqsMessage, SqsMessageAttribute};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use haul::{Config, JobId, Services};
 use haul_worker::{Outcome, Worker};
@@ -123,6 +123,13 @@ pub fn lambda_record(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
         .into_iter()
         .map(|(k, v)| (k.as_str().to_owned(), v))
         .collect();
+    // Lambda hands the string attributes on (the trace's `traceparent` among them).
+    for (name, value) in message.message_attributes.clone().unwrap_or_default() {
+        let mut attribute = SqsMessageAttribute::default();
+        attribute.data_type = Some(value.data_type);
+        attribute.string_value = value.string_value;
+        record.message_attributes.insert(name, attribute);
+    }
     record
 }
 
@@ -180,6 +187,7 @@ pub async fn deliver_up_to(
         .max_number_of_messages(batch_size)
         .wait_time_seconds(wait_secs)
         .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
         .send()
         .await?;
     let messages = received.messages.unwrap_or_default();

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod notify;
 pub mod oidc;
 pub mod origin;
+pub mod otlp;
 pub mod pipe;
 pub mod provision;
 pub mod receiver;

@@ -67,6 +67,7 @@ impl Notifications {
             .max_number_of_messages(10)
             .wait_time_seconds(wait_secs)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await?;
         let records: Vec<SqsMessage> = received

@@ -19,7 +19,7 @@ use haul::response::{request_path, serve};
 use haul::shares::ShareKey;
 use haul::source::Source;
 use haul::store::{Created, KeyClaim, Reservation, StoreError};
-use haul::trace::TraceId;
+use haul::trace::TraceContext;
 use haul::{ApiError, Job, JobId, Owner, Priority, Services};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -28,7 +28,8 @@ use tracing::Instrument;
 
 mod retry;
 
-/// W3C Trace Context: read from the request, kept on the job, answered back.
+/// W3C Trace Context: read from the request (with `tracestate`), kept on the job, carried
+/// on to the worker and the webhook, answered back.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -72,14 +73,30 @@ pub(crate) fn status_url(id: JobId) -> String {
 }
 
 pub async fn handle(services: &Services, request: Request) -> Response<Body> {
-    let span = tracing::info_span!("initiate", trace_id = tracing::field::Empty);
-    let answer = serve(request, |request| initiate(services, request));
-    haul::aws_calls::as_function("initiate", answer)
-        .instrument(span)
-        .await
+    let parent = haul::otel::incoming(request.headers());
+    let kind = haul::otel::Kind::Server;
+    let name = "POST /v1/download/initiate";
+    let mut span = services
+        .tracer
+        .start("haul-initiate", name, kind, parent.as_ref());
+    let trace = span.context().clone();
+    let log = tracing::info_span!("initiate", trace_id = %trace.trace_id);
+    let answer = serve(request, |request| initiate(services, request, trace));
+    let response = haul::aws_calls::as_function("initiate", answer)
+        .instrument(log)
+        .await;
+    span.answered(response.status().as_u16());
+    drop(span);
+    // Before the answer leaves: Lambda freezes the process once it has.
+    services.tracer.flush().await;
+    response
 }
 
-async fn initiate(services: &Services, request: Request) -> Result<Response<Body>, ApiError> {
+async fn initiate(
+    services: &Services,
+    request: Request,
+    trace: TraceContext,
+) -> Result<Response<Body>, ApiError> {
     let path = request_path(&request);
     match download_route(&path) {
         Some(Route::Initiate) => {}
@@ -98,10 +115,8 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     let owner = caller(&request)?;
     // Before anything is read, written or spent: a refused priority costs the caller nothing.
     entitled(services, input.priority, &request)?;
-    let trace = haul::request::traceparent(&request)?
-        .and_then(TraceId::from_traceparent)
-        .unwrap_or_else(TraceId::new_random);
-    tracing::Span::current().record("trace_id", tracing::field::display(trace));
+    // Over 512 characters is no trace context: refused (400), as the contract says.
+    haul::request::traceparent(&request)?;
     let now = now_ms();
     let who = rate_caller(&request, owner.as_ref());
     let start = Start {
@@ -122,12 +137,12 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
     .with_callback(input.callback_url.clone())
     .with_priority(input.priority)
     .in_share(start.share.clone())
-    .in_trace(trace);
+    .in_trace(trace.clone());
     let body = serde_json::to_string(&Accepted::of(&job, &services.config.stream))
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     if let Some((job_id, response)) = store(services, &job, &start, &body).await? {
         tracing::info!(job_id = %job_id, "idempotent replay");
-        return accepted(job_id, response, true, trace);
+        return accepted(job_id, response, true, &trace);
     }
     // The job is durable now. If the message is lost, cleanup re-drives queued jobs that never
     // started, so the client still gets its 202 and the job still runs.
@@ -135,7 +150,7 @@ async fn initiate(services: &Services, request: Request) -> Result<Response<Body
         tracing::warn!(job_id = %job.id, error = %err, "enqueue failed; cleanup will re-drive");
     }
     tracing::info!(job_id = %job.id, source = %job.source, "job accepted");
-    accepted(job.id, body, false, trace)
+    accepted(job.id, body, false, &trace)
 }
 
 /// A start as the caller asked for it.
@@ -377,7 +392,7 @@ pub(crate) fn accepted(
     id: JobId,
     body: String,
     replayed: bool,
-    trace: TraceId,
+    trace: &TraceContext,
 ) -> Result<Response<Body>, ApiError> {
     let mut response = Response::builder()
         .header(TRACEPARENT_HEADER, trace.traceparent())

@@ -13,7 +13,7 @@
 use haul::clock::now_ms;
 use haul::request::{caller, parse_job_id, rate_caller};
 use haul::store::{Reservation, StoreError};
-use haul::trace::TraceId;
+use haul::trace::TraceContext;
 use haul::{ApiError, Services};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
@@ -77,6 +77,7 @@ pub(crate) async fn retry(
     tracing::info!(job_id = %job.id, redrives = job.redrives, "failed job retried");
     let body = serde_json::to_string(&Accepted::of(&job, &config.stream))
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let trace = job.trace_id.unwrap_or_else(TraceId::new_random);
-    accepted(job.id, body, false, trace)
+    // The job keeps the trace its client started it in.
+    let trace = job.trace.clone().unwrap_or_else(TraceContext::new_root);
+    accepted(job.id, body, false, &trace)
 }

@@ -76,6 +76,9 @@ pub struct Request<'a> {
     pub webhook_id: &'a str,
     pub timestamp: i64,
     pub body: Vec<u8>,
+    /// The request's own span, sent as `traceparent` (and the job's `tracestate`), so the
+    /// receiver's work joins the job's trace.
+    pub trace: Option<&'a haul::trace::TraceContext>,
 }
 
 pub async fn attempt(
@@ -92,8 +95,14 @@ pub async fn attempt(
         };
     }
     let signature = keys.signature_header(request.webhook_id, request.timestamp, &request.body);
-    let sent = client
-        .post(request.url.as_url().clone())
+    let mut post = client.post(request.url.as_url().clone());
+    if let Some(trace) = request.trace {
+        post = post.header("traceparent", trace.traceparent());
+        if let Some(state) = &trace.state {
+            post = post.header("tracestate", state);
+        }
+    }
+    let sent = post
         .header("content-type", "application/json")
         .header("webhook-id", request.webhook_id)
         .header("webhook-timestamp", request.timestamp.to_string())

@@ -111,6 +111,8 @@ impl Notifier {
                 response.batch_item_failures.push(failure);
             }
         }
+        // Before the invocation returns: Lambda freezes the process after that.
+        self.services.tracer.flush().await;
         response
     }
 
@@ -199,6 +201,7 @@ impl Notifier {
         seen: &Delivery,
         now: EpochMs,
     ) -> Outcome {
+        let mut span = self.span(&job, event);
         let keys = match self.keys.keys().await {
             Ok(keys) => keys,
             Err(err) => {
@@ -235,10 +238,11 @@ impl Notifier {
             webhook_id: &webhook_id,
             timestamp: now / 1000,
             body,
+            trace: None,
         };
-        let callbacks = &self.services.config.callbacks;
-        let result = deliver::attempt(&self.http, callbacks, &keys, request).await;
+        let result = self.post(request, &keys, span.context()).await;
         let (record, outcome) = self.settled(&claimed, &result, now_ms());
+        span.set("haul.delivery", record.state.as_str());
         // The detail (OS error, refused address) is the operator's, never the record's.
         let detail = match &result {
             Attempt::Retry { error, .. } | Attempt::GiveUp { error, .. } => {
@@ -262,6 +266,56 @@ impl Notifier {
                 Outcome::Retry
             }
         }
+    }
+
+    /// The notification's span, in the job's trace as its record keeps it: the table's stream
+    /// and the pipe carry no headers.
+    fn span(&self, job: &Job, event: WebhookEvent) -> haul::otel::Span {
+        let kind = haul::otel::Kind::Consumer;
+        let name = format!("notify {}", event.as_str());
+        let tracer = &self.services.tracer;
+        let mut span = tracer.start("haul-notifier", name, kind, job.trace.as_ref());
+        span.set("job.id", job.id.to_string());
+        span
+    }
+
+    /// One request to the receiver, as a client span of the notification's.
+    async fn post(
+        &self,
+        mut request: deliver::Request<'_>,
+        keys: &haul::webhook::SigningKeys,
+        parent: &haul::trace::TraceContext,
+    ) -> Attempt {
+        let kind = haul::otel::Kind::Client;
+        let mut span = self
+            .services
+            .tracer
+            .start("haul-notifier", "POST", kind, Some(parent));
+        span.set("http.request.method", "POST");
+        if let Some(host) = request.url.as_url().host_str() {
+            // The host only: a callback URL's path and query may hold the receiver's secret.
+            span.set("server.address", host.to_owned());
+        }
+        let context = span.context().clone();
+        request.trace = Some(&context);
+        let callbacks = &self.services.config.callbacks;
+        let result = deliver::attempt(&self.http, callbacks, keys, request).await;
+        match &result {
+            Attempt::Delivered(status)
+            | Attempt::Retry {
+                status: Some(status),
+                ..
+            }
+            | Attempt::GiveUp {
+                status: Some(status),
+                ..
+            } => span.answered(*status),
+            Attempt::Retry { error, .. } | Attempt::GiveUp { error, .. } => {
+                let why = error.as_ref().map_or("no answer", |e| e.why.as_str());
+                span.fail(why);
+            }
+        }
+        result
     }
 
     /// The Standard Webhooks payload: `type`, `timestamp` and the status view as `data` (for

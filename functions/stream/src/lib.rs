@@ -68,9 +68,19 @@ impl App {
 }
 
 pub async fn handle(app: &App, request: Request) -> Response<EventBody> {
+    // The span covers opening the stream (checks, the first read), up to its head: the body
+    // streams on after the handler returns, when nothing can flush any more.
+    let parent = haul::otel::incoming(request.headers());
+    let tracer = &app.services.tracer;
+    let kind = haul::otel::Kind::Server;
+    let name = "GET /v1/download/{jobId}/events";
+    let mut span = tracer.start("haul-stream", name, kind, parent.as_ref());
     let mut frames = None;
     let head = serve(request, |request| open(app, request, &mut frames));
     let head = haul::aws_calls::as_function("stream", head).await;
+    span.answered(head.status().as_u16());
+    drop(span);
+    tracer.flush().await;
     let (parts, body) = head.into_parts();
     let body = match frames {
         Some(frames) => StreamBody::new(frames),

@@ -181,6 +181,8 @@ impl Worker {
                 response.add_failure(record.message_id.clone().unwrap_or_default());
             }
         }
+        // Before the invocation returns: Lambda freezes the process after that.
+        self.services.tracer.flush().await;
         response
     }
 }

@@ -44,6 +44,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How one attempt runs: until when, under which heartbeat, in which trace (the message's).
+#[derive(Default)]
+pub(crate) struct Run<'a> {
+    pub deadline: Option<EpochMs>,
+    pub heartbeat: Option<&'a Heartbeat>,
+    pub trace: Option<haul::trace::TraceContext>,
+}
+
 impl Worker {
     pub async fn handle_record(&self, record: &SqsMessage, deadline: Option<EpochMs>) -> Outcome {
         let body = record.body.as_deref().unwrap_or("");
@@ -65,7 +73,15 @@ impl Worker {
                     .as_deref()
                     .map(|handle| self.keep_hidden(queue.clone(), handle.to_owned()));
                 let slot = haul::shares::Slot::of_message(&message);
-                self.process_job(message.job_id, slot, deadline, heartbeat.as_ref())
+                let trace = haul::queue::trace_of(|name| {
+                    record.message_attributes.get(name)?.string_value.as_deref()
+                });
+                let run = Run {
+                    deadline,
+                    heartbeat: heartbeat.as_ref(),
+                    trace,
+                };
+                self.process_job(message.job_id, slot, run)
                     .instrument(span)
                     .await
             }

@@ -10,7 +10,7 @@ use haul::store::{Entered, StoreError};
 use haul::{Job, JobId, JobStatus};
 
 use crate::lease::{Lease, LeaseError};
-use crate::message::Heartbeat;
+use crate::message::{Heartbeat, Run};
 use crate::{Outcome, TransferError, Worker};
 
 /// What the caller's share says about an attempt.
@@ -37,29 +37,21 @@ impl Worker {
     /// Works on job `id` as for a message without a receipt handle (no heartbeat) and without
     /// a share (no running-slot check).
     pub async fn process(&self, id: JobId, deadline: Option<EpochMs>) -> Outcome {
-        self.process_job(id, None, deadline, None).await
+        let run = Run {
+            deadline,
+            ..Run::default()
+        };
+        self.process_job(id, None, run).await
     }
 
-    pub(crate) async fn process_job(
-        &self,
-        id: JobId,
-        slot: Option<Slot>,
-        deadline: Option<EpochMs>,
-        heartbeat: Option<&Heartbeat>,
-    ) -> Outcome {
-        haul::aws_calls::as_function("worker", self.in_share(id, slot, deadline, heartbeat)).await
+    pub(crate) async fn process_job(&self, id: JobId, slot: Option<Slot>, run: Run<'_>) -> Outcome {
+        haul::aws_calls::as_function("worker", self.in_share(id, slot, run)).await
     }
 
     /// Runs the attempt inside one of its caller's running slots of the job's priority, or
     /// parks the job (the message is done with, no attempt spent) when the caller has none
     /// free: the attempt that frees one sends it back.
-    async fn in_share(
-        &self,
-        id: JobId,
-        slot: Option<Slot>,
-        deadline: Option<EpochMs>,
-        heartbeat: Option<&Heartbeat>,
-    ) -> Outcome {
+    async fn in_share(&self, id: JobId, slot: Option<Slot>, run: Run<'_>) -> Outcome {
         let taken = match slot {
             Some(slot) => match self.take_slot(&slot).await {
                 Gate::Took => Some(slot),
@@ -70,7 +62,7 @@ impl Worker {
             },
             None => None,
         };
-        let outcome = self.work_on(id, deadline, heartbeat).await;
+        let outcome = self.traced(id, run).await;
         if let Some(slot) = taken {
             haul::shares::leave_running(&self.services, &slot).await;
         }
@@ -118,11 +110,26 @@ impl Worker {
         }
     }
 
+    /// One attempt as a span of the job's trace: the message's, or (a message sent without
+    /// one, e.g. a woken job's) the record's.
+    async fn traced(&self, id: JobId, run: Run<'_>) -> Outcome {
+        let tracer = &self.services.tracer;
+        let kind = haul::otel::Kind::Consumer;
+        let mut span = tracer.start("haul-worker", "worker attempt", kind, run.trace.as_ref());
+        span.set("job.id", id.to_string());
+        let outcome = self
+            .work_on(id, run.deadline, run.heartbeat, &mut span)
+            .await;
+        span.set("haul.outcome", format!("{outcome:?}"));
+        outcome
+    }
+
     async fn work_on(
         &self,
         id: JobId,
         deadline: Option<EpochMs>,
         heartbeat: Option<&Heartbeat>,
+        span: &mut haul::otel::Span,
     ) -> Outcome {
         // Stop early enough to record where we are and hand over before Lambda's cut-off.
         let hand_over_at =
@@ -133,16 +140,18 @@ impl Worker {
         };
         let (lease, job) = match self.claim(id).await {
             Ok((lease, job)) if job.is_batch() => {
+                adopt(span, &job);
                 return self.fan_out_batch(lease, &job, step).await;
             }
             Ok(claimed) => claimed,
-            Err(Claimed::RunningBatch(batch)) => return self.advance_batch(&batch, step).await,
+            Err(Claimed::RunningBatch(batch)) => {
+                adopt(span, &batch);
+                return self.advance_batch(&batch, step).await;
+            }
             Err(Claimed::Not(outcome)) => return outcome,
         };
-        if let Some(trace) = job.trace_id {
-            // Every line of this attempt carries the trace the client started the job in.
-            tracing::Span::current().record("trace_id", tracing::field::display(trace));
-        }
+        adopt(span, &job);
+        span.set("haul.attempt", i64::from(lease.attempt()));
         tracing::info!(attempt = lease.attempt(), source = %job.source, "job started");
         let started = Instant::now();
 
@@ -159,7 +168,10 @@ impl Worker {
                 self.continue_later(lease, &job, bytes_done, resumed_from)
                     .await
             }
-            Err(TransferError::Permanent(failure)) => self.fail(lease, failure).await,
+            Err(TransferError::Permanent(failure)) => {
+                span.fail(failure.code.as_str());
+                self.fail(lease, failure).await
+            }
             Err(TransferError::Transient(failure)) => {
                 return self.retry_later(lease, failure, heartbeat).await;
             }
@@ -271,6 +283,14 @@ impl Worker {
         if let Err(err) = self.services.artifacts.delete(key).await {
             tracing::warn!(error = %err, key, "cannot delete object");
         }
+    }
+}
+
+/// Puts the attempt's span (and every log line of it) in the job's trace.
+fn adopt(span: &mut haul::otel::Span, job: &Job) {
+    if let Some(trace) = &job.trace {
+        span.adopt(trace);
+        tracing::Span::current().record("trace_id", tracing::field::display(trace.trace_id));
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Config {
     pub stream: StreamSettings,
     /// Who may start `high` jobs (`HIGH_PRIORITY_SCOPE`, `ALLOW_ANONYMOUS_HIGH_PRIORITY`).
     pub priority_access: PriorityAccess,
+    /// Where spans are exported (`OTEL_EXPORTER_OTLP_ENDPOINT`); none, the default, exports
+    /// nothing.
+    pub otlp: Option<crate::otel::OtlpSettings>,
 }
 
 impl Config {
@@ -165,6 +168,7 @@ impl Config {
             webhooks: webhooks(&env)?,
             stream: stream::stream(&env)?,
             priority_access: entitlement::priority_access(&env)?,
+            otlp: crate::otel::OtlpSettings::from_lookup(&lookup)?,
         })
     }
 }

@@ -71,7 +71,17 @@ pub(super) fn to_item(job: &Job) -> Item {
         put("errorMessage", Some(s(&failure.message)));
     }
     put("nextAttemptAt", job.next_attempt_at.map(n));
-    put("traceId", job.trace_id.map(|t| s(t.to_string())));
+    // The id alone for log queries; `trace` is the context the notifier continues the trace
+    // from (it reads the record, not a message).
+    put(
+        "traceId",
+        job.trace.as_ref().map(|t| s(t.trace_id.to_string())),
+    );
+    put("trace", job.trace.as_ref().map(|t| s(t.traceparent())));
+    put(
+        "traceState",
+        job.trace.as_ref().and_then(|t| t.state.clone()).map(s),
+    );
     put("artifactKey", Some(s(&job.artifact_key)));
     put("continuationBytes", job.continuation_bytes.map(n));
     if job.stalled_continuations > 0 {
@@ -281,8 +291,8 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
             Some(key) => key.to_owned(),
             None => crate::artifacts::ArtifactStore::legacy_key_for(id),
         },
-        // A trace id is for following logs: an unreadable one is dropped, not an error.
-        trace_id: string(item, "traceId").and_then(|t| t.parse().ok()),
+        // A trace is for following the job: an unreadable one is dropped, not an error.
+        trace: trace_of(item),
         // Written only after the URL passed initiate's checks; unreadable means tampered.
         callback_url: string(item, "callbackUrl")
             .map(CallbackUrl::parse)
@@ -323,6 +333,26 @@ pub(super) fn from_item(item: &Item) -> Result<Job, StoreError> {
 fn archive_progress_from(item: &Item) -> Option<(u64, u64)> {
     let number = |name: &str| item.get(name)?.as_n().ok()?.parse::<u64>().ok();
     Some((number("archiveBytesDone")?, number("archiveBytesTotal")?))
+}
+
+/// The job's trace: `trace` (a `traceparent`) with `traceState`; a record from before it was
+/// kept has `traceId` only, continued under a parent span id of its own making.
+fn trace_of(item: &Item) -> Option<crate::trace::TraceContext> {
+    let text = |name| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    };
+    if let Some(context) = text("trace")
+        .and_then(|parent| crate::trace::TraceContext::parse(parent, text("traceState")))
+    {
+        return Some(context);
+    }
+    let trace_id = text("traceId")?.parse().ok()?;
+    Some(crate::trace::TraceContext {
+        trace_id,
+        ..crate::trace::TraceContext::new_root()
+    })
 }
 
 /// A batch's totals, when its record has them. Batches that ended before `filesDone` was
@@ -383,7 +413,10 @@ mod tests {
         job.bytes_total = Some(10);
         job.started_at = Some(1_700_000_000_500);
         job.completed_at = Some(1_700_000_001_000);
-        job.trace_id = Some(crate::trace::TraceId::new_random());
+        job.trace = crate::trace::TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("vendor=1"),
+        );
         job.checkpoint = Some(Checkpoint {
             upload_id: "u-1".into(),
             part_size: 8 << 20,

@@ -206,7 +206,7 @@ async fn job_view(services: &Services, job: &Job) -> Result<StatusView, ApiError
         started_at: job.started_at.map(rfc3339),
         updated_at: rfc3339(job.updated_at),
         completed_at: job.completed_at.map(rfc3339),
-        trace_id: job.trace_id.map(|t| t.to_string()),
+        trace_id: job.trace.as_ref().map(|t| t.trace_id.to_string()),
         result: presigned_result(services, job).await?,
         events_url: services.config.stream.events_url(job.id),
         batch: None,

@@ -30,6 +30,7 @@ mod stream;
 mod stream_shares;
 mod stream_template;
 mod template;
+mod traces;
 mod webhook_template;
 mod webhook_wait;
 mod webhooks;

@@ -1091,6 +1091,9 @@ async fn webhook_payloads_and_the_notification_validate_against_the_spec() {
     for param in hook["parameters"].as_array().unwrap() {
         let name = param["name"].as_str().unwrap();
         let value = &receiver.deliveries()[0][name.trim_start_matches("webhook-")];
+        if value.is_null() && param["required"] == false {
+            continue; // optional, and not sent (`tracestate` when the client sent none)
+        }
         let errors = contract.errors(&param["schema"], value);
         assert!(errors.is_empty(), "{name}: {errors:?} ({value})");
     }

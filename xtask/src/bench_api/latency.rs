@@ -235,6 +235,7 @@ impl InitiateFloor {
                 job_id: id,
                 share: None,
                 priority: None,
+                trace: None,
             })?)
             .send()
             .await?;

@@ -57,6 +57,8 @@ pub async fn deliver_forever(
             .max_number_of_messages(batch_size)
             .wait_time_seconds(10)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            // As Lambda's mapping does: the work message's trace is an attribute.
+            .message_attribute_names("All")
             .send()
             .await;
         let messages = match received {

@@ -339,7 +339,7 @@ fn function_env(
     max_receive_count: u32,
     webhook_secret: &str,
 ) -> Vec<(&'static str, String)> {
-    vec![
+    let mut env = vec![
         ("NOTIFY_QUEUE_URL", resources.notify_queue_url.clone()),
         // Development only: receivers on loopback without TLS, and the key from the
         // environment instead of Secrets Manager. template.yaml sets none of these.
@@ -368,8 +368,31 @@ fn function_env(
         ("WORKER_SHARE_LOW", POLLERS_LOW.to_string()),
         // The per-caller settings (limits, who may ask for high, the stream's tokens) are
         // auth::caller_env's.
-    ]
+    ];
+    // Spans go where the developer's OTLP settings say (none set: nowhere), as on AWS.
+    env.extend(otlp_env(|name| std::env::var(name).ok()));
+    env
 }
+
+/// The OTLP settings among the variables `var` gives.
+fn otlp_env(var: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+    OTLP_SETTINGS
+        .iter()
+        .filter_map(|name| Some((*name, var(name)?)))
+        .collect()
+}
+
+/// The exporter's variables (shared/src/otel/settings.rs) make dev passes to the functions.
+const OTLP_SETTINGS: [&str; 8] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_SDK_DISABLED",
+];
 
 /// A loopback port free now, for cargo lambda watch behind the authorizer's front.
 fn free_port() -> Result<String, BoxError> {
@@ -426,5 +449,23 @@ async fn wait_healthy(http: &reqwest::Client, api: &str) -> Result<(), BoxError>
             return Err("the API did not become healthy".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn make_dev_hands_the_otlp_settings_it_was_given_to_the_functions() {
+        let given = |name: &str| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:4318".to_owned())
+        };
+        assert_eq!(
+            super::otlp_env(given),
+            [(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://127.0.0.1:4318".to_owned()
+            )]
+        );
+        assert!(super::otlp_env(|_| None).is_empty());
     }
 }
