@@ -153,9 +153,9 @@ impl Worker {
             tracing::info!("another worker writes the archive");
             return Ok(Advanced::Settled(Settled::NeedsBundle(tally)));
         }
-        let archive = match self
-            .bundle_in_invocation(batch, children, hand_over_at)
-            .await
+        // Boxed: the archive's writing is the deepest future of an attempt, and held inline
+        // it makes every caller's state (a test's, on a 2 MiB thread stack) that much larger.
+        let archive = match Box::pin(self.bundle_in_invocation(batch, children, hand_over_at)).await
         {
             Bundled::Written(archive) => archive,
             Bundled::Failed(reason) => return self.fail_archive(batch, &totals, &reason).await,
