@@ -141,7 +141,7 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
         "s3.UploadPart",
         Fault::Delay(Duration::from_secs(1)),
     ));
-    let (mut invocations, mut bundling) = (0, false);
+    let (mut invocations, mut bundling, mut progressed) = (0, false, false);
     let started = Instant::now();
     let view = loop {
         let view = app.status(id).await.body;
@@ -156,7 +156,10 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
                 archive["bytesTotal"].as_u64(),
             );
             assert_eq!(total, Some(SIZE * FILES.len() as u64), "{view}");
-            assert!(done.is_some_and(|d| d > 0 && d < SIZE * 3), "{view}");
+            // An invocation may hand over before its first part lands (a loaded machine): the
+            // progress is then still 0, and must have moved by the end.
+            assert!(done.is_some_and(|d| d < SIZE * 3), "{view}");
+            progressed |= done.is_some_and(|d| d > 0);
         }
         assert!(
             invocations < 12 && started.elapsed() < Duration::from_secs(120),
@@ -189,6 +192,7 @@ async fn a_zip_archive_longer_than_its_invocation_is_finished_by_continuations_b
     assert!(invocations >= 3, "finished in {invocations} invocation(s)");
     // Two of them went on from a checkpoint: three invocations wrote the archive.
     assert!(bundling, "the view shows the archive being written");
+    assert!(progressed, "the view shows the archive's progress");
     assert!(
         proxy.seen("s3.ListParts") >= 2,
         "each continuation resumed the upload"
