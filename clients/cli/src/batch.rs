@@ -16,7 +16,8 @@ use crate::batch_report::{
 };
 use crate::download::{Fresh, download, output_path, safe_name};
 use crate::error::{CliError, Exit};
-use crate::get::{Found, GetRequest, follow_job};
+use crate::follow::{Found, GetRequest, follow_job};
+use crate::progress::JobProgress;
 use crate::ui::{Ui, short};
 
 pub async fn get(
@@ -28,7 +29,7 @@ pub async fn get(
     started: Instant,
 ) -> Result<Output, CliError> {
     let job_id = found.job_id.as_str();
-    let mut progress = ui.batch_progress(job_id);
+    let mut progress = JobProgress::batch(ui, job_id);
     let (view, followed) = match follow_job(api, ui, found, request.follow, &mut progress).await {
         Ok(answer) => answer,
         Err(err) => {

@@ -297,7 +297,7 @@ pub fn report(
         "filesFailed": outcomes.len() - saved_count,
         "files": files,
         "archive": archive.map(SavedFile::json),
-        "totalSeconds": crate::get::round2(ctx.total_seconds),
+        "totalSeconds": crate::download::round2(ctx.total_seconds),
     });
     let Some((exit, code, message)) = end else {
         return Ok(Output {
