@@ -173,7 +173,7 @@ impl ApiError {
             ApiError::MalformedJson("expected value at line 1 column 1".into()),
             ApiError::invalid_field("file_id", "file_id is required"),
             ApiError::PayloadTooLarge {
-                limit: crate::request::MAX_BODY_BYTES,
+                limit: crate::limits::MAX_BODY_BYTES,
             },
             ApiError::UnsupportedMediaType,
             ApiError::MethodNotAllowed {
