@@ -161,46 +161,13 @@ impl Api {
         let mut backoff = Backoff::standard();
         let mut attempt = 0u32;
         loop {
-            let mut request = self.http.request(method.clone(), &url);
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
-            }
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let (reason, wait, last) = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let bytes = response.bytes().await;
-                    match bytes {
-                        Ok(bytes) => {
-                            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                            let reply = Reply {
-                                status,
-                                headers,
-                                body,
-                            };
-                            if !is_retryable(status) {
-                                return Ok(reply);
-                            }
-                            let wait = reply.retry_after();
-                            let error = problem_error(status, &reply.body);
-                            (error.to_string(), wait, error)
-                        }
-                        Err(err) => {
-                            let error = network_error(&self.base, &err);
-                            (error.message.clone(), None, error)
-                        }
-                    }
+            let (reason, wait, last) = match self.send(&method, &url, body, headers).await {
+                Ok(reply) if !is_retryable(reply.status) => return Ok(reply),
+                Ok(reply) => {
+                    let error = problem_error(reply.status, &reply.body);
+                    (error.to_string(), reply.retry_after(), error)
                 }
-                Err(err) => {
-                    let error = network_error(&self.base, &err);
-                    (error.message.clone(), None, error)
-                }
+                Err(error) => (error.message.clone(), None, error),
             };
             if attempt >= self.retries {
                 return Err(last);
@@ -215,6 +182,42 @@ impl Api {
             ));
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// One try: the answer with its body read (any status), or the network error.
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, CliError> {
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| network_error(&self.base, &err))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| network_error(&self.base, &err))?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn status(
