@@ -25,18 +25,7 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
     let store = StateStore::from_env();
     let subject = subject_of(request.file_ids, request.zip);
     let (found, batch) = match (request.job, &subject) {
-        (Some(raw), _) => {
-            let job_id = parse_job_id(raw)?;
-            // Whether it is a batch decides the bars and what is downloaded.
-            let (view, _, _) = api.status(&job_id).await?;
-            let found = Found {
-                job_id,
-                origin: Origin::PickedUp,
-                wait: None,
-                events_url: None,
-            };
-            (found, view.is_batch())
-        }
+        (Some(raw), _) => pick_up(api, raw).await?,
         (None, Some(subject)) => {
             let found = start_or_continue(
                 api,
@@ -86,6 +75,20 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
     Ok(saved_output(
         &job_id, origin, followed, &view, &saved, started,
     ))
+}
+
+/// `--job`: the job to follow, and whether it is a batch (that decides the bars and what is
+/// downloaded).
+async fn pick_up(api: &Api, raw: &str) -> Result<(Found, bool), CliError> {
+    let job_id = parse_job_id(raw)?;
+    let (view, _, _) = api.status(&job_id).await?;
+    let found = Found {
+        job_id,
+        origin: Origin::PickedUp,
+        wait: None,
+        events_url: None,
+    };
+    Ok((found, view.is_batch()))
 }
 
 /// What `haul get` prints once the file is in place.

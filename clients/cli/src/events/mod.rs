@@ -112,19 +112,7 @@ impl Follower<'_> {
                 .await?;
             let (reason, retryable) = match conn {
                 Conn::Done(view) => return Ok(StreamEnd::Done(view)),
-                Conn::NoContent => {
-                    // Nothing more will come: the job is over; one status poll says how.
-                    let (view, _, _) = self.api.status(self.job_id).await?;
-                    progress.update(&view);
-                    if view.is_terminal() {
-                        return Ok(StreamEnd::Done(Box::new(view)));
-                    }
-                    let why = format!(
-                        "the stream answered 204 (no more events) but the job is {}",
-                        view.status
-                    );
-                    return self.give_up(why);
-                }
+                Conn::NoContent => return self.after_no_content(progress).await,
                 Conn::Broken(why) => return self.give_up(why),
                 // A connection that delivered something is no failure, however it ended (the
                 // server closes every stream after 5 minutes).
@@ -150,21 +138,44 @@ impl Follower<'_> {
                 .next_delay()
                 .max(retry_hint.unwrap_or_default())
                 .min(MAX_WAIT);
-            let from = last_id.map_or_else(String::new, |id| format!(" after event {id}"));
-            if failures == 0 && reason == CLEAN_END {
-                self.ui.plain(&format!(
-                    "job {}: the event stream ended; reconnecting{from} in {:.1} s",
-                    self.job_id,
-                    delay.as_secs_f64()
-                ));
-            } else {
-                self.ui.note(&format!(
-                    "event stream: {reason}; reconnecting{from} in {:.1} s ({failures}/{})",
-                    delay.as_secs_f64(),
-                    self.api.retries
-                ));
-            }
+            self.tell_reconnect(&reason, last_id, delay, failures);
             tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// After a 204 (nothing more will come): the job is over; one status poll says how.
+    async fn after_no_content(
+        &self,
+        progress: &mut JobProgress<'_>,
+    ) -> Result<StreamEnd, CliError> {
+        let (view, _, _) = self.api.status(self.job_id).await?;
+        progress.update(&view);
+        if view.is_terminal() {
+            return Ok(StreamEnd::Done(Box::new(view)));
+        }
+        let why = format!(
+            "the stream answered 204 (no more events) but the job is {}",
+            view.status
+        );
+        self.give_up(why)
+    }
+
+    /// Says that the follower reconnects: a plain line after the server's normal close, a note
+    /// after a failure.
+    fn tell_reconnect(&self, reason: &str, last_id: Option<u64>, delay: Duration, failures: u32) {
+        let from = last_id.map_or_else(String::new, |id| format!(" after event {id}"));
+        if failures == 0 && reason == CLEAN_END {
+            self.ui.plain(&format!(
+                "job {}: the event stream ended; reconnecting{from} in {:.1} s",
+                self.job_id,
+                delay.as_secs_f64()
+            ));
+        } else {
+            self.ui.note(&format!(
+                "event stream: {reason}; reconnecting{from} in {:.1} s ({failures}/{})",
+                delay.as_secs_f64(),
+                self.api.retries
+            ));
         }
     }
 
@@ -261,22 +272,9 @@ impl Follower<'_> {
         let mut lively = false;
         let mut body = response.bytes_stream();
         loop {
-            let chunk = match tokio::time::timeout(IDLE_TIMEOUT, body.next()).await {
-                Err(_) => {
-                    let why = format!("no data for {} s", IDLE_TIMEOUT.as_secs());
-                    return Ok(Conn::Ended { lively, why });
-                }
-                Ok(None) => {
-                    return Ok(Conn::Ended {
-                        lively,
-                        why: CLEAN_END.into(),
-                    });
-                }
-                Ok(Some(Err(err))) => {
-                    let why = network_error(&origin, &err).message;
-                    return Ok(Conn::Ended { lively, why });
-                }
-                Ok(Some(Ok(chunk))) => chunk,
+            let chunk = match next_chunk(&mut body, &origin).await {
+                Ok(chunk) => chunk,
+                Err(why) => return Ok(Conn::Ended { lively, why }),
             };
             let Ok(items) = parser.feed(&chunk) else {
                 return Ok(Conn::Broken(format!(
@@ -316,6 +314,20 @@ impl Follower<'_> {
                 }
             }
         }
+    }
+}
+
+/// The body's next chunk, or why the connection ended: silence past [`IDLE_TIMEOUT`], the
+/// server's close, or a network error.
+async fn next_chunk<T>(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<T>> + Unpin),
+    origin: &str,
+) -> Result<T, String> {
+    match tokio::time::timeout(IDLE_TIMEOUT, body.next()).await {
+        Err(_) => Err(format!("no data for {} s", IDLE_TIMEOUT.as_secs())),
+        Ok(None) => Err(CLEAN_END.into()),
+        Ok(Some(Err(err))) => Err(network_error(origin, &err).message),
+        Ok(Some(Ok(chunk))) => Ok(chunk),
     }
 }
 
