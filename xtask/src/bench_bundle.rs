@@ -175,30 +175,11 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
 
-    let copies: usize = match std::env::var("HAUL_BENCH_BUNDLE_COPIES") {
-        Ok(raw) => raw
-            .parse()
-            .map_err(|e| format!("HAUL_BENCH_BUNDLE_COPIES: {e}"))?,
-        Err(_) => 4,
-    };
-    let mut sources = Vec::new();
-    let mut manifest = Vec::new();
-    let mut keys = Vec::new();
-    for (i, file) in files.iter().enumerate() {
-        let key = ArtifactStore::new_key();
-        eprintln!("bench-bundle: storing {} ({} bytes)", file.name, file.size);
-        let sha256 = put_source(store, &key, file).await?;
-        let times = if i == 0 { copies.max(1) } else { 1 };
-        for copy in 1..=times {
-            let name = match times {
-                1 => file.name.clone(),
-                _ => format!("copy-{copy}-{}", file.name),
-            };
-            sources.push(json!({"key": key, "name": name, "size": file.size}));
-            manifest.push(json!({"name": name, "size": file.size, "sha256": sha256}));
-        }
-        keys.push(key);
-    }
+    let Stored {
+        sources,
+        manifest,
+        keys,
+    } = store_sources(store, &files).await?;
     check_disk(&dir, sizes(&sources).iter().sum())?;
     let list = dir.join("bundle-sources.json");
     std::fs::write(&list, serde_json::to_vec(&sources)?)?;
@@ -232,6 +213,47 @@ pub async fn run(args: &[String]) -> Result<(), BoxError> {
         zip64,
         &app,
     )
+}
+
+/// The bench's files in the bucket, the first one listed `HAUL_BENCH_BUNDLE_COPIES` times (4)
+/// under different names: what the bundler reads, the manifest to check the archive by, and
+/// the keys to delete afterwards.
+struct Stored {
+    sources: Vec<Value>,
+    manifest: Vec<Value>,
+    keys: Vec<String>,
+}
+
+async fn store_sources(store: &ArtifactStore, files: &[Planned]) -> Result<Stored, BoxError> {
+    let copies: usize = match std::env::var("HAUL_BENCH_BUNDLE_COPIES") {
+        Ok(raw) => raw
+            .parse()
+            .map_err(|e| format!("HAUL_BENCH_BUNDLE_COPIES: {e}"))?,
+        Err(_) => 4,
+    };
+    let mut sources = Vec::new();
+    let mut manifest = Vec::new();
+    let mut keys = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let key = ArtifactStore::new_key();
+        eprintln!("bench-bundle: storing {} ({} bytes)", file.name, file.size);
+        let sha256 = put_source(store, &key, file).await?;
+        let times = if i == 0 { copies.max(1) } else { 1 };
+        for copy in 1..=times {
+            let name = match times {
+                1 => file.name.clone(),
+                _ => format!("copy-{copy}-{}", file.name),
+            };
+            sources.push(json!({"key": key, "name": name, "size": file.size}));
+            manifest.push(json!({"name": name, "size": file.size, "sha256": sha256}));
+        }
+        keys.push(key);
+    }
+    Ok(Stored {
+        sources,
+        manifest,
+        keys,
+    })
 }
 
 /// The local stack holds the archive's parts and, while completing it, the archive again; the
