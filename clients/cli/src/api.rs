@@ -358,4 +358,36 @@ mod tests {
         assert!(view("running", Value::Null).end_error().is_none());
         assert!(view("completed", Value::Null).end_error().is_none());
     }
+
+    /// The client tells each retry to the callback the UI gives it (it prints nothing itself),
+    /// with the attempt and the wait.
+    #[tokio::test]
+    async fn retries_are_reported_through_the_callback() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                let _ = socket.read(&mut [0u8; 4096]);
+                let _ = socket.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n\
+                      Content-Type: application/problem+json\r\nContent-Length: 2\r\n\
+                      Connection: close\r\n\r\n{}",
+                );
+            }
+        });
+        let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        let on_retry: OnRetry = Arc::new(move |note: &str| sink.lock().unwrap().push(note.into()));
+        let api = Api::new(&base, None, 2, on_retry).unwrap();
+        let err = api
+            .call(Method::GET, "/v1/download/status/x", None, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit, Exit::Network);
+        let notes: Vec<String> = notes.lock().unwrap().clone();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("retry 1/2 in 0.0 s"), "{notes:?}");
+        assert!(notes[1].contains("retry 2/2 in 0.0 s"), "{notes:?}");
+    }
 }
