@@ -11,6 +11,7 @@ pub mod failure;
 pub mod idempotency;
 pub mod job;
 pub mod jwt;
+pub mod limits;
 pub mod metrics;
 pub mod otel;
 pub mod presign;

@@ -167,13 +167,14 @@ impl ApiError {
     }
 
     /// One error of each kind, for contract tests (every code documented, every problem
-    /// valid). The exhaustive match below stops the build when a kind is added without one.
+    /// valid). The exhaustive match of `is_a_kind` stops the build when a kind is added without
+    /// one.
     pub fn one_of_each() -> Vec<ApiError> {
         let all = vec![
             ApiError::MalformedJson("expected value at line 1 column 1".into()),
             ApiError::invalid_field("file_id", "file_id is required"),
             ApiError::PayloadTooLarge {
-                limit: crate::request::MAX_BODY_BYTES,
+                limit: crate::limits::MAX_BODY_BYTES,
             },
             ApiError::UnsupportedMediaType,
             ApiError::MethodNotAllowed {
@@ -213,36 +214,7 @@ impl ApiError {
             ApiError::unavailable(std::io::Error::other("throttled")),
             ApiError::Internal(Box::new(std::io::Error::other("bug"))),
         ];
-        for error in &all {
-            match error {
-                ApiError::MalformedJson(_)
-                | ApiError::InvalidField { .. }
-                | ApiError::PayloadTooLarge { .. }
-                | ApiError::UnsupportedMediaType
-                | ApiError::MethodNotAllowed { .. }
-                | ApiError::RouteNotFound
-                | ApiError::InvalidJobId
-                | ApiError::JobNotFound
-                | ApiError::FileNotInJob
-                | ApiError::JobNotReady { .. }
-                | ApiError::JobAlreadyFinished { .. }
-                | ApiError::JobNotFailed { .. }
-                | ApiError::BatchNotRetryable
-                | ApiError::IdempotencyKeyReused
-                | ApiError::Forbidden
-                | ApiError::Unauthorized(_)
-                | ApiError::SourceNotAllowed(_)
-                | ApiError::CallbackNotAllowed(_)
-                | ApiError::HistoryDisabled
-                | ApiError::PriorityNotAllowed(_)
-                | ApiError::TooManyActiveJobs { .. }
-                | ApiError::RateLimited { .. }
-                | ApiError::TooManyStreams { .. }
-                | ApiError::Overloaded
-                | ApiError::Unavailable(_)
-                | ApiError::Internal(_) => {}
-            }
-        }
+        all.iter().for_each(is_a_kind);
         all
     }
 
@@ -267,22 +239,10 @@ impl ApiError {
         }
     }
 
-    /// The problem response. `instance` is the request path; `request_id` lets support find
-    /// the logs. Server-side causes are never shown (`serve` logs them).
-    pub fn into_response(self, instance: &str, request_id: &str) -> Response<Body> {
-        let status = self.status();
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:haul:problem:{}", self.code())),
-        );
-        body.insert("title".into(), json!(self.title()));
-        body.insert("status".into(), json!(status.as_u16()));
-        body.insert("detail".into(), json!(self.to_string()));
-        body.insert("code".into(), json!(self.code()));
-        body.insert("instance".into(), json!(instance));
-        body.insert("requestId".into(), json!(request_id));
-        match &self {
+    /// The members a problem of this kind adds to the standard ones (openapi.yaml documents
+    /// each): the field at fault, the job's status, the limits.
+    fn extend(&self, body: &mut Map<String, Value>) {
+        match self {
             ApiError::InvalidField { field, .. } => {
                 body.insert("field".into(), json!(field));
             }
@@ -309,6 +269,24 @@ impl ApiError {
             }
             _ => {}
         }
+    }
+
+    /// The problem response. `instance` is the request path; `request_id` lets support find
+    /// the logs. Server-side causes are never shown (`serve` logs them).
+    pub fn into_response(self, instance: &str, request_id: &str) -> Response<Body> {
+        let status = self.status();
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:haul:problem:{}", self.code())),
+        );
+        body.insert("title".into(), json!(self.title()));
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("detail".into(), json!(self.to_string()));
+        body.insert("code".into(), json!(self.code()));
+        body.insert("instance".into(), json!(instance));
+        body.insert("requestId".into(), json!(request_id));
+        self.extend(&mut body);
         let mut response = Response::builder()
             .status(status)
             .header(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
@@ -337,6 +315,39 @@ impl ApiError {
         response
             .body(Body::Text(text))
             .unwrap_or_else(|_| Response::new(Body::Empty))
+    }
+}
+
+/// Names every kind: this exhaustive match stops the build when a kind is added without an
+/// example in [`ApiError::one_of_each`].
+fn is_a_kind(error: &ApiError) {
+    match error {
+        ApiError::MalformedJson(_)
+        | ApiError::InvalidField { .. }
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::UnsupportedMediaType
+        | ApiError::MethodNotAllowed { .. }
+        | ApiError::RouteNotFound
+        | ApiError::InvalidJobId
+        | ApiError::JobNotFound
+        | ApiError::FileNotInJob
+        | ApiError::JobNotReady { .. }
+        | ApiError::JobAlreadyFinished { .. }
+        | ApiError::JobNotFailed { .. }
+        | ApiError::BatchNotRetryable
+        | ApiError::IdempotencyKeyReused
+        | ApiError::Forbidden
+        | ApiError::Unauthorized(_)
+        | ApiError::SourceNotAllowed(_)
+        | ApiError::CallbackNotAllowed(_)
+        | ApiError::HistoryDisabled
+        | ApiError::PriorityNotAllowed(_)
+        | ApiError::TooManyActiveJobs { .. }
+        | ApiError::RateLimited { .. }
+        | ApiError::TooManyStreams { .. }
+        | ApiError::Overloaded
+        | ApiError::Unavailable(_)
+        | ApiError::Internal(_) => {}
     }
 }
 

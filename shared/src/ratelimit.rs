@@ -115,48 +115,6 @@ impl RateLimiter {
         // The latest `tat` that still leaves `cost` tokens in the bucket.
         let latest = now + interval * (burst - cost);
         let id = caller.record_id();
-        // Two rounds at most normally; a third only if another request raced this one.
-        for _ in 0..3 {
-            if cost > burst {
-                break;
-            }
-            let busy = self
-                .write(
-                    &id,
-                    "SET tat = tat + :interval, #ttl = :ttl",
-                    "tat >= :now AND tat <= :latest",
-                    &[
-                        (":interval", step),
-                        (":now", now),
-                        (":latest", latest),
-                        (":ttl", expiry(latest + step)),
-                    ],
-                )
-                .await?;
-            let seen = match busy {
-                Write::Done => return Ok(Decision::Allowed),
-                Write::Refused(seen) => seen,
-            };
-            if let Some(tat) = seen.filter(|tat| *tat > latest) {
-                return Ok(limited(tat, latest, now, interval, burst));
-            }
-            // Idle (no record, or `tat` in the past): the bucket is full; start it at `now`.
-            let idle = self
-                .write(
-                    &id,
-                    "SET tat = :next, #ttl = :ttl",
-                    "attribute_not_exists(tat) OR tat < :now",
-                    &[
-                        (":next", now + step),
-                        (":now", now),
-                        (":ttl", expiry(now + step)),
-                    ],
-                )
-                .await?;
-            if let Write::Done = idle {
-                return Ok(Decision::Allowed);
-            }
-        }
         if cost > burst {
             // Never fits, whatever the wait: the whole bucket is the most one start may take.
             return Ok(Decision::Limited {
@@ -164,8 +122,60 @@ impl RateLimiter {
                 fits: limit.burst.max(1),
             });
         }
+        // Two rounds at most normally; a third only if another request raced this one.
+        for _ in 0..3 {
+            let seen = match self.take_from_busy(&id, step, now, latest).await? {
+                Write::Done => return Ok(Decision::Allowed),
+                Write::Refused(seen) => seen,
+            };
+            if let Some(tat) = seen.filter(|tat| *tat > latest) {
+                return Ok(limited(tat, latest, now, interval, burst));
+            }
+            // Idle (no record, or `tat` in the past): the bucket is full; start it at `now`.
+            if let Write::Done = self.start_full(&id, step, now).await? {
+                return Ok(Decision::Allowed);
+            }
+        }
         // Contended beyond reason: let it through rather than refuse on a race.
         Ok(Decision::Allowed)
+    }
+
+    /// Takes `step` from a bucket in use, unless that would leave it short (`tat` past
+    /// `latest`); refused, it says the `tat` it found.
+    async fn take_from_busy(
+        &self,
+        id: &str,
+        step: i64,
+        now: EpochMs,
+        latest: i64,
+    ) -> Result<Write, RateLimitError> {
+        self.write(
+            id,
+            "SET tat = tat + :interval, #ttl = :ttl",
+            "tat >= :now AND tat <= :latest",
+            &[
+                (":interval", step),
+                (":now", now),
+                (":latest", latest),
+                (":ttl", expiry(latest + step)),
+            ],
+        )
+        .await
+    }
+
+    /// Starts an idle bucket (no record, or `tat` in the past) full, less `step`.
+    async fn start_full(&self, id: &str, step: i64, now: EpochMs) -> Result<Write, RateLimitError> {
+        self.write(
+            id,
+            "SET tat = :next, #ttl = :ttl",
+            "attribute_not_exists(tat) OR tat < :now",
+            &[
+                (":next", now + step),
+                (":now", now),
+                (":ttl", expiry(now + step)),
+            ],
+        )
+        .await
     }
 
     async fn write(

@@ -6,166 +6,14 @@ use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::backoff::{Backoff, parse_retry_after};
 use crate::error::{CliError, Exit};
-use crate::ui::Ui;
+pub use crate::views::{FileView, ResultView, StatusView, parse_view};
 
 /// Never wait longer than this between two requests, whatever `Retry-After` says.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StatusView {
-    pub job_id: String,
-    /// Set for a job of one file; `null` for a batch.
-    #[serde(default)]
-    pub file_id: Option<u64>,
-    pub status: String,
-    /// `high`, `normal` or `low` (absent from servers before priorities).
-    #[serde(default)]
-    pub priority: Option<String>,
-    #[serde(default)]
-    pub progress: ProgressView,
-    #[serde(default)]
-    pub eta_seconds: Option<u64>,
-    #[serde(default)]
-    pub attempts: u32,
-    /// How many times the job was retried after it failed (absent before the first).
-    #[serde(default)]
-    pub redrives: Option<u32>,
-    #[serde(default)]
-    pub created_at: Option<String>,
-    #[serde(default)]
-    pub started_at: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<String>,
-    #[serde(default)]
-    pub completed_at: Option<String>,
-    #[serde(default)]
-    pub result: Option<ResultView>,
-    #[serde(default)]
-    pub error: Option<JobErrorView>,
-    /// The job's event stream (relative to the API, or absolute), where the server has one.
-    #[serde(default)]
-    pub events_url: Option<String>,
-    /// A batch's members (jobs started with `file_ids` only).
-    #[serde(default)]
-    pub total_file_ids: Option<u32>,
-    #[serde(default)]
-    pub completed_files: Option<u32>,
-    #[serde(default)]
-    pub failed_files: Option<u32>,
-    /// `"zip"` when the batch's result is one archive of its completed files.
-    #[serde(default)]
-    pub bundle: Option<String>,
-    /// A batch's files, in the order given at initiate.
-    #[serde(default)]
-    pub files: Option<Vec<FileView>>,
-}
-
-/// One file of a batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FileView {
-    pub file_id: u64,
-    pub status: String,
-    #[serde(default)]
-    pub progress: ProgressView,
-    #[serde(default)]
-    pub result: Option<ResultView>,
-    #[serde(default)]
-    pub error: Option<JobErrorView>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProgressView {
-    #[serde(default)]
-    pub percent: u8,
-    #[serde(default)]
-    pub bytes_done: u64,
-    #[serde(default)]
-    pub bytes_total: Option<u64>,
-    #[serde(default)]
-    pub bytes_per_second: Option<u64>,
-    /// For a batch: files that ended, and all of them.
-    #[serde(default)]
-    pub files_done: Option<u32>,
-    #[serde(default)]
-    pub files_total: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResultView {
-    pub url: String,
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    pub size: u64,
-    #[serde(default)]
-    pub content_type: Option<String>,
-    #[serde(default)]
-    pub file_name: Option<String>,
-    #[serde(default)]
-    pub checksum_crc32c: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobErrorView {
-    pub code: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-impl StatusView {
-    /// A job started with `file_ids`.
-    pub fn is_batch(&self) -> bool {
-        self.files.is_some() || self.total_file_ids.is_some()
-    }
-
-    /// Completed, failed, cancelled or expired: nothing more will happen to the job.
-    pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.status.as_str(),
-            "completed" | "failed" | "cancelled" | "expired"
-        )
-    }
-
-    /// The error for a job that ended without a file; `None` while it can still produce one.
-    pub fn end_error(&self) -> Option<CliError> {
-        let error = match self.status.as_str() {
-            "failed" => {
-                let (code, message) = self
-                    .error
-                    .as_ref()
-                    .map_or(("failed", ""), |e| (e.code.as_str(), e.message.as_str()));
-                CliError::new(
-                    Exit::JobFailed,
-                    code,
-                    format!("job {} failed: {code}: {message}", self.job_id),
-                )
-            }
-            "cancelled" => CliError::new(
-                Exit::Gone,
-                "job_cancelled",
-                format!("job {} was cancelled", self.job_id),
-            ),
-            "expired" => CliError::new(
-                Exit::Gone,
-                "job_expired",
-                format!(
-                    "job {} expired: its file was deleted after the retention period",
-                    self.job_id
-                ),
-            ),
-            _ => return None,
-        };
-        Some(error.with_job(&self.job_id))
-    }
-}
 
 /// One answer of the API, after the retries.
 #[derive(Debug)]
@@ -243,15 +91,19 @@ pub struct Api {
     token: Option<String>,
     /// Retries after the first try, for network errors, 5xx and 429.
     pub retries: u32,
-    ui: Arc<Ui>,
+    /// Told of each retry, for the UI to show; the client itself never prints.
+    on_retry: OnRetry,
 }
+
+/// What the client reports while it works (a retry's reason and wait), for the UI to show.
+pub type OnRetry = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Api {
     pub fn new(
         base: &str,
         token: Option<String>,
         retries: u32,
-        ui: Arc<Ui>,
+        on_retry: OnRetry,
     ) -> Result<Self, CliError> {
         let base = base.trim().trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base)
@@ -279,7 +131,7 @@ impl Api {
             base,
             token: token.filter(|t| !t.is_empty()),
             retries,
-            ui,
+            on_retry,
         })
     }
 
@@ -309,46 +161,13 @@ impl Api {
         let mut backoff = Backoff::standard();
         let mut attempt = 0u32;
         loop {
-            let mut request = self.http.request(method.clone(), &url);
-            if let Some(token) = &self.token {
-                request = request.bearer_auth(token);
-            }
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let (reason, wait, last) = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let headers = response.headers().clone();
-                    let bytes = response.bytes().await;
-                    match bytes {
-                        Ok(bytes) => {
-                            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                            let reply = Reply {
-                                status,
-                                headers,
-                                body,
-                            };
-                            if !is_retryable(status) {
-                                return Ok(reply);
-                            }
-                            let wait = reply.retry_after();
-                            let error = problem_error(status, &reply.body);
-                            (error.to_string(), wait, error)
-                        }
-                        Err(err) => {
-                            let error = network_error(&self.base, &err);
-                            (error.message.clone(), None, error)
-                        }
-                    }
+            let (reason, wait, last) = match self.send(&method, &url, body, headers).await {
+                Ok(reply) if !is_retryable(reply.status) => return Ok(reply),
+                Ok(reply) => {
+                    let error = problem_error(reply.status, &reply.body);
+                    (error.to_string(), reply.retry_after(), error)
                 }
-                Err(err) => {
-                    let error = network_error(&self.base, &err);
-                    (error.message.clone(), None, error)
-                }
+                Err(error) => (error.message.clone(), None, error),
             };
             if attempt >= self.retries {
                 return Err(last);
@@ -356,13 +175,49 @@ impl Api {
             attempt += 1;
             // Retry-After when the server gave one; else our own backoff.
             let delay = wait.unwrap_or_else(|| backoff.next_delay());
-            self.ui.note(&format!(
+            (self.on_retry)(&format!(
                 "{reason}; retry {attempt}/{} in {:.1} s",
                 self.retries,
                 delay.as_secs_f64()
             ));
             tokio::time::sleep(delay).await;
         }
+    }
+
+    /// One try: the answer with its body read (any status), or the network error.
+    async fn send(
+        &self,
+        method: &Method,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, CliError> {
+        let mut request = self.http.request(method.clone(), url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| network_error(&self.base, &err))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| network_error(&self.base, &err))?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn status(
@@ -382,16 +237,6 @@ impl Api {
         let view = parse_view(&body)?;
         Ok((view, body, wait))
     }
-}
-
-pub fn parse_view(body: &Value) -> Result<StatusView, CliError> {
-    serde_json::from_value(body.clone()).map_err(|e| {
-        CliError::new(
-            Exit::Network,
-            "unexpected_response",
-            format!("the API answered something that is not a job status: {e}"),
-        )
-    })
 }
 
 pub fn network_error(base: &str, err: &reqwest::Error) -> CliError {
@@ -512,5 +357,37 @@ mod tests {
         );
         assert!(view("running", Value::Null).end_error().is_none());
         assert!(view("completed", Value::Null).end_error().is_none());
+    }
+
+    /// The client tells each retry to the callback the UI gives it (it prints nothing itself),
+    /// with the attempt and the wait.
+    #[tokio::test]
+    async fn retries_are_reported_through_the_callback() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                let _ = socket.read(&mut [0u8; 4096]);
+                let _ = socket.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n\
+                      Content-Type: application/problem+json\r\nContent-Length: 2\r\n\
+                      Connection: close\r\n\r\n{}",
+                );
+            }
+        });
+        let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notes.clone();
+        let on_retry: OnRetry = Arc::new(move |note: &str| sink.lock().unwrap().push(note.into()));
+        let api = Api::new(&base, None, 2, on_retry).unwrap();
+        let err = api
+            .call(Method::GET, "/v1/download/status/x", None, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.exit, Exit::Network);
+        let notes: Vec<String> = notes.lock().unwrap().clone();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(notes[0].contains("retry 1/2 in 0.0 s"), "{notes:?}");
+        assert!(notes[1].contains("retry 2/2 in 0.0 s"), "{notes:?}");
     }
 }

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::Output;
-use crate::api::{Api, StatusView};
+use crate::api::{Api, FileView, StatusView};
 use crate::batch_report::{
     Context, Names, Outcome, SavedFile, local_failure, report, server_failure, worth_continuing,
 };
 use crate::download::{Fresh, download, output_path, safe_name};
 use crate::error::{CliError, Exit};
-use crate::get::{Found, GetRequest, follow_job};
+use crate::follow::{Found, GetRequest, follow_job};
+use crate::progress::JobProgress;
 use crate::ui::{Ui, short};
 
 pub async fn get(
@@ -28,7 +29,7 @@ pub async fn get(
     started: Instant,
 ) -> Result<Output, CliError> {
     let job_id = found.job_id.as_str();
-    let mut progress = ui.batch_progress(job_id);
+    let mut progress = JobProgress::batch(ui, job_id);
     let (view, followed) = match follow_job(api, ui, found, request.follow, &mut progress).await {
         Ok(answer) => answer,
         Err(err) => {
@@ -57,21 +58,7 @@ pub async fn get(
         ui.note("the batch's archive could not be written; saving its files one by one");
     }
     let (outcomes, archive) = if zip {
-        let archive = match view.status.as_str() {
-            "completed" => Some(save_archive(api, ui, request.output, &view).await?),
-            _ => None,
-        };
-        let outcomes = files
-            .iter()
-            .map(|file| match file.status.as_str() {
-                "completed" if archive.is_some() => Outcome::Saved {
-                    file_id: file.file_id,
-                    saved: None,
-                },
-                _ => server_failure(file),
-            })
-            .collect::<Vec<_>>();
-        (outcomes, archive)
+        zip_outcomes(api, ui, request.output, &view, files).await?
     } else {
         (save_files(api, ui, request.output, &view).await?, None)
     };
@@ -85,6 +72,32 @@ pub async fn get(
         total_seconds: started.elapsed().as_secs_f64(),
     };
     report(&ctx, &outcomes, archive.as_ref())
+}
+
+/// A zip batch: its archive saved when the batch completed, and each file's outcome (in the
+/// archive, or the server's failure for it).
+async fn zip_outcomes(
+    api: &Api,
+    ui: &Ui,
+    output: Option<&Path>,
+    view: &StatusView,
+    files: &[FileView],
+) -> Result<(Vec<Outcome>, Option<SavedFile>), CliError> {
+    let archive = match view.status.as_str() {
+        "completed" => Some(save_archive(api, ui, output, view).await?),
+        _ => None,
+    };
+    let outcomes = files
+        .iter()
+        .map(|file| match file.status.as_str() {
+            "completed" if archive.is_some() => Outcome::Saved {
+                file_id: file.file_id,
+                saved: None,
+            },
+            _ => server_failure(file),
+        })
+        .collect();
+    Ok((outcomes, archive))
 }
 
 /// Whether the batch's result is its archive. A zip batch whose archive could not be written

@@ -235,56 +235,20 @@ pub fn report(
         lines.push(archive.line());
     }
     for outcome in outcomes {
-        match outcome {
-            Outcome::Saved { file_id, saved } => {
-                let mut entry = json!({"fileId": file_id, "status": "saved"});
-                match saved {
-                    Some(saved) => {
-                        lines.push(saved.line());
-                        if let (Some(into), Value::Object(more)) =
-                            (entry.as_object_mut(), saved.json())
-                        {
-                            into.extend(more);
-                        }
-                    }
-                    None => entry["status"] = json!("in_archive"),
-                }
-                files.push(entry);
-            }
-            Outcome::Failed {
-                file_id,
-                stage,
-                exit,
-                code,
-                message,
-            } => {
-                lines.push(format!("FAILED file {file_id}: {code}: {message}"));
-                files.push(json!({
-                    "fileId": file_id,
-                    "status": "failed",
-                    "error": {"stage": stage.name(), "code": code, "message": message,
-                              "exitCode": exit.code()},
-                }));
-            }
-        }
+        let (entry, line) = file_entry(outcome);
+        lines.extend(line);
+        files.push(entry);
     }
     let status = match &end {
         None => "completed",
         Some((Exit::Partial, _, _)) => "partial",
         Some(_) => "failed",
     };
-    let what = if archive.is_some() {
-        "in the zip"
-    } else {
-        "saved"
-    };
-    lines.push(format!(
-        "batch {job_id}: {saved_count} of {} files {what}{}",
+    lines.push(summary(
+        job_id,
         outcomes.len(),
-        match outcomes.len() - saved_count {
-            0 => String::new(),
-            n => format!(", {n} failed"),
-        }
+        saved_count,
+        archive.is_some(),
     ));
     let mut json = json!({
         "jobId": job_id,
@@ -297,7 +261,7 @@ pub fn report(
         "filesFailed": outcomes.len() - saved_count,
         "files": files,
         "archive": archive.map(SavedFile::json),
-        "totalSeconds": crate::get::round2(ctx.total_seconds),
+        "totalSeconds": crate::download::round2(ctx.total_seconds),
     });
     let Some((exit, code, message)) = end else {
         return Ok(Output {
@@ -312,4 +276,49 @@ pub fn report(
         text: lines.join("\n"),
     }));
     Err(err)
+}
+
+/// A file's entry in the report's `files`, and its line for the human (none for a file that
+/// is only in the archive: the archive's line covers it).
+fn file_entry(outcome: &Outcome) -> (Value, Option<String>) {
+    match outcome {
+        Outcome::Saved { file_id, saved } => {
+            let mut entry = json!({"fileId": file_id, "status": "saved"});
+            let Some(saved) = saved else {
+                entry["status"] = json!("in_archive");
+                return (entry, None);
+            };
+            if let (Some(into), Value::Object(more)) = (entry.as_object_mut(), saved.json()) {
+                into.extend(more);
+            }
+            (entry, Some(saved.line()))
+        }
+        Outcome::Failed {
+            file_id,
+            stage,
+            exit,
+            code,
+            message,
+        } => (
+            json!({
+                "fileId": file_id,
+                "status": "failed",
+                "error": {"stage": stage.name(), "code": code, "message": message,
+                          "exitCode": exit.code()},
+            }),
+            Some(format!("FAILED file {file_id}: {code}: {message}")),
+        ),
+    }
+}
+
+/// `batch <id>: 3 of 4 files saved, 1 failed`.
+fn summary(job_id: &str, total: usize, saved_count: usize, zipped: bool) -> String {
+    let what = if zipped { "in the zip" } else { "saved" };
+    format!(
+        "batch {job_id}: {saved_count} of {total} files {what}{}",
+        match total - saved_count {
+            0 => String::new(),
+            n => format!(", {n} failed"),
+        }
+    )
 }

@@ -410,6 +410,11 @@ impl Transfer<'_> {
     }
 }
 
+/// Seconds in the JSON report, to the hundredth.
+pub fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

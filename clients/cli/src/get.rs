@@ -1,91 +1,31 @@
 //! `haul get`: start (or continue) a job, follow it to completion, download the file from the
 //! presigned URL, verify it, and move it into place.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::Output;
-use crate::api::{Api, MAX_WAIT, StatusView};
-use crate::download::{Fresh, Saved, download, output_path, safe_file_name};
+use crate::api::{Api, StatusView};
+use crate::download::{Fresh, Saved, download, output_path, round2, safe_file_name};
 use crate::error::{CliError, Exit};
-use crate::events::{Follow, Followed, Follower, StreamEnd, resolve};
+use crate::events::{Follow, Followed};
+use crate::follow::{Found, GetRequest, Origin, follow_job};
 use crate::interrupt::remember_job;
 use crate::jobs::parse_job_id;
+use crate::progress::JobProgress;
 use crate::request::{Priority, describe_subject, initiate_body, subject_of};
 use crate::state::{Pending, StateStore, Subject};
-use crate::ui::{JobProgress, Ui};
+use crate::ui::Ui;
 use crate::verify::Verdict;
-
-/// Poll interval when the server gives no `Retry-After`.
-const DEFAULT_POLL: Duration = Duration::from_secs(2);
-
-pub struct GetRequest<'a> {
-    /// One id: a job of that file (unless `zip`); more: one batch of them.
-    pub file_ids: &'a [u64],
-    pub job: Option<&'a str>,
-    pub output: Option<&'a Path>,
-    pub new_job: bool,
-    pub follow: Follow,
-    /// `--zip`: a batch whose result is one archive of its files.
-    pub zip: bool,
-    /// `--priority`, sent only when given.
-    pub priority: Option<Priority>,
-}
-
-/// The job to follow, and what its 202 said about following it.
-pub struct Found {
-    pub job_id: String,
-    pub origin: Origin,
-    /// How long the server asked to wait before the first poll.
-    pub wait: Option<Duration>,
-    /// The 202's `eventsUrl`.
-    pub events_url: Option<String>,
-}
-
-/// How the job was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// A new job.
-    Started,
-    /// The server replayed the job of this idempotency key (a retried command).
-    Replayed,
-    /// The job of an unfinished earlier `get` of the same file.
-    Continued,
-    /// `--job`.
-    PickedUp,
-}
-
-impl Origin {
-    pub fn name(self) -> &'static str {
-        match self {
-            Origin::Started => "started",
-            Origin::Replayed => "replayed",
-            Origin::Continued => "continued",
-            Origin::PickedUp => "picked_up",
-        }
-    }
-}
 
 pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, CliError> {
     let started = Instant::now();
     let store = StateStore::from_env();
     let subject = subject_of(request.file_ids, request.zip);
     let (found, batch) = match (request.job, &subject) {
-        (Some(raw), _) => {
-            let job_id = parse_job_id(raw)?;
-            // Whether it is a batch decides the bars and what is downloaded.
-            let (view, _, _) = api.status(&job_id).await?;
-            let found = Found {
-                job_id,
-                origin: Origin::PickedUp,
-                wait: None,
-                events_url: None,
-            };
-            (found, view.is_batch())
-        }
+        (Some(raw), _) => pick_up(api, raw).await?,
         (None, Some(subject)) => {
             let found = start_or_continue(
                 api,
@@ -137,6 +77,20 @@ pub async fn get(api: &Api, ui: &Ui, request: GetRequest<'_>) -> Result<Output, 
     ))
 }
 
+/// `--job`: the job to follow, and whether it is a batch (that decides the bars and what is
+/// downloaded).
+async fn pick_up(api: &Api, raw: &str) -> Result<(Found, bool), CliError> {
+    let job_id = parse_job_id(raw)?;
+    let (view, _, _) = api.status(&job_id).await?;
+    let found = Found {
+        job_id,
+        origin: Origin::PickedUp,
+        wait: None,
+        events_url: None,
+    };
+    Ok((found, view.is_batch()))
+}
+
 /// What `haul get` prints once the file is in place.
 fn saved_output(
     job_id: &str,
@@ -177,10 +131,6 @@ fn saved_output(
         indicatif::HumanBytes(saved.size),
     );
     Output { json, text }
-}
-
-pub fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
 }
 
 /// Continues the unfinished `get` of this file when there is one, else starts a job with an
@@ -333,7 +283,7 @@ async fn wait_for_job(
     found: &Found,
     follow: Follow,
 ) -> Result<(StatusView, Followed), CliError> {
-    let mut progress = ui.job_progress(&found.job_id);
+    let mut progress = JobProgress::job(ui, &found.job_id);
     let outcome = follow_job(api, ui, found, follow, &mut progress)
         .await
         .and_then(|(view, followed)| ended(view, followed));
@@ -344,66 +294,6 @@ async fn wait_for_job(
     outcome
 }
 
-/// Follows the job (over its stream, else by polling) until it reaches a terminal state, and
-/// returns that state, whatever it is, and how the job was followed.
-pub async fn follow_job(
-    api: &Api,
-    ui: &Ui,
-    found: &Found,
-    follow: Follow,
-    progress: &mut JobProgress<'_>,
-) -> Result<(StatusView, Followed), CliError> {
-    let job_id = found.job_id.as_str();
-    let mut first_wait = found.wait;
-    if follow != Follow::Poll {
-        let mut events_url = found.events_url.clone();
-        if events_url.is_none() {
-            // A job continued or picked up (or a 202 without it): its status view says whether
-            // the server has a stream.
-            let (view, _, _) = api.status(job_id).await?;
-            progress.update(&view);
-            if view.is_terminal() {
-                return Ok((view, Followed::Poll));
-            }
-            events_url = view.events_url.clone();
-        }
-        let strict = follow == Follow::Stream;
-        let reason = match events_url.as_deref().map(|raw| resolve(api.base(), raw)) {
-            None => "the server offers no event stream (no eventsUrl)".to_string(),
-            Some(Err(why)) => why,
-            Some(Ok(url)) => {
-                let follower = Follower {
-                    api,
-                    ui,
-                    job_id,
-                    url,
-                    strict,
-                };
-                match follower.follow(progress).await? {
-                    StreamEnd::Done(view) => return Ok((*view, Followed::Stream)),
-                    StreamEnd::Unavailable(why) => why,
-                }
-            }
-        };
-        if strict {
-            return Err(CliError::new(
-                Exit::Network,
-                "stream_unavailable",
-                format!("cannot follow job {job_id} over an event stream: {reason}"),
-            )
-            .with_job(job_id));
-        }
-        ui.note(&format!(
-            "job {}: no usable event stream ({reason}); following it by polling",
-            crate::ui::short(job_id)
-        ));
-        first_wait = None;
-    }
-    poll_job(api, job_id, first_wait, progress)
-        .await
-        .map(|view| (view, Followed::Poll))
-}
-
 /// A terminal status as the outcome of following the job: the view when completed, else the
 /// job's error.
 fn ended(view: StatusView, followed: Followed) -> Result<(StatusView, Followed), CliError> {
@@ -411,24 +301,4 @@ fn ended(view: StatusView, followed: Followed) -> Result<(StatusView, Followed),
         return Err(err);
     }
     Ok((view, followed))
-}
-
-/// Polls until the job ends (honouring `Retry-After`).
-async fn poll_job(
-    api: &Api,
-    job_id: &str,
-    first_wait: Option<Duration>,
-    progress: &mut JobProgress<'_>,
-) -> Result<StatusView, CliError> {
-    if let Some(wait) = first_wait {
-        tokio::time::sleep(wait.min(MAX_WAIT)).await;
-    }
-    loop {
-        let (view, _, wait) = api.status(job_id).await?;
-        progress.update(&view);
-        if view.is_terminal() {
-            return Ok(view);
-        }
-        tokio::time::sleep(wait.unwrap_or(DEFAULT_POLL).min(MAX_WAIT)).await;
-    }
 }

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use crate::Output;
-use crate::api::{Api, StatusView, parse_view};
+use crate::api::{Api, FileView, StatusView, parse_view};
 use crate::error::{CliError, Exit};
 
 /// A job id as the API wants it: a canonical lowercase UUID v4 (any case accepted here).
@@ -119,21 +119,7 @@ pub async fn retry(api: &Api, raw: &str) -> Result<Output, CliError> {
 pub fn describe(view: &StatusView) -> String {
     let mut lines = vec![
         format!("job       {}", view.job_id),
-        match (view.file_id, &view.files) {
-            (Some(id), _) => format!("file      {id}"),
-            (None, Some(files)) => format!(
-                "batch     {} files ({} completed, {} failed){}",
-                files.len(),
-                view.completed_files.unwrap_or_default(),
-                view.failed_files.unwrap_or_default(),
-                if view.bundle.as_deref() == Some("zip") {
-                    ", as one zip"
-                } else {
-                    ""
-                }
-            ),
-            (None, None) => "file      -".to_string(),
-        },
+        subject_line(view),
         format!("status    {}", status_line(view)),
         format!("attempts  {}", view.attempts),
     ];
@@ -143,21 +129,7 @@ pub fn describe(view: &StatusView) -> String {
     if let Some(priority) = &view.priority {
         lines.push(format!("priority  {priority}"));
     }
-    for file in view.files.iter().flatten() {
-        let what = match (&file.error, &file.result) {
-            (Some(error), _) => format!("{}: {}", error.code, error.message),
-            (None, Some(result)) => format!(
-                "{} ({})",
-                result.file_name.as_deref().unwrap_or("?"),
-                indicatif::HumanBytes(result.size)
-            ),
-            (None, None) => format!("{}%", file.progress.percent),
-        };
-        lines.push(format!(
-            "  file {:<9} {:<9} {what}",
-            file.file_id, file.status
-        ));
-    }
+    lines.extend(view.files.iter().flatten().map(file_line));
     for (label, value) in [
         ("created", &view.created_at),
         ("started", &view.started_at),
@@ -185,6 +157,39 @@ pub fn describe(view: &StatusView) -> String {
         lines.push(format!("error     {}: {}", error.code, error.message));
     }
     lines.join("\n")
+}
+
+/// What the job fetches: its file, or its batch's files and how they stand.
+fn subject_line(view: &StatusView) -> String {
+    match (view.file_id, &view.files) {
+        (Some(id), _) => format!("file      {id}"),
+        (None, Some(files)) => format!(
+            "batch     {} files ({} completed, {} failed){}",
+            files.len(),
+            view.completed_files.unwrap_or_default(),
+            view.failed_files.unwrap_or_default(),
+            if view.bundle.as_deref() == Some("zip") {
+                ", as one zip"
+            } else {
+                ""
+            }
+        ),
+        (None, None) => "file      -".to_string(),
+    }
+}
+
+/// One file of a batch: its id, status, and its error, file or progress.
+fn file_line(file: &FileView) -> String {
+    let what = match (&file.error, &file.result) {
+        (Some(error), _) => format!("{}: {}", error.code, error.message),
+        (None, Some(result)) => format!(
+            "{} ({})",
+            result.file_name.as_deref().unwrap_or("?"),
+            indicatif::HumanBytes(result.size)
+        ),
+        (None, None) => format!("{}%", file.progress.percent),
+    };
+    format!("  file {:<9} {:<9} {what}", file.file_id, file.status)
 }
 
 /// The `status` line of [`describe`]: the status, with the amount done (until completed), the

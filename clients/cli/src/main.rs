@@ -10,13 +10,16 @@ mod batch_tests;
 mod download;
 mod error;
 mod events;
+mod follow;
 mod get;
 mod interrupt;
 mod jobs;
+mod progress;
 mod request;
 mod state;
 mod ui;
 mod verify;
+mod views;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,10 +27,10 @@ use std::sync::Arc;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 
-use crate::api::Api;
+use crate::api::{Api, OnRetry};
 use crate::error::{CliError, Exit};
 use crate::events::Follow;
-use crate::get::GetRequest;
+use crate::follow::GetRequest;
 use crate::request::Priority;
 use crate::ui::{Mode, Ui};
 
@@ -148,7 +151,10 @@ struct GetArgs {
 }
 
 async fn run(cli: &Cli, ui: Arc<Ui>) -> Result<Output, CliError> {
-    let api = Api::new(&cli.api_url, cli.token.clone(), cli.retries, ui.clone())?;
+    // The client reports its retries; the UI decides how to show them.
+    let notes = ui.clone();
+    let on_retry: OnRetry = Arc::new(move |message: &str| notes.note(message));
+    let api = Api::new(&cli.api_url, cli.token.clone(), cli.retries, on_retry)?;
     match &cli.command {
         Command::Get(args) => {
             let request = GetRequest {

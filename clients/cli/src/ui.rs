@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::api::StatusView;
-use crate::batch_bars::BatchBars;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -79,43 +78,13 @@ impl Ui {
     }
 
     /// A bar with its style and prefix set before it first draws.
-    fn new_bar(&self, length: u64, style: ProgressStyle, prefix: String) -> ProgressBar {
+    pub fn new_bar(&self, length: u64, style: ProgressStyle, prefix: String) -> ProgressBar {
         let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr())
             .with_style(style)
             .with_prefix(prefix);
         bar.enable_steady_tick(Duration::from_millis(120));
         self.show(&bar);
         bar
-    }
-
-    pub fn job_progress(&self, job_id: &str) -> JobProgress<'_> {
-        let bar = (self.mode == Mode::Bars).then(|| {
-            let bar = self.new_bar(0, waiting_style(), format!("job {}", short(job_id)));
-            bar.set_message("starting");
-            bar
-        });
-        JobProgress {
-            ui: self,
-            bar,
-            job_id: job_id.to_string(),
-            last_status: String::new(),
-            last_line: None,
-            total_known: false,
-            batch: None,
-        }
-    }
-
-    /// A batch's progress: a bar per file and a total (see [`BatchBars`]).
-    pub fn batch_progress(&self, job_id: &str) -> JobProgress<'_> {
-        JobProgress {
-            ui: self,
-            bar: None,
-            job_id: job_id.to_string(),
-            last_status: String::new(),
-            last_line: None,
-            total_known: false,
-            batch: Some(BatchBars::new(self, job_id)),
-        }
     }
 
     pub fn download_progress(&self, file_name: &str, size: u64) -> DownloadProgress {
@@ -179,82 +148,8 @@ pub fn describe_progress(view: &StatusView) -> String {
     parts.join(" · ")
 }
 
-/// The job's progress, from status polls.
-pub struct JobProgress<'a> {
-    ui: &'a Ui,
-    bar: Option<ProgressBar>,
-    job_id: String,
-    last_status: String,
-    last_line: Option<Instant>,
-    total_known: bool,
-    /// A batch's bars instead of `bar`.
-    batch: Option<BatchBars>,
-}
-
 /// Plain mode prints a progress line at most this often (and on every status change).
 pub const PLAIN_EVERY: Duration = Duration::from_secs(10);
-
-impl JobProgress<'_> {
-    pub fn update(&mut self, view: &StatusView) {
-        if let Some(batch) = &mut self.batch {
-            batch.update(self.ui, view);
-            return;
-        }
-        if let Some(bar) = &self.bar {
-            bar.set_message(describe_progress(view));
-            if let Some(total) = view.progress.bytes_total
-                && total > 0
-            {
-                if !self.total_known {
-                    bar.set_style(job_style());
-                    self.total_known = true;
-                }
-                bar.set_length(total);
-            }
-            bar.set_position(view.progress.bytes_done);
-        }
-        if self.ui.mode == Mode::Plain {
-            let changed = view.status != self.last_status;
-            let due = self.last_line.is_none_or(|at| at.elapsed() >= PLAIN_EVERY);
-            if changed || (due && view.status == "running") {
-                let amount = match view.progress.bytes_total {
-                    Some(total) => format!(
-                        "{}% ({} of {})",
-                        view.progress.percent,
-                        HumanBytes(view.progress.bytes_done),
-                        HumanBytes(total)
-                    ),
-                    None if view.progress.bytes_done > 0 => {
-                        HumanBytes(view.progress.bytes_done).to_string()
-                    }
-                    None => String::new(),
-                };
-                let line = format!("job {} {amount} {}", self.job_id, describe_progress(view));
-                self.ui.plain(&line.replace("  ", " "));
-                self.last_line = Some(Instant::now());
-            }
-        }
-        self.last_status.clone_from(&view.status);
-    }
-
-    pub fn finish(self, message: &str) {
-        if let Some(batch) = &self.batch {
-            batch.finish(message);
-        }
-        if let Some(bar) = &self.bar {
-            bar.finish_with_message(message.to_string());
-        }
-    }
-
-    pub fn abandon(self) {
-        if let Some(batch) = &self.batch {
-            batch.abandon();
-        }
-        if let Some(bar) = &self.bar {
-            bar.abandon();
-        }
-    }
-}
 
 pub struct DownloadProgress {
     bar: Option<ProgressBar>,

@@ -101,30 +101,13 @@ impl JobStore {
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Dynamo(e.to_string());
         let mut job_item = to_item(job);
         job_item.insert(TTL_ATTRIBUTE.into(), self.ttl_from(job.created_at));
-        let expires = claim.now / 1000 + KEY_LIFETIME.as_secs() as i64;
-        let key_item: Item = HashMap::from([
-            ("jobId".to_owned(), s(&claim.record_id)),
-            ("targetJobId".to_owned(), s(job.id.to_string())),
-            ("fingerprint".to_owned(), s(&claim.fingerprint)),
-            ("response".to_owned(), s(&claim.response)),
-            ("createdAt".to_owned(), n(claim.now)),
-            (TTL_ATTRIBUTE.to_owned(), n(expires)),
-        ]);
         let job_put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(job_item))
             .condition_expression("attribute_not_exists(jobId)")
             .build()
             .map_err(build)?;
-        // DynamoDB's TTL deletes lazily: a key past its lifetime counts as free.
-        let key_put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(key_item))
-            .condition_expression("attribute_not_exists(jobId) OR #ttl < :now")
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":now", n(claim.now / 1000))
-            .build()
-            .map_err(build)?;
+        let key_put = self.key_put(claim, job.id)?;
         let share_part = reservation.map(|r| self.reservation_part(r)).transpose()?;
         let mut parts = vec![
             TransactWriteItem::builder().put(job_put).build(),
@@ -161,6 +144,30 @@ impl JobStore {
                 "create with idempotency key cancelled: {reasons:?}"
             ))),
         }
+    }
+
+    /// The key record's write: it names the job and keeps the first answer for replays, and
+    /// succeeds only while the key is free.
+    fn key_put(&self, claim: &KeyClaim, job_id: JobId) -> Result<Put, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Dynamo(e.to_string());
+        let expires = claim.now / 1000 + KEY_LIFETIME.as_secs() as i64;
+        let key_item: Item = HashMap::from([
+            ("jobId".to_owned(), s(&claim.record_id)),
+            ("targetJobId".to_owned(), s(job_id.to_string())),
+            ("fingerprint".to_owned(), s(&claim.fingerprint)),
+            ("response".to_owned(), s(&claim.response)),
+            ("createdAt".to_owned(), n(claim.now)),
+            (TTL_ATTRIBUTE.to_owned(), n(expires)),
+        ]);
+        // DynamoDB's TTL deletes lazily: a key past its lifetime counts as free.
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(key_item))
+            .condition_expression("attribute_not_exists(jobId) OR #ttl < :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(claim.now / 1000))
+            .build()
+            .map_err(build)
     }
 
     /// Whether a live idempotency key record exists (a retry of a request already accepted).

@@ -139,25 +139,12 @@ pub async fn run(
     env: &HashMap<String, String>,
     events: &[String],
 ) -> Result<Run, BoxError> {
-    let (calls_tx, mut calls) = mpsc::unbounded_channel();
-    let (events_tx, events_rx) = mpsc::unbounded_channel();
-    let api = Api {
-        calls: calls_tx,
-        events: Arc::new(Mutex::new(events_rx)),
-    };
-    let app = Router::new()
-        .route(NEXT, get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(response),
-        )
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-        .route("/2018-06-01/runtime/init/error", post(error))
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let _stop_server = AbortOnDrop(server);
+    let RuntimeApi {
+        address,
+        mut calls,
+        events: events_tx,
+        _server,
+    } = RuntimeApi::serve().await?;
 
     let started = Instant::now();
     let mut child = tokio::process::Command::new(binary)
@@ -205,6 +192,44 @@ pub async fn run(
         let stderr = String::from_utf8_lossy(&output.stderr);
         format!("{e}; stderr: {}", stderr.trim()).into()
     })
+}
+
+/// A Lambda runtime API on a loopback port: hands out `events` and reports the binary's
+/// calls; it stops when dropped.
+struct RuntimeApi {
+    address: std::net::SocketAddr,
+    calls: mpsc::UnboundedReceiver<Call>,
+    events: mpsc::UnboundedSender<String>,
+    _server: AbortOnDrop<std::io::Result<()>>,
+}
+
+impl RuntimeApi {
+    async fn serve() -> Result<Self, BoxError> {
+        let (calls_tx, calls) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let api = Api {
+            calls: calls_tx,
+            events: Arc::new(Mutex::new(events_rx)),
+        };
+        let app = Router::new()
+            .route(NEXT, get(next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(response),
+            )
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(error))
+            .with_state(api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self {
+            address,
+            calls,
+            events,
+            _server: AbortOnDrop(server),
+        })
+    }
 }
 
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

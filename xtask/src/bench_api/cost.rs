@@ -85,24 +85,7 @@ pub async fn job(rig: &Rig, app: &TestApp, file_id: u64, size: u64) -> Result<Jo
     let backlog = initiate.remove("SQS.GetQueueAttributes");
 
     let started = Instant::now();
-    let job = loop {
-        if started.elapsed() > Duration::from_secs(300) {
-            return Err(format!("job {id} not finished after 300 s").into());
-        }
-        deliver_once(
-            &rig.sqs,
-            &rig.services.config.queue_url,
-            &rig.worker,
-            1,
-            None,
-        )
-        .await?;
-        // Read with the harness's own (uncounted) client.
-        let job = app.services.jobs.get(id).await?.ok_or("job vanished")?;
-        if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
-            break job;
-        }
-    };
+    let job = run_to_the_end(rig, app, id, started).await?;
     let seconds = started.elapsed().as_secs_f64();
     if job.status != JobStatus::Completed {
         return Err(format!("job {id} ended {}", job.status).into());
@@ -134,6 +117,33 @@ pub async fn job(rig: &Rig, app: &TestApp, file_id: u64, size: u64) -> Result<Jo
         write_count: u64::from(job.write_count),
         seconds,
     })
+}
+
+/// Delivers the queue's messages to the worker until the job is neither queued nor running.
+async fn run_to_the_end(
+    rig: &Rig,
+    app: &TestApp,
+    id: JobId,
+    started: Instant,
+) -> Result<haul::Job, BoxError> {
+    loop {
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err(format!("job {id} not finished after 300 s").into());
+        }
+        deliver_once(
+            &rig.sqs,
+            &rig.services.config.queue_url,
+            &rig.worker,
+            1,
+            None,
+        )
+        .await?;
+        // Read with the harness's own (uncounted) client.
+        let job = app.services.jobs.get(id).await?.ok_or("job vanished")?;
+        if !matches!(job.status, JobStatus::Queued | JobStatus::Running) {
+            return Ok(job);
+        }
+    }
 }
 
 /// Cleanup after the retention: expires the completed jobs. Returns the per-job part

@@ -1,28 +1,27 @@
-//! Validated HTTP input: the initiate body, and helpers every HTTP function uses to read a
-//! request (path, request id, content type, body limits).
+//! Validated HTTP input: the initiate body here, and the helpers every HTTP function uses to
+//! read a request: its headers and caller in [`edge`], its route and path ids in [`route`],
+//! its limits in [`crate::limits`].
 
-use lambda_http::http::header;
-use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 
 use crate::batch::{BatchSpec, Bundle, MAX_BATCH_FILES};
-use crate::job::{FileId, JobId, Owner};
+use crate::job::FileId;
 use crate::priority::Priority;
 use crate::problem::ApiError;
 use crate::source::{Source, SourceUrl};
 use crate::webhook::CallbackUrl;
 
-/// Largest initiate body accepted. A valid one is well under 1 KiB.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-pub const MAX_CLIENT_REQUEST_ID_LEN: usize = 128;
-/// A path's `{fileId}`: the digits of 2^53 - 1 (openapi.yaml's `maxLength`). Longer is refused
-/// even when it spells a valid id with leading zeros, so the contract's limit is the server's.
-pub const MAX_PATH_FILE_ID_LEN: usize = 16;
-/// A `traceparent` header the API reads at all. Version 00 is 55 characters and later
-/// versions only append fields; past this it is not a trace context, and refused rather than
-/// carried into logs (openapi.yaml's `maxLength`).
-pub const MAX_TRACEPARENT_LEN: usize = 512;
+mod edge;
+mod route;
+
+pub use edge::{
+    caller, caller_scopes, header_text, rate_caller, request_id, require_json, traceparent,
+};
+pub use route::{Route, download_route, parse_job_id, parse_path_file_id};
+
+pub use crate::limits::{
+    MAX_BODY_BYTES, MAX_CLIENT_REQUEST_ID_LEN, MAX_PATH_FILE_ID_LEN, MAX_TRACEPARENT_LEN,
+};
 
 /// A valid `POST /v1/download/initiate` body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,192 +199,6 @@ fn reject_unknown(rest: &Map<String, Value>) -> Result<(), ApiError> {
     }
 }
 
-/// Accepts `application/json` with optional parameters (`; charset=utf-8`), in any case.
-pub fn require_json(request: &Request) -> Result<(), ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType)
-    }
-}
-
-/// The request id to quote in problems and logs: API Gateway's own (the one in its access
-/// logs and `apigw-requestid` header), else the Lambda invocation's.
-pub fn request_id(request: &Request) -> String {
-    let gateway = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
-        _ => None,
-    };
-    gateway
-        .or_else(|| {
-            request
-                .lambda_context_ref()
-                .map(|ctx| ctx.request_id.clone())
-        })
-        .filter(|id| !id.is_empty())
-        .unwrap_or_else(|| "-".to_owned())
-}
-
-/// A header's value as text, or `None` when absent. A value that is not visible ASCII is an
-/// invalid field named `field` (the header's display name).
-pub fn header_text<'r>(
-    request: &'r Request,
-    name: &str,
-    field: &str,
-) -> Result<Option<&'r str>, ApiError> {
-    request
-        .headers()
-        .get(name)
-        .map(|value| {
-            value.to_str().map_err(|_| {
-                ApiError::invalid_field(field, format!("the {field} header must be ASCII"))
-            })
-        })
-        .transpose()
-}
-
-/// The `traceparent` header, when present and at most `MAX_TRACEPARENT_LEN` long: a malformed
-/// one still starts a new trace (W3C asks that), an oversized one is an invalid field.
-pub fn traceparent(request: &Request) -> Result<Option<&str>, ApiError> {
-    let Some(value) = request.headers().get("traceparent") else {
-        return Ok(None);
-    };
-    if value.len() > MAX_TRACEPARENT_LEN {
-        return Err(ApiError::invalid_field(
-            "traceparent",
-            format!("the traceparent header must be at most {MAX_TRACEPARENT_LEN} characters"),
-        ));
-    }
-    Ok(value.to_str().ok())
-}
-
-/// Who is calling: the `sub` claim that API Gateway's JWT authorizer verified, or `None` when
-/// the API runs without an authorizer. A verified token without a usable `sub` is refused
-/// rather than treated as anonymous.
-pub fn caller(request: &Request) -> Result<Option<Owner>, ApiError> {
-    let jwt = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
-            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref())
-        }
-        _ => None,
-    };
-    match jwt {
-        None => Ok(None),
-        Some(jwt) => jwt
-            .claims
-            .get("sub")
-            .and_then(|sub| Owner::new(sub.as_str()).ok())
-            .map(Some)
-            .ok_or(ApiError::Forbidden),
-    }
-}
-
-/// The scopes of the token API Gateway's JWT authorizer verified, or `None` without an
-/// authorizer. API Gateway lists them in `scopes` (from the token's `scope` or `scp` claim),
-/// and passes every claim on as a string (an array as `[a b]`); all of them count, so the
-/// answer does not depend on which form a provider uses.
-pub fn caller_scopes(request: &Request) -> Option<Vec<String>> {
-    let jwt = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => {
-            ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref())
-        }
-        _ => None,
-    }?;
-    let mut scopes: Vec<String> = jwt.scopes.clone().unwrap_or_default();
-    for claim in ["scope", "scp"] {
-        if let Some(value) = jwt.claims.get(claim) {
-            let listed = value.trim().trim_start_matches('[').trim_end_matches(']');
-            scopes.extend(listed.split_whitespace().map(str::to_owned));
-        }
-    }
-    Some(scopes)
-}
-
-/// Who a rate limit applies to: the JWT subject when there is one, else the source IP API
-/// Gateway saw. `None` only outside API Gateway (no request context at all).
-pub fn rate_caller(request: &Request, owner: Option<&Owner>) -> Option<crate::ratelimit::Caller> {
-    use crate::ratelimit::Caller;
-    if let Some(owner) = owner {
-        return Some(Caller::Subject(owner.as_str().to_owned()));
-    }
-    match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
-            .http
-            .source_ip
-            .as_deref()
-            .filter(|ip| !ip.is_empty())
-            .map(|ip| Caller::SourceIp(ip.to_owned())),
-        _ => None,
-    }
-}
-
-/// Routes a request path the same way behind API Gateway (`/v1/...`, or with a stage prefix)
-/// and under `cargo lambda watch` (`/lambda-url/<fn>/v1/...`): the API part is what follows
-/// the first `/v1/download` segment pair.
-pub fn download_route(path: &str) -> Option<Route<'_>> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    if segments.last() == Some(&"health") && !segments.contains(&"download") {
-        return Some(Route::Health);
-    }
-    if segments.ends_with(&["v1", "downloads"]) {
-        return Some(Route::List);
-    }
-    let start = segments
-        .windows(2)
-        .position(|pair| pair == ["v1", "download"])?;
-    match &segments[start + 2..] {
-        ["initiate"] => Some(Route::Initiate),
-        ["status", id] => Some(Route::Status(id)),
-        [id] => Some(Route::Download(id)),
-        [id, "events"] => Some(Route::Events(id)),
-        [id, "retry"] => Some(Route::Retry(id)),
-        [id, "files", file_id] => Some(Route::File(id, file_id)),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
-    /// `GET /health`: the API is up (for load balancers and `make dev`).
-    Health,
-    Initiate,
-    /// `GET /v1/downloads`: the caller's jobs (with an authorizer only).
-    List,
-    Status(&'a str),
-    Download(&'a str),
-    /// `GET /v1/download/{jobId}/events`: the live stream (its own function).
-    Events(&'a str),
-    /// `GET /v1/download/{jobId}/files/{fileId}`: one file of a batch.
-    File(&'a str, &'a str),
-    /// `POST /v1/download/{jobId}/retry`: the owner's retry of a failed job (served by
-    /// initiate, which holds the caller's limits and the queue).
-    Retry(&'a str),
-}
-
-pub fn parse_job_id(raw: &str) -> Result<JobId, ApiError> {
-    raw.parse().map_err(|_| ApiError::InvalidJobId)
-}
-
-/// A file id in a path (`/files/{fileId}`).
-pub fn parse_path_file_id(raw: &str) -> Result<FileId, ApiError> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|_| raw.len() <= MAX_PATH_FILE_ID_LEN && raw.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|n| FileId::new(n).ok())
-        .ok_or_else(|| {
-            ApiError::invalid_field(
-                "fileId",
-                "fileId must be an integer between 1 and 9007199254740991",
-            )
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,36 +331,5 @@ mod tests {
             InitiateRequest::parse(&big),
             Err(ApiError::PayloadTooLarge { .. })
         ));
-    }
-
-    #[test]
-    fn routes_are_found_behind_any_prefix() {
-        let id = "0b8a4c4e-8f5e-4f57-9d7c-2f1f7b6f9a10";
-        assert_eq!(
-            download_route("/v1/download/initiate"),
-            Some(Route::Initiate)
-        );
-        assert_eq!(
-            download_route(&format!("/lambda-url/status/v1/download/status/{id}")),
-            Some(Route::Status(id))
-        );
-        assert_eq!(
-            download_route(&format!("/prod/v1/download/{id}/")),
-            Some(Route::Download(id))
-        );
-        assert_eq!(
-            download_route(&format!("/v1/download/{id}/retry")),
-            Some(Route::Retry(id))
-        );
-        assert_eq!(download_route("/v1/download/status/a/b"), None);
-        assert_eq!(download_route("/v1/download"), None);
-        assert_eq!(download_route("/health"), Some(Route::Health));
-        assert_eq!(download_route("/v1/downloads"), Some(Route::List));
-        assert_eq!(
-            download_route("/lambda-url/status/v1/downloads/"),
-            Some(Route::List)
-        );
-        assert_eq!(download_route("/v1/downloads/x"), None);
-        assert_eq!(download_route("/v1/download/health/x"), None);
     }
 }
