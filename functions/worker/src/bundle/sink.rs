@@ -1,5 +1,5 @@
 //! The archive's way into S3: bytes are cut into parts and uploaded a few at a time, as the
-//! worker's own upload does (transfer/upload.rs): writing waits while every slot is busy, and
+//! worker's own upload does (transfer/upload/): writing waits while every slot is busy, and
 //! each part's buffer comes back to be filled again, so memory stays at about
 //! `parts_in_flight + 1` parts whatever the archive's size. An archive that fits in one part
 //! goes up in a single PUT.
@@ -59,7 +59,7 @@ impl PartSink {
             content_type: content_type.to_owned(),
             part_size,
             in_flight: in_flight.max(1),
-            // One allocation per part, filled to the byte (see transfer/upload.rs).
+            // One allocation per part, filled to the byte (see transfer/upload/).
             buffer: BytesMut::with_capacity(part_size),
             upload_id: None,
             uploading: JoinSet::new(),
